@@ -1,0 +1,39 @@
+# papibot: `make demo` to try it, `make test` to check it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE_UNITS := framework_data/units/khanh-hoa-2022.csv
+SCALE ?= province
+
+.PHONY: install demo test lint format bench clean
+
+$(BIN)/papibot: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/papibot
+
+install: $(BIN)/papibot
+
+demo: install
+	$(BIN)/papibot init --units $(SAMPLE_UNITS)
+	$(BIN)/papibot demo-seed
+	$(BIN)/papibot plan
+	$(BIN)/papibot run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench.run --scale $(SCALE)
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,1 @@
+"""papibot: the PAPI task framework of decision 3012/QĐ-UBND as tracked chat work."""

@@ -1,0 +1,44 @@
+"""What every channel adapter provides to the sender, and how delivery can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.messages import Outgoing
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    buttons: bool  # inline buttons; without them the numbered menu is used
+    max_buttons: int  # more than this and the numbered menu is used
+    text_limit: int  # characters per message; longer text is split
+
+
+class DeliveryError(Exception):
+    """A send that failed. `retry_after` (seconds) when the platform asked us to wait;
+    `permanent` when retrying cannot help (blocked, not following, outside the window);
+    `unreachable` when the recipient can no longer be reached on this channel at all."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        permanent: bool = False,
+        unreachable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent or unreachable
+        self.unreachable = unreachable
+
+
+class ChannelSender(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
+        """Deliver one message (split or rendered as the channel needs); returns the id of the
+        last platform message. Raises DeliveryError."""
+        ...

@@ -1,0 +1,277 @@
+"""The database tables. Every piece of state lives here: no conversation or schedule in memory.
+
+Times are stored as naive UTC datetimes (`utcnow()`), the same on SQLite and PostgreSQL;
+they are converted to Asia/Ho_Chi_Minh only when shown to a person.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Level(StrEnum):
+    province = "province"
+    district = "district"
+    commune = "commune"
+    village = "village"
+    agency = "agency"
+
+
+class Channel(StrEnum):
+    telegram = "telegram"
+    zalo_bot = "zalo_bot"
+    zalo_oa = "zalo_oa"
+    web = "web"
+
+
+class OccurrenceStatus(StrEnum):
+    open = "open"
+    done = "done"
+    excused = "excused"
+    overdue = "overdue"
+    escalated = "escalated"
+
+
+CLOSED_STATUSES = (OccurrenceStatus.done, OccurrenceStatus.excused)
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    dead = "dead"
+
+
+class Unit(SQLModel, table=True):
+    __tablename__ = "units"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=64)
+    name: str = Field(max_length=200)
+    level: str = Field(index=True, max_length=16)
+    parent_id: int | None = Field(default=None, foreign_key="units.id", index=True)
+    is_sample: bool = False
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(default="", max_length=200)
+    role: str = Field(index=True, max_length=120)
+    unit_id: int = Field(foreign_key="units.id", index=True)
+    locale: str = Field(default="vi", max_length=8)
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ChannelIdentity(SQLModel, table=True):
+    """One user's address on one channel (Telegram chat id, Zalo user id, …)."""
+
+    __tablename__ = "channel_identities"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    channel: str = Field(max_length=16)
+    external_id: str = Field(max_length=64)
+    display_name: str = Field(default="", max_length=200)
+    blocked: bool = False  # the platform said the user blocked us: do not retry
+    last_interaction_at: datetime | None = None  # last message *from* the user
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Invite(SQLModel, table=True):
+    __tablename__ = "invites"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=32)
+    unit_id: int = Field(foreign_key="units.id")
+    role: str = Field(max_length=120)
+    user_id: int | None = Field(default=None, foreign_key="users.id")  # set: link another channel
+    created_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+
+
+class TaskDefinition(SQLModel, table=True):
+    """One row of the decision's appendix, synchronised from framework_data/ by key."""
+
+    __tablename__ = "task_definitions"
+    key: str = Field(primary_key=True, max_length=120)
+    dimension: str = Field(max_length=64)
+    sub_dimension: str = Field(default="", max_length=300)
+    title: str = Field(max_length=120)
+    schedule: str = Field(max_length=64)
+    roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    evidence: str = Field(default="", max_length=300)
+    supervisor: str = Field(default="", max_length=300)
+    record: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    active: bool = True
+    content_hash: str = Field(default="", max_length=64)
+
+
+class Event(SQLModel, table=True):
+    """Something that starts event-driven tasks: an election, a poverty review, public works."""
+
+    __tablename__ = "events"
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="units.id", index=True)
+    kind: str = Field(max_length=32)
+    starts_on: date
+    ends_on: date | None = None
+    name: str = Field(default="", max_length=200)
+    created_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    planned: bool = Field(default=False, index=True)
+
+
+class Occurrence(SQLModel, table=True):
+    """One task due at one unit for one period."""
+
+    __tablename__ = "occurrences"
+    __table_args__ = (
+        UniqueConstraint("task_key", "unit_id", "period"),
+        Index("ix_occurrences_status_due", "status", "due_at"),
+        Index("ix_occurrences_period_task", "period", "task_key"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    task_key: str = Field(foreign_key="task_definitions.key", max_length=120)
+    unit_id: int = Field(foreign_key="units.id", index=True)
+    period: str = Field(max_length=64)
+    window_start: datetime
+    due_at: datetime
+    status: str = Field(default=OccurrenceStatus.open, max_length=16)
+    event_id: int | None = Field(default=None, foreign_key="events.id")
+    done_at: datetime | None = None
+    done_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    note: str = Field(default="", max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Report(SQLModel, table=True):
+    """What a person said about an occurrence: done (with evidence), cannot do, or more time."""
+
+    __tablename__ = "reports"
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrences.id", index=True)
+    user_id: int = Field(foreign_key="users.id")
+    kind: str = Field(max_length=16)  # done | cannot | extension
+    status: str = Field(default="draft", max_length=16)  # draft|submitted|approved|declined
+    note: str = Field(default="", max_length=2000)
+    requested_until: date | None = None
+    decided_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    submitted_at: datetime | None = None
+
+
+class Evidence(SQLModel, table=True):
+    __tablename__ = "evidence"
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="reports.id", index=True)
+    sha256: str = Field(max_length=64, index=True)
+    path: str = Field(max_length=300)
+    size: int
+    mime: str = Field(default="", max_length=64)
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Escalation(SQLModel, table=True):
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("occurrence_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrences.id", index=True)
+    step: str = Field(max_length=32)  # commune | supervisor | unreachable
+    target_unit_id: int = Field(foreign_key="units.id", index=True)
+    reason: str = Field(default="overdue", max_length=32)
+    notified_user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Reminder(SQLModel, table=True):
+    """A reminder stage that was handled for one occurrence, so a sweep never repeats it."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("occurrence_id", "stage"),)
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrences.id", index=True)
+    stage: str = Field(max_length=32)  # before-7, before-1, due, overdue-1, …
+    user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    outcome: str = Field(default="sent", max_length=16)  # sent | folded | unreachable
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=120)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    channel: str = Field(max_length=16)
+    external_id: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default=OutboxStatus.pending, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str = Field(default="", max_length=1000)
+    platform_message_id: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class InboundUpdate(SQLModel, table=True):
+    __tablename__ = "inbound_updates"
+    __table_args__ = (UniqueConstraint("channel", "update_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    update_id: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class DialogState(SQLModel, table=True):
+    """Where one chat is in a conversation (waiting for photos, a reason, a date …)."""
+
+    __tablename__ = "dialog_states"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    external_id: str = Field(max_length=64)
+    state: str = Field(default="idle", max_length=32)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_action_subject_at", "action", "subject", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    action: str = Field(max_length=64)
+    subject: str = Field(default="", max_length=120)  # e.g. "telegram:12345", "unit:4567"
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class PlatformToken(SQLModel, table=True):
+    """Rotating credentials (Zalo OA access/refresh tokens), replaced in one transaction."""
+
+    __tablename__ = "platform_tokens"
+    name: str = Field(primary_key=True, max_length=32)
+    access_token: str = Field(max_length=2000)
+    refresh_token: str = Field(max_length=2000)
+    expires_at: datetime
+    version: int = 1
+    updated_at: datetime = Field(default_factory=utcnow)

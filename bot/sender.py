@@ -1,0 +1,200 @@
+"""Drain the outbox: at least once to the platform, exactly once in effect.
+
+Rows are claimed (`sending`) in one transaction and marked in another, so two workers never take
+the same row (PostgreSQL: FOR UPDATE SKIP LOCKED). A row left in `sending` by a crash is taken
+again after `stale_after`; the channel gets the row's idempotency key to make that resend a no-op
+where the platform allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from datetime import timedelta
+
+from sqlmodel import col, select, update
+
+from bot.channels.base import ChannelSender, DeliveryError
+from bot.db import Database
+from bot.messages import Outgoing
+from bot.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
+from bot.sqlutil import for_update_skip_locked
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    """A per-channel rate plus a minimum gap per chat (Telegram: 30/s overall, 1/s per chat)."""
+
+    def __init__(self, per_second: float, per_chat_interval: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.per_chat_interval = per_chat_interval
+        self._next_slot = 0.0
+        self._chat_next: dict[str, float] = defaultdict(float)
+        self._lock = asyncio.Lock()
+
+    async def wait(self, chat: str) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot, self._chat_next[chat])
+            self._next_slot = slot + self.interval
+            self._chat_next[chat] = slot + self.per_chat_interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """The platform said "too many requests": nobody sends on this channel for a while."""
+        self._next_slot = max(self._next_slot, time.monotonic() + seconds)
+
+
+def backoff_seconds(attempt: int) -> float:
+    return min(2.0**attempt, 3600.0)
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        channels: dict[str, ChannelSender],
+        limits: dict[str, RateLimiter] | None = None,
+        max_attempts: int = 8,
+        batch_size: int = 100,
+        stale_after: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.db = db
+        self.channels = channels
+        self.limits = limits or {}
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self.stale_after = stale_after
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self, idle_poll: float = 1.0) -> None:
+        while not self._stopping:
+            try:
+                sent = await self.drain_once()
+            except Exception:  # noqa: BLE001  (a database blip must not kill the sender)
+                log.exception("sender pass failed; retrying")
+                sent = 0
+            if sent == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
+                except TimeoutError:
+                    pass
+
+    async def _claim(self) -> list[Outbox]:
+        now = utcnow()
+        async with self.db.session() as session:
+            stale = now - self.stale_after
+            await session.exec(
+                update(Outbox)
+                .where(Outbox.status == OutboxStatus.sending, col(Outbox.next_attempt_at) < stale)
+                .values(status=OutboxStatus.pending)
+            )
+            query = (
+                select(Outbox)
+                .where(
+                    Outbox.status == OutboxStatus.pending,
+                    col(Outbox.next_attempt_at) <= now,
+                    col(Outbox.channel).in_(list(self.channels)),
+                )
+                .order_by(col(Outbox.id))
+                .limit(self.batch_size)
+            )
+            rows = list((await session.exec(for_update_skip_locked(session, query))).all())
+            for row in rows:
+                row.status = OutboxStatus.sending
+                row.attempts += 1
+                row.next_attempt_at = now  # marks when the claim was taken (for staleness)
+                session.add(row)
+            await session.commit()
+            return rows
+
+    async def drain_once(self) -> int:
+        """Send what is due now; returns how many rows were delivered."""
+        rows = await self._claim()
+        if not rows:
+            return 0
+        by_channel: dict[str, list[Outbox]] = defaultdict(list)
+        for row in rows:
+            by_channel[row.channel].append(row)
+        results = await asyncio.gather(*(self._send_lane(lane) for lane in by_channel.values()))
+        return sum(results)
+
+    async def _send_lane(self, rows: list[Outbox]) -> int:
+        delivered = 0
+        for row in rows:
+            delivered += await self._send_one(row)
+        return delivered
+
+    async def _send_one(self, row: Outbox) -> int:
+        channel = self.channels[row.channel]
+        limiter = self.limits.get(row.channel)
+        while True:
+            if limiter:
+                await limiter.wait(row.external_id)
+            try:
+                message_id = await channel.send(
+                    row.external_id, Outgoing.from_payload(row.payload), row.idempotency_key
+                )
+            except DeliveryError as error:
+                if error.retry_after is not None and limiter and error.retry_after <= 60:
+                    # Honour the platform's wait, then try the same row again at once.
+                    limiter.pause(error.retry_after)
+                    continue
+                await self._mark_failed(row, error)
+                return 0
+            except Exception as error:  # noqa: BLE001  (network errors: retry with backoff)
+                await self._mark_failed(row, DeliveryError(f"{type(error).__name__}: {error}"))
+                return 0
+            await self._mark_sent(row, message_id)
+            return 1
+
+    async def _mark_sent(self, row: Outbox, message_id: str) -> None:
+        async with self.db.session() as session:
+            await session.exec(
+                update(Outbox)
+                .where(Outbox.id == row.id)
+                .values(
+                    status=OutboxStatus.sent,
+                    sent_at=utcnow(),
+                    platform_message_id=str(message_id)[:64],
+                )
+            )
+            await session.commit()
+
+    async def _mark_failed(self, row: Outbox, error: DeliveryError) -> None:
+        dead = error.permanent or row.attempts >= self.max_attempts
+        delay = (
+            error.retry_after if error.retry_after is not None else backoff_seconds(row.attempts)
+        )
+        values = {
+            "status": OutboxStatus.dead if dead else OutboxStatus.pending,
+            "last_error": str(error)[:1000],
+            "next_attempt_at": utcnow() + timedelta(seconds=delay),
+        }
+        async with self.db.session() as session:
+            await session.exec(update(Outbox).where(Outbox.id == row.id).values(**values))
+            if error.unreachable:
+                await session.exec(
+                    update(ChannelIdentity)
+                    .where(
+                        ChannelIdentity.channel == row.channel,
+                        ChannelIdentity.external_id == row.external_id,
+                    )
+                    .values(blocked=True)
+                )
+            await session.commit()
+        log.warning("outbox %s %s: %s", row.id, "dead" if dead else "will retry", error)

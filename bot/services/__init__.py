@@ -1,0 +1,1 @@
+"""Reads and writes of the domain, shared by the CLI, the handlers and the scheduler."""

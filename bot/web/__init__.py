@@ -1,0 +1,1 @@
+"""HTTP pages of the server: status page and the web chat simulator."""

@@ -1,0 +1,1 @@
+"""Periodic work on the database: planning, reminders, escalation, digests."""

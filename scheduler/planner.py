@@ -1,0 +1,199 @@
+"""Turn schedules into occurrences: one per (task, unit, period), idempotent and incremental.
+
+A second run inserts nothing and reads only the periods of the planning window, so its cost
+follows what is new, not the size of the history. Units with nobody registered still get their
+occurrences: that nobody can be reached there is something the commune must learn.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings
+from bot.framework import Framework, TaskRecord
+from bot.models import Event, Occurrence, TaskDefinition, Unit, utcnow
+from bot.sqlutil import insert_ignore
+from bot.timeutil import local_moment, to_db
+from scheduler.periods import Period, periods_between
+
+DUE_CLOCK = time(17, 0)  # end of the office day: "due on the 25th" means by its afternoon
+OPEN_CLOCK = time(0, 0)
+
+
+@dataclass
+class PlanReport:
+    inserted: int = 0
+    per_task: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    events_planned: int = 0
+
+    def summary(self) -> str:
+        return f"{self.inserted} occurrences created, {self.events_planned} events planned"
+
+
+class UnitIndex:
+    """Unit ids by level and agency code, loaded once per planning run."""
+
+    def __init__(self, units: list[tuple[int, str, str, int | None]]) -> None:
+        self.by_level: dict[str, list[int]] = defaultdict(list)
+        self.agency_by_code: dict[str, int] = {}
+        self.children: dict[int, list[int]] = defaultdict(list)
+        for unit_id, code, level, parent_id in units:
+            self.by_level[level].append(unit_id)
+            if level == "agency":
+                self.agency_by_code[code] = unit_id
+            if parent_id is not None:
+                self.children[parent_id].append(unit_id)
+        self.level_of = {unit_id: level for unit_id, _code, level, _parent in units}
+
+    @classmethod
+    async def load(cls, session: AsyncSession) -> UnitIndex:
+        rows = await session.exec(select(Unit.id, Unit.code, Unit.level, Unit.parent_id))
+        return cls(list(rows.all()))
+
+    def units_for_role(self, framework: Framework, role: str) -> list[int]:
+        if role == "province_agency:*":
+            return list(self.agency_by_code.values())
+        if role.startswith("province_agency:"):
+            found = self.agency_by_code.get(role.split(":", 1)[1])
+            return [found] if found is not None else []
+        return self.by_level.get(framework.role_level(role), [])
+
+    def subtree(self, unit_id: int) -> list[int]:
+        found, stack = [], [unit_id]
+        while stack:
+            current = stack.pop()
+            found.append(current)
+            stack.extend(self.children.get(current, []))
+        return found
+
+
+def units_for_task(task: TaskRecord, framework: Framework, index: UnitIndex) -> list[int]:
+    seen: dict[int, None] = {}
+    for role in task.roles:
+        for unit_id in index.units_for_role(framework, role):
+            seen[unit_id] = None
+    return list(seen)
+
+
+async def _missing_units(
+    session: AsyncSession, task_key: str, period_key: str, unit_ids: list[int]
+) -> list[int]:
+    existing = await session.exec(
+        select(Occurrence.unit_id).where(
+            Occurrence.period == period_key, Occurrence.task_key == task_key
+        )
+    )
+    have = set(existing.all())
+    return [unit_id for unit_id in unit_ids if unit_id not in have]
+
+
+def _row(
+    task_key: str,
+    unit_id: int,
+    period: Period,
+    settings: Settings,
+    now: datetime,
+    event_id: int | None = None,
+) -> dict:
+    return {
+        "task_key": task_key,
+        "unit_id": unit_id,
+        "period": period.key,
+        "window_start": to_db(local_moment(period.opens, OPEN_CLOCK, settings.tz)),
+        "due_at": to_db(local_moment(period.due, DUE_CLOCK, settings.tz)),
+        "status": "open",
+        "event_id": event_id,
+        "note": "",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def plan(
+    session: AsyncSession,
+    framework: Framework,
+    settings: Settings,
+    today: date,
+    until: date | None = None,
+) -> PlanReport:
+    """Create the occurrences due from `today` whose window opens by `until`. Caller commits."""
+    until = until or today + timedelta(days=settings.plan_horizon_days)
+    report = PlanReport()
+    index = await UnitIndex.load(session)
+    active = set(
+        (await session.exec(select(TaskDefinition.key).where(TaskDefinition.active))).all()
+    )
+    now = utcnow()
+    table = Occurrence.__table__
+    unique = ("task_key", "unit_id", "period")
+    for task in framework.tasks.values():
+        if task.key not in active:
+            continue
+        rule = framework.schedules[task.schedule]
+        if rule.kind != "periodic":
+            continue
+        unit_ids = units_for_task(task, framework, index)
+        if not unit_ids:
+            continue
+        for period in periods_between(rule, today, until):
+            missing = await _missing_units(session, task.key, period.key, unit_ids)
+            rows = [_row(task.key, unit_id, period, settings, now) for unit_id in missing]
+            count = await insert_ignore(session, table, rows, unique)
+            report.inserted += count
+            report.per_task[task.key] += count
+    await _plan_events(session, framework, settings, index, report, now)
+    return report
+
+
+def event_periods(framework: Framework, schedule: str, event: Event) -> list[Period]:
+    rule = framework.schedules[schedule]
+    periods = []
+    for phase in rule.phases:
+        anchor = event.starts_on if phase.anchor == "start" else (event.ends_on or event.starts_on)
+        periods.append(
+            Period(
+                key=f"{event.kind}:{event.id}:{phase.key}",
+                opens=anchor + timedelta(days=phase.open_days),
+                due=anchor + timedelta(days=phase.due_days),
+            )
+        )
+    return periods
+
+
+async def _plan_events(
+    session: AsyncSession,
+    framework: Framework,
+    settings: Settings,
+    index: UnitIndex,
+    report: PlanReport,
+    now: datetime,
+) -> None:
+    """An event at a unit starts its kind's tasks at that unit and every unit below it."""
+    events = (await session.exec(select(Event).where(col(Event.planned).is_(False)))).all()
+    for event in events:
+        in_scope = set(index.subtree(event.unit_id))
+        rows = []
+        for task in framework.tasks.values():
+            rule = framework.schedules[task.schedule]
+            if rule.kind != "event" or rule.event != event.kind:
+                continue
+            unit_ids = [u for u in units_for_task(task, framework, index) if u in in_scope]
+            for period in event_periods(framework, task.schedule, event):
+                rows.extend(
+                    _row(task.key, unit_id, period, settings, now, event.id) for unit_id in unit_ids
+                )
+        count = await insert_ignore(
+            session, Occurrence.__table__, rows, ("task_key", "unit_id", "period")
+        )
+        report.inserted += count
+        event.planned = True
+        session.add(event)
+        report.events_planned += 1
+
+
+__all__ = ["PlanReport", "UnitIndex", "event_periods", "plan"]
