@@ -95,9 +95,12 @@ async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_units_list(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.units import list_units
+    from bot.units import UnknownUnitError, list_units
 
-    units = await list_units(ctx.db, args.parent)
+    try:
+        units = await list_units(ctx.db, args.parent)
+    except UnknownUnitError as exc:
+        raise CliError(str(exc)) from None
     if args.json:
         _print_json([unit.model_dump() for unit in units])
         return
@@ -186,7 +189,7 @@ async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
         unit_ids = None
         if args.unit:
             unit = await _unit_or_fail(session, args.unit)
-            unit_ids = await descendants_ids(session, unit.id)
+            unit_ids = [unit.id, *await descendants_ids(session, unit.id)]
         rows = await status_rows(session, unit_ids)
     if args.json:
         _print_json([row.as_json() for row in rows])

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_webhook_secret: str = ""
 
+    telegram_bot_username: str = Field(
+        default="", description="For invite deep links (t.me/<name>?start=CODE)"
+    )
+
     zalo_bot_token: str = ""
     zalo_bot_api_url: str = "https://bot-api.zaloplatforms.com"
     zalo_bot_webhook_secret: str = ""

@@ -71,6 +71,8 @@ async def test_shipped_csv_gives_the_2022_tree(db: Database) -> None:
     assert await count_units(db, "district") == DISTRICTS
     assert await count_units(db, "commune") == COMMUNES
     assert await count_units(db, "village") == VILLAGES
+    agencies = [row for row in shipped_rows() if row["level"] == "agency"]
+    assert await count_units(db, "agency") == len(agencies) > 0
     province = await get_unit(db, "56")
     assert (province.name, province.parent_id, province.is_sample) == (
         "Tỉnh Khánh Hòa",
@@ -127,8 +129,8 @@ async def test_renaming_one_unit_updates_exactly_one(db: Database, tmp_path: Pat
         ("22609,,commune,575,\n", "units.csv:4: field `name`: must not be empty"),
         ("22609,Xã Sơn Bình,commune,575,yes\n", "units.csv:4: field `sample`"),
         (
-            "575,Again,district,56,\n",
-            "units.csv:4: field `code`: `575` already used at units.csv:3",
+            "576,Again,district,56,\n",
+            "units.csv:4: field `code`: `576` already used at units.csv:3",
         ),
     ],
 )
@@ -138,8 +140,9 @@ async def test_a_bad_row_names_file_line_field_and_writes_nothing(
     await import_units_csv(db, write_csv(tmp_path, SMALL, "first.csv"))
     before = await count_units(db)
     # Line 2 renames the province, line 3 is new: both must be rolled back with the bad line 4.
-    body = "56,Renamed,province,,\n575,Huyện Khánh Sơn,district,56,\n" + bad_line
-    path = write_csv(tmp_path, body.replace("575,Huyện Khánh Sơn", "576,Huyện Trường Sa", 1))
+    path = write_csv(
+        tmp_path, "56,Renamed,province,,\n576,Huyện Trường Sa,district,56,\n" + bad_line
+    )
 
     with pytest.raises(UnitImportError) as raised:
         await import_units_csv(db, path)

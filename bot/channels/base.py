@@ -1,9 +1,11 @@
-"""What every channel adapter provides to the sender, and how delivery can fail."""
+"""What every channel adapter provides, and how delivery can fail."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+from aiohttp import web
 
 from bot.messages import Outgoing
 
@@ -17,8 +19,8 @@ class Capabilities:
 
 class DeliveryError(Exception):
     """A send that failed. `retry_after` (seconds) when the platform asked us to wait;
-    `permanent` when retrying cannot help (blocked, not following, outside the window);
-    `unreachable` when the recipient can no longer be reached on this channel at all."""
+    `permanent` when retrying cannot help; `unreachable` when the recipient can no longer be
+    reached on this channel at all (blocked the bot, unfollowed the OA)."""
 
     def __init__(
         self,
@@ -36,9 +38,22 @@ class DeliveryError(Exception):
 
 class ChannelSender(Protocol):
     name: str
-    capabilities: Capabilities
 
     async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
         """Deliver one message (split or rendered as the channel needs); returns the id of the
         last platform message. Raises DeliveryError."""
         ...
+
+
+class Channel(ChannelSender, Protocol):
+    """A configured platform: its routes on the shared aiohttp app, its lifecycle, its sender.
+
+    Inbound updates are turned into `Incoming` and passed to `Dispatcher.handle`, which records,
+    handles and commits them before the webhook answers.
+    """
+
+    def add_routes(self, app: web.Application) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,69 @@
+"""Assemble a running papibot: dispatcher, sender, channels and scheduler on one aiohttp app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from bot.channels.base import Channel
+from bot.context import AppContext
+from bot.sender import RateLimiter, Sender
+from handlers.router import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    ctx: AppContext
+    dispatcher: Dispatcher
+    sender: Sender
+    channels: dict[str, Channel] = field(default_factory=dict)
+
+
+def configured_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Channel]:
+    """Every channel whose settings are present; the web simulator always."""
+    from bot.channels.web import WebChannel
+
+    channels: dict[str, Channel] = {"web": WebChannel(ctx, dispatcher)}
+    settings = ctx.settings
+    if settings.telegram_token:
+        from bot.channels.telegram import TelegramChannel
+
+        channels["telegram"] = TelegramChannel(ctx, dispatcher)
+    if settings.zalo_bot_token:
+        from bot.channels.zalo_bot import ZaloBotChannel
+
+        channels["zalo_bot"] = ZaloBotChannel(ctx, dispatcher)
+    if settings.zalo_oa_app_id:
+        from bot.channels.zalo_oa import ZaloOAChannel
+
+        channels["zalo_oa"] = ZaloOAChannel(ctx, dispatcher)
+    return channels
+
+
+def rate_limits(ctx: AppContext) -> dict[str, RateLimiter]:
+    zalo = ctx.settings.zalo_rate_per_second
+    return {
+        "telegram": RateLimiter(per_second=30, per_chat_interval=1.0),
+        "zalo_bot": RateLimiter(per_second=zalo, per_chat_interval=0.2),
+        "zalo_oa": RateLimiter(per_second=zalo, per_chat_interval=0.2),
+    }
+
+
+def build_runtime(ctx: AppContext, channels: dict[str, Channel] | None = None) -> Runtime:
+    holder: dict[str, Sender] = {}
+    dispatcher = Dispatcher(ctx, after_commit=lambda: holder["sender"].wake())
+    chosen = channels if channels is not None else configured_channels(ctx, dispatcher)
+    sender = Sender(
+        ctx.db, dict(chosen), limits=rate_limits(ctx), max_attempts=ctx.settings.sender_max_attempts
+    )
+    holder["sender"] = sender
+    return Runtime(ctx=ctx, dispatcher=dispatcher, sender=sender, channels=chosen)
+
+
+def add_channel_routes(runtime: Runtime, app: web.Application) -> None:
+    for channel in runtime.channels.values():
+        channel.add_routes(app)

@@ -1,0 +1,1 @@
+"""The conversations, one module per user journey. Channel-neutral: no platform imports."""

@@ -1,0 +1,96 @@
+"""Pieces several journeys share: task lines, the main menu, loading a permitted occurrence."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.i18n import format_day
+from bot.messages import Button
+from bot.models import Occurrence, TaskDefinition, Unit
+from bot.services.occurrences import may_act_on
+from bot.services.people import audit
+from bot.timeutil import from_db
+from handlers.conversation import Conversation
+
+
+def local_due(convo: Conversation, occurrence: Occurrence) -> datetime:
+    return from_db(occurrence.due_at).astimezone(convo.app.settings.tz)
+
+
+def due_text(convo: Conversation, occurrence: Occurrence) -> str:
+    return format_day(local_due(convo, occurrence).date(), convo.locale)
+
+
+def dimension_label(convo: Conversation, task: TaskDefinition) -> str:
+    dimension = convo.app.framework.dimensions.get(task.dimension)
+    if dimension is None:
+        return task.dimension
+    return dimension.short if convo.locale == "vi" else dimension.short_en
+
+
+def role_label(convo: Conversation, role: str) -> str:
+    return convo.app.framework.role_name(role, convo.locale)
+
+
+def unit_title(convo: Conversation, unit: Unit) -> str:
+    return unit.name
+
+
+def task_buttons(convo: Conversation, occurrence_id: int) -> list[list[Button]]:
+    _ = convo._
+    return [
+        [
+            Button(_("✅ Done"), f"done:{occurrence_id}"),
+            Button(_("📷 Send photo"), f"photo:{occurrence_id}"),
+        ],
+        [
+            Button(_("⏰ Ask for more time"), f"ext:{occurrence_id}"),
+            Button(_("❌ Cannot do"), f"cant:{occurrence_id}"),
+        ],
+    ]
+
+
+def main_menu(convo: Conversation) -> list[list[Button]]:
+    _ = convo._
+    rows = [[Button(_("📋 My tasks"), "menu:viec")]]
+    role = convo.user.role if convo.user else ""
+    if role == "commune_committee":
+        rows.append([Button(_("📊 Villages"), "menu:tinhhinh"), Button(_("✉️ Invite"), "menu:moi")])
+        rows.append([Button(_("📅 Declare an event"), "menu:sukien")])
+    if role == "district_committee":
+        rows.append([Button(_("📊 Communes"), "menu:baocao")])
+    rows.append([Button(_("❓ Help"), "menu:help")])
+    return rows
+
+
+async def load_occurrence(
+    convo: Conversation, raw_id: str
+) -> tuple[Occurrence, TaskDefinition] | None:
+    """The occurrence a button names, if this person may act on it; refused and audited if not."""
+    try:
+        occurrence_id = int(raw_id)
+    except ValueError:
+        occurrence_id = -1
+    occurrence = await convo.session.get(Occurrence, occurrence_id) if occurrence_id > 0 else None
+    if (
+        occurrence is None
+        or convo.user is None
+        or not await may_act_on(convo.session, convo.user, occurrence)
+    ):
+        await audit(
+            convo.session,
+            "forbidden",
+            convo.subject,
+            convo.user,
+            data=convo.incoming.data,
+            occurrence_id=occurrence_id,
+        )
+        await convo.reply(
+            convo._(
+                "This task is not one of yours, so I cannot change it. Type /viec to see your tasks."
+            )
+        )
+        return None
+    task = await convo.session.get(TaskDefinition, occurrence.task_key)
+    assert task is not None  # foreign key
+    return occurrence, task

@@ -1,0 +1,76 @@
+"""One inbound update being handled: who is talking, where they are in a dialog, how to answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.context import AppContext
+from bot.i18n import Translator, translator
+from bot.messages import Button, Incoming, Outgoing
+from bot.models import ChannelIdentity, DialogState, Unit, User, utcnow
+from bot.services.outbox import enqueue, notify_user
+
+
+@dataclass
+class Conversation:
+    app: AppContext
+    session: AsyncSession
+    incoming: Incoming
+    state: DialogState
+    identity: ChannelIdentity | None = None
+    user: User | None = None
+    unit: Unit | None = None
+    _replies: int = field(default=0)
+
+    @property
+    def locale(self) -> str:
+        if self.user is not None:
+            return self.user.locale
+        return self.app.settings.locale
+
+    @property
+    def _(self) -> Translator:
+        return translator(self.locale)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.incoming.channel}:{self.incoming.external_id}"
+
+    async def reply(
+        self, text: str, buttons: list[list[Button]] | None = None, **extra: Any
+    ) -> None:
+        """Answer in the same chat, through the outbox, in this transaction."""
+        self._replies += 1
+        key = f"reply:{self.incoming.channel}:{self.incoming.update_id}:{self._replies}"
+        message = Outgoing(text=text, buttons=buttons or [], **extra)
+        await enqueue(
+            self.session,
+            self.incoming.channel,
+            self.incoming.external_id,
+            message,
+            key,
+            user_id=self.user.id if self.user else None,
+            state=self.state,
+        )
+
+    async def notify(self, user: User, message: Outgoing, purpose: str) -> bool:
+        """Tell someone else (an approver, the requester); False when they cannot be reached."""
+        key = f"notify:{purpose}:{user.id}"
+        return await notify_user(self.session, user, message, key) is not None
+
+    def set_state(self, name: str, **data: Any) -> None:
+        menu = self.state.data.get("menu")
+        self.state.state = name
+        self.state.data = {**data, **({"menu": menu} if menu else {})}
+        self.state.updated_at = utcnow()
+        self.session.add(self.state)
+
+    def clear_state(self) -> None:
+        self.set_state("idle")
+
+    @property
+    def state_data(self) -> dict[str, Any]:
+        return self.state.data

@@ -1,0 +1,220 @@
+"""Pick the journey for an inbound update, inside one transaction with its replies.
+
+Order: the update is recorded by (channel, update id) first, so a redelivery does nothing;
+then registration for strangers; then commands, buttons, the dialog state, and free input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bot.context import AppContext
+from bot.i18n import translator
+from bot.messages import Incoming, Kind, Outgoing
+from bot.models import InboundUpdate, Unit, User, utcnow
+from bot.services.outbox import dialog_state, enqueue
+from bot.services.people import identity_for
+from handlers import district, extension, help, officer, onboarding, report, tasks
+from handlers.conversation import Conversation
+
+log = logging.getLogger(__name__)
+
+Journey = Callable[[Conversation], Awaitable[None]]
+
+COMMANDS: dict[str, Journey] = {
+    "start": onboarding.start,
+    "viec": tasks.list_tasks,
+    "help": help.show_help,
+    "lang": help.change_language,
+}
+ROLE_COMMANDS: dict[str, dict[str, Journey]] = {
+    "commune_committee": {
+        "tinhhinh": officer.village_overview,
+        "moi": officer.invite_menu,
+        "sukien": officer.event_menu,
+    },
+    "district_committee": {"baocao": district.commune_report},
+}
+
+ButtonJourney = Callable[[Conversation, str], Awaitable[None]]
+
+
+async def _approve(convo: Conversation, arg: str) -> None:
+    await extension.decide(convo, arg, approve=True)
+
+
+async def _decline(convo: Conversation, arg: str) -> None:
+    await extension.decide(convo, arg, approve=False)
+
+
+BUTTONS: dict[str, ButtonJourney] = {
+    "done": report.begin,
+    "photo": report.begin,
+    "next": report.ask_note,
+    "skip": report.show_summary,
+    "send": report.submit,
+    "cancel": report.cancel,
+    "pick": report.pick_task,
+    "qdone": report.confirm_quick_done,
+    "ext": extension.ask_extension,
+    "extd": extension.extension_days,
+    "cant": extension.ask_cannot,
+    "appr": _approve,
+    "decl": _decline,
+    "vil": officer.village_detail,
+    "inv": officer.invite_village_head,
+    "evk": officer.event_kind,
+}
+
+# What free text means in each dialog state.
+STATE_TEXT: dict[str, Journey] = {
+    "awaiting_note": report.note_text,
+    "awaiting_extension_date": extension.typed_extension_date,
+    "awaiting_extension_reason": extension.extension_reason,
+    "awaiting_cannot_reason": extension.cannot_reason,
+    "awaiting_event_date": officer.event_date,
+}
+
+
+async def _menu_command(convo: Conversation, arg: str) -> None:
+    journey = COMMANDS.get(arg) or ROLE_COMMANDS.get(convo.user.role, {}).get(arg)
+    if arg == "help":
+        journey = help.show_help
+    await (journey or help.not_understood)(convo)
+
+
+def _number_to_button(convo: Conversation) -> None:
+    """On a channel without buttons, "2" means the second entry of the last numbered menu."""
+    incoming = convo.incoming
+    menu = convo.state.data.get("menu") or []
+    text = incoming.text.strip().rstrip(".")
+    if incoming.kind == Kind.text and text.isdigit() and 1 <= int(text) <= len(menu):
+        incoming.kind = Kind.button
+        incoming.data = menu[int(text) - 1]
+
+
+async def _dispatch(convo: Conversation) -> None:
+    incoming = convo.incoming
+    if convo.user is None:
+        await onboarding.stranger(convo)
+        return
+    _number_to_button(convo)
+    if incoming.kind == Kind.command:
+        journey = COMMANDS.get(incoming.command) or ROLE_COMMANDS.get(convo.user.role, {}).get(
+            incoming.command
+        )
+        if journey is None:
+            await help.not_understood(convo)
+            return
+        if incoming.command != "start":
+            convo.clear_state()
+        await journey(convo)
+        return
+    if incoming.kind == Kind.button:
+        action, _sep, arg = incoming.data.partition(":")
+        if action == "menu":
+            convo.clear_state()
+            await _menu_command(convo, arg)
+            return
+        button = BUTTONS.get(action)
+        await (button(convo, arg) if button else help.not_understood(convo))
+        return
+    if incoming.kind in (Kind.photo, Kind.document):
+        if convo.state.state == "awaiting_photos":
+            await report.photo_in_report(convo)
+        else:
+            await report.photo_without_task(convo)
+        return
+    if incoming.kind == Kind.text:
+        state_journey = STATE_TEXT.get(convo.state.state)
+        if state_journey is not None:
+            await state_journey(convo)
+            return
+        if report.means_done(incoming.text):
+            await report.quick_done(convo)
+            return
+        if onboarding.looks_like_code(incoming.text) and incoming.text.strip().isupper():
+            await onboarding.register(convo, incoming.text)
+            return
+    if incoming.kind == Kind.follow:
+        await onboarding.start(convo)
+        return
+    await help.not_understood(convo)
+
+
+class Dispatcher:
+    """Handles one inbound update end to end; `after_commit` wakes the sender."""
+
+    def __init__(self, app: AppContext, after_commit: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.after_commit = after_commit or (lambda: None)
+
+    async def handle(self, incoming: Incoming) -> bool:
+        """Returns False when the update was seen before (nothing happens the second time)."""
+        try:
+            handled = await self._handle(incoming)
+        except IntegrityError:
+            # A concurrent delivery of the same update won the insert of its inbound row.
+            return False
+        except Exception:
+            log.exception("handling %s:%s failed", incoming.channel, incoming.update_id)
+            handled = await self._apologise(incoming)
+        if handled:
+            self.after_commit()
+        return handled
+
+    async def _record(self, session, incoming: Incoming) -> bool:  # noqa: ANN001
+        seen = await session.exec(
+            select(InboundUpdate.id).where(
+                InboundUpdate.channel == incoming.channel,
+                InboundUpdate.update_id == incoming.update_id,
+            )
+        )
+        if seen.first() is not None:
+            return False
+        session.add(InboundUpdate(channel=incoming.channel, update_id=incoming.update_id))
+        await session.flush()
+        return True
+
+    async def _handle(self, incoming: Incoming) -> bool:
+        async with self.app.db.session() as session:
+            if not await self._record(session, incoming):
+                return False
+            identity = await identity_for(session, incoming.channel, incoming.external_id)
+            user = await session.get(User, identity.user_id) if identity else None
+            if user is not None and not user.active:
+                user = None
+            unit = await session.get(Unit, user.unit_id) if user else None
+            if identity is not None:
+                identity.last_interaction_at = utcnow()
+                identity.blocked = False
+                session.add(identity)
+            state = await dialog_state(session, incoming.channel, incoming.external_id)
+            convo = Conversation(self.app, session, incoming, state, identity, user, unit)
+            await _dispatch(convo)
+            await session.commit()
+        return True
+
+    async def _apologise(self, incoming: Incoming) -> bool:
+        """A bug must not leave the person in silence, nor be retried forever."""
+        async with self.app.db.session() as session:
+            if not await self._record(session, incoming):
+                return False
+            _ = translator(self.app.settings.locale)
+            await enqueue(
+                session,
+                incoming.channel,
+                incoming.external_id,
+                Outgoing(
+                    text=_(
+                        "Sorry, something went wrong on our side. Please try again in a moment, or type /help."
+                    )
+                ),
+                f"reply:{incoming.channel}:{incoming.update_id}:error",
+            )
+            await session.commit()
+        return True

@@ -1,0 +1,1 @@
+"""Shared test helpers: a seeded papibot world, fake platform servers on loopback."""

@@ -1,0 +1,79 @@
+"""A small seeded world on a real database: the Khánh Hòa sample units, the framework, people.
+
+`World` is what journey tests talk about: "the village head of Thôn 1", "the commune officer".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlmodel import select
+
+from bot.config import Settings
+from bot.context import AppContext
+from bot.db import Database
+from bot.framework import Framework
+from bot.models import Invite, Unit, User
+from bot.services.framework_sync import sync_task_definitions
+from bot.services.people import add_user, create_invite, link_identity
+from bot.units import import_units_csv
+from scheduler.planner import plan
+
+SAMPLE_UNITS_CSV = Settings().framework_dir / "units" / "khanh-hoa-2022.csv"
+
+
+@dataclass
+class World:
+    app: AppContext
+    district: Unit
+    commune: Unit
+    villages: list[Unit]
+    users: dict[str, User] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Database:
+        return self.app.db
+
+    async def invite(self, unit: Unit, role: str, ttl: timedelta = timedelta(hours=72)) -> Invite:
+        async with self.db.session() as session:
+            invite = await create_invite(session, unit, role, ttl)
+            await session.commit()
+            return invite
+
+    async def person(
+        self, name: str, unit: Unit, role: str, channel: str | None = None, external_id: str = ""
+    ) -> User:
+        """A registered user, optionally already linked to a chat."""
+        async with self.db.session() as session:
+            user = await add_user(session, unit, role, name)
+            if channel:
+                await link_identity(session, user, channel, external_id, name)
+            await session.commit()
+        self.users[name] = user
+        return user
+
+
+async def build_world(
+    settings: Settings, db: Database, framework: Framework, today: date | None = None
+) -> World:
+    """Units of the sample CSV, the framework synced, occurrences planned from `today`."""
+    app = AppContext(settings=settings, db=db, framework=framework)
+    await import_units_csv(db, SAMPLE_UNITS_CSV)
+    async with db.session() as session:
+        await sync_task_definitions(session, framework)
+        await session.commit()
+        commune = (
+            await session.exec(select(Unit).where(Unit.level == "commune").order_by(Unit.code))
+        ).first()
+        district = await session.get(Unit, commune.parent_id)
+        villages = list(
+            (
+                await session.exec(
+                    select(Unit).where(Unit.parent_id == commune.id).order_by(Unit.code)
+                )
+            ).all()
+        )
+        await plan(session, framework, settings, today or date.today())
+        await session.commit()
+    return World(app=app, district=district, commune=commune, villages=villages)
