@@ -143,7 +143,8 @@ async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
         )
         await session.commit()
     print(f"code: {invite.code}")
-    print(f"expires: {invite.expires_at.isoformat(timespec='minutes')} UTC")
+    expires = invite.expires_at.astimezone(ctx.settings.tz)
+    print(f"expires: {expires:%d/%m/%Y %H:%M} ({ctx.settings.timezone})")
     bot_name = args.telegram_bot or "<your_bot>"
     print(f"telegram: https://t.me/{bot_name}?start={invite.code}")
 

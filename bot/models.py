@@ -1,7 +1,8 @@
 """The database tables. Every piece of state lives here: no conversation or schedule in memory.
 
-Times are stored as naive UTC datetimes (`utcnow()`), the same on SQLite and PostgreSQL;
-they are converted to Asia/Ho_Chi_Minh only when shown to a person.
+Times are aware UTC datetimes (`utcnow()`): SQLModel stores them as UTC on SQLite and as
+timestamptz on PostgreSQL, and gives them back aware. They are converted to Asia/Ho_Chi_Minh only
+when shown to a person. The one exception is a photo's EXIF time, which has no zone.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import NaiveDatetime
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 class Level(StrEnum):
@@ -183,7 +185,7 @@ class Evidence(SQLModel, table=True):
     mime: str = Field(default="", max_length=64)
     width: int | None = None
     height: int | None = None
-    taken_at: datetime | None = None
+    taken_at: NaiveDatetime | None = None  # the camera's clock, zone unknown
     gps_lat: float | None = None
     gps_lon: float | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -1,4 +1,4 @@
-"""Time conventions: aware datetimes in code, naive UTC in the database, local time for people."""
+"""Time conventions: aware UTC datetimes in code and database, local time only for people."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from zoneinfo import ZoneInfo
 
 
 def to_db(moment: datetime) -> datetime:
-    """An aware datetime as the naive UTC value stored in the database."""
+    """An aware datetime in UTC, as the database columns hold it."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware one is required")
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.astimezone(UTC)
 
 
 def from_db(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC)
+    """A database value as aware UTC (tolerates naive values from raw SQL on SQLite)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def local_moment(day: date, clock: time, tz: ZoneInfo) -> datetime:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 62c8b984cd6b
+Revision ID: 425434154573
 Revises: 
-Create Date: 2026-11-27 15:36:12.681985
+Create Date: 2026-11-27 15:42:51.319512
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 
-revision = '62c8b984cd6b'
+revision = '425434154573'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -199,6 +199,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('task_key', 'unit_id', 'period')
     )
     with op.batch_alter_table('occurrences', schema=None) as batch_op:
+        batch_op.create_index('ix_occurrences_period_task', ['period', 'task_key'], unique=False)
         batch_op.create_index('ix_occurrences_status_due', ['status', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_occurrences_unit_id'), ['unit_id'], unique=False)
 
@@ -262,7 +263,7 @@ def upgrade() -> None:
     sa.Column('mime', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('width', sa.Integer(), nullable=True),
     sa.Column('height', sa.Integer(), nullable=True),
-    sa.Column('taken_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('taken_at', sa.DateTime(), nullable=True),
     sa.Column('gps_lat', sa.Float(), nullable=True),
     sa.Column('gps_lon', sa.Float(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -300,6 +301,7 @@ def downgrade() -> None:
     with op.batch_alter_table('occurrences', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_occurrences_unit_id'))
         batch_op.drop_index('ix_occurrences_status_due')
+        batch_op.drop_index('ix_occurrences_period_task')
 
     op.drop_table('occurrences')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
