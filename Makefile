@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SAMPLE_UNITS := framework_data/units/khanh-hoa-2022.csv
 SCALE ?= province
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench i18n clean
 
 $(BIN)/papibot: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
+
+i18n: install
+	$(BIN)/python scripts/update_catalogs.py --check

@@ -17,6 +17,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.context import AppContext
 from bot.framework import FrameworkError, load_framework
+from bot.timeutil import parse_now
 
 
 class CliError(Exception):
@@ -202,6 +203,47 @@ async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
     print(f"{len(rows)} occurrences")
 
 
+async def cmd_sweep(ctx: AppContext, args: argparse.Namespace) -> None:
+    from scheduler.commands import run_sweep
+
+    report = await run_sweep(ctx, parse_now(args.now, ctx.settings.tz))
+    print(report.summary())
+
+
+async def cmd_digest(ctx: AppContext, args: argparse.Namespace) -> None:
+    from scheduler.commands import run_digest
+
+    report = await run_digest(ctx, parse_now(args.now, ctx.settings.tz))
+    print(report.summary())
+
+
+async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
+    from bot.demo import seed_demo
+
+    for line in await seed_demo(ctx):
+        print(line)
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
+    from bot.backup import BackupError, backup
+
+    try:
+        report = backup(settings, Path(args.file) if args.file else None)
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"backup written: {report.summary()}")
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
+    from bot.backup import BackupError, restore
+
+    try:
+        report = restore(settings, Path(args.file))
+    except BackupError as exc:
+        raise CliError(str(exc)) from None
+    print(f"restored and verified: {report.summary()}")
+
+
 async def cmd_run(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.server import run_forever
 
@@ -284,6 +326,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--unit", help="this unit and everything below it")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
+
+    sweep = sub.add_parser("sweep", help="one pass of reminders and escalation")
+    sweep.add_argument("--now", help="as if it were this moment (ISO, local time unless offset)")
+    sweep.set_defaults(run=cmd_sweep)
+    digest = sub.add_parser("digest", help="one pass of the digests that are due")
+    digest.add_argument("--now", help="as if it were this moment (ISO, local time unless offset)")
+    digest.set_defaults(run=cmd_digest)
+
+    demo = sub.add_parser("demo-seed", help="demo users for the web chat simulator")
+    demo.set_defaults(run=cmd_demo_seed)
+
+    backup = sub.add_parser("backup", help="database and evidence into one verified archive")
+    backup.add_argument("file", nargs="?", help="default: DATA_DIR/backups/papibot-<time>.tar.gz")
+    backup.set_defaults(sync=cmd_backup)
+    restore = sub.add_parser("restore", help="verify an archive, then restore it (server stopped)")
+    restore.add_argument("file")
+    restore.set_defaults(sync=cmd_restore)
 
     run = sub.add_parser("run", help="start the server, the channels, the scheduler")
     run.set_defaults(run=cmd_run)

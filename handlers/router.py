@@ -18,7 +18,7 @@ from bot.messages import Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
 from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import identity_for
-from handlers import district, extension, help, officer, onboarding, report, tasks
+from handlers import district, extension, followup, help, officer, onboarding, report, tasks
 from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ BUTTONS: dict[str, ButtonJourney] = {
     "vil": officer.village_detail,
     "inv": officer.invite_village_head,
     "evk": officer.event_kind,
+    "fu": followup.followed_up,
 }
 
 # What free text means in each dialog state.
