@@ -218,9 +218,13 @@ async def cmd_digest(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.demo import seed_demo
+    from bot.demo import DemoSeedError, seed_demo
 
-    for line in await seed_demo(ctx):
+    try:
+        lines = await seed_demo(ctx)
+    except DemoSeedError as exc:
+        raise CliError(str(exc)) from None
+    for line in lines:
         print(line)
 
 

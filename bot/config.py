@@ -61,8 +61,20 @@ class Settings(BaseSettings):
     zalo_oauth_url: str = "https://oauth.zaloapp.com"
     zalo_rate_per_second: float = 10.0
 
+    simulator_enabled: bool | None = Field(
+        default=None,
+        description="The web chat simulator at /sim (no login: anyone reaching it acts as any user). "
+        "Default: on when PUBLIC_URL is empty (a local demo), off when it is set (production).",
+    )
+
     sender_max_attempts: int = 8
     scheduler_enabled: bool = True
+
+    @property
+    def simulator_on(self) -> bool:
+        if self.simulator_enabled is not None:
+            return self.simulator_enabled
+        return not self.public_url
 
     @property
     def tz(self) -> ZoneInfo:

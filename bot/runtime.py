@@ -24,11 +24,13 @@ class Runtime:
 
 
 def configured_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Channel]:
-    """Every channel whose settings are present; the web simulator always."""
-    from bot.channels.web import WebChannel
-
-    channels: dict[str, Channel] = {"web": WebChannel(ctx, dispatcher)}
+    """Every channel whose settings are present; the web simulator unless switched off."""
+    channels: dict[str, Channel] = {}
     settings = ctx.settings
+    if settings.simulator_on:
+        from bot.channels.web import WebChannel
+
+        channels["web"] = WebChannel(ctx, dispatcher)
     if settings.telegram_token:
         from bot.channels.telegram import TelegramChannel
 
