@@ -26,21 +26,38 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiter:
-    """A per-channel rate plus a minimum gap per chat (Telegram: 30/s overall, 1/s per chat)."""
+    """A per-channel rate plus a per-chat token bucket.
 
-    def __init__(self, per_second: float, per_chat_interval: float) -> None:
+    Telegram asks for at most 30 messages/s overall and about one per second in one chat, but
+    allows short bursts: a task list of five cards should arrive at once, not over five seconds.
+    """
+
+    def __init__(
+        self, per_second: float, per_chat_interval: float, per_chat_burst: int = 5
+    ) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.per_chat_interval = per_chat_interval
+        self.per_chat_burst = per_chat_burst
         self._next_slot = 0.0
-        self._chat_next: dict[str, float] = defaultdict(float)
+        # Per chat: the moment its bucket would be full again (empty dict entry = full bucket).
+        self._chat_full_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
+
+    def _chat_slot(self, chat: str, now: float) -> float:
+        """The earliest moment this chat may receive one more message; takes the token."""
+        window = self.per_chat_interval * self.per_chat_burst
+        full_at = max(self._chat_full_at.get(chat, now), now)
+        # Sending one message pushes "full again" one interval further; if that is more than a
+        # burst away, wait until it is not.
+        slot = max(now, full_at + self.per_chat_interval - window)
+        self._chat_full_at[chat] = full_at + self.per_chat_interval
+        return slot
 
     async def wait(self, chat: str) -> None:
         async with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next_slot, self._chat_next[chat])
+            slot = max(now, self._next_slot, self._chat_slot(chat, now))
             self._next_slot = slot + self.interval
-            self._chat_next[chat] = slot + self.per_chat_interval
         delay = slot - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -48,6 +65,9 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """The platform said "too many requests": nobody sends on this channel for a while."""
         self._next_slot = max(self._next_slot, time.monotonic() + seconds)
+
+
+MAX_IMMEDIATE_RETRIES = 5  # 429s honoured in place before the row goes back to the queue
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -142,6 +162,7 @@ class Sender:
     async def _send_one(self, row: Outbox) -> int:
         channel = self.channels[row.channel]
         limiter = self.limits.get(row.channel)
+        retries = 0
         while True:
             if limiter:
                 await limiter.wait(row.external_id)
@@ -150,8 +171,10 @@ class Sender:
                     row.external_id, Outgoing.from_payload(row.payload), row.idempotency_key
                 )
             except DeliveryError as error:
-                if error.retry_after is not None and limiter and error.retry_after <= 60:
-                    # Honour the platform's wait, then try the same row again at once.
+                short_wait = error.retry_after is not None and error.retry_after <= 60
+                if short_wait and limiter and retries < MAX_IMMEDIATE_RETRIES:
+                    # Honour the platform's wait, then try the same row again.
+                    retries += 1
                     limiter.pause(error.retry_after)
                     continue
                 await self._mark_failed(row, error)
