@@ -58,7 +58,10 @@ async def enqueue(
 
 
 async def preferred_identity(session: AsyncSession, user_id: int) -> ChannelIdentity | None:
-    """The reachable channel the person used last (reminders go where they answer)."""
+    """The reachable channel the person used last (reminders go where they answer).
+
+    A Zalo OA identity silent for over 7 days is skipped: Zalo forbids writing to it.
+    """
     identities = (
         await session.exec(
             select(ChannelIdentity)
@@ -69,7 +72,11 @@ async def preferred_identity(session: AsyncSession, user_id: int) -> ChannelIden
             )
         )
     ).all()
-    return identities[0] if identities else None
+    from bot.channels.zalo_oa import within_window  # late: the channel module is heavier
+
+    now = utcnow()
+    reachable = [identity for identity in identities if within_window(identity, now)]
+    return reachable[0] if reachable else None
 
 
 async def notify_user(
