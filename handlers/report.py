@@ -278,7 +278,9 @@ async def latest_reminded(convo: Conversation) -> Occurrence | None:
         select(Occurrence)
         .join(Reminder, Reminder.occurrence_id == Occurrence.id)
         .where(
-            Occurrence.unit_id == convo.user.unit_id, col(Occurrence.status).in_(ACTIVE_STATUSES)
+            Occurrence.unit_id == convo.user.unit_id,
+            col(Occurrence.status).in_(ACTIVE_STATUSES),
+            Reminder.outcome == "sent",  # folded and unreachable stages reached nobody
         )
         .order_by(col(Reminder.created_at).desc())
         .limit(1)

@@ -3,6 +3,11 @@
 A second run inserts nothing and reads only the periods of the planning window, so its cost
 follows what is new, not the size of the history. Units with nobody registered still get their
 occurrences: that nobody can be reached there is something the commune must learn.
+
+Per (task, period) the planner first counts what is there (the (period, task_key) index): all
+of it, nothing to do; otherwise one INSERT … SELECT over the unit ids, ON CONFLICT DO NOTHING,
+so the database, not Python, skips the rows that exist. At national scale (1.8 million
+occurrences in 62 days) that is a few hundred statements and no Python object per row.
 """
 
 from __future__ import annotations
@@ -11,16 +16,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from bot.framework import Framework, TaskRecord
 from bot.models import Event, Occurrence, TaskDefinition, Unit, utcnow
-from bot.sqlutil import insert_ignore
+from bot.sqlutil import insert_ignore, insert_ignore_for_ids
 from bot.timeutil import local_moment, to_db
 from scheduler.periods import Period, periods_between
 
+_UNIQUE = ("task_key", "unit_id", "period")
 DUE_CLOCK = time(17, 0)  # end of the office day: "due on the 25th" means by its afternoon
 OPEN_CLOCK = time(0, 0)
 
@@ -80,16 +86,39 @@ def units_for_task(task: TaskRecord, framework: Framework, index: UnitIndex) -> 
     return list(seen)
 
 
-async def _missing_units(
-    session: AsyncSession, task_key: str, period_key: str, unit_ids: list[int]
-) -> list[int]:
-    existing = await session.exec(
-        select(Occurrence.unit_id).where(
-            Occurrence.period == period_key, Occurrence.task_key == task_key
-        )
+async def _existing_count(session: AsyncSession, task_key: str, period_key: str) -> int:
+    """How many occurrences (task, period) has: an index range count, no row is read."""
+    found = await session.exec(
+        select(func.count())
+        .select_from(Occurrence)
+        .where(Occurrence.period == period_key, Occurrence.task_key == task_key)
     )
-    have = set(existing.all())
-    return [unit_id for unit_id in unit_ids if unit_id not in have]
+    return int(found.one())
+
+
+async def _plan_period(
+    session: AsyncSession,
+    task_key: str,
+    period: Period,
+    unit_ids: list[int],
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """Create (task, period) at every unit of `unit_ids` that lacks it; returns how many.
+
+    When the count already equals the units wanted, there is nothing to do (the unique
+    (task, unit, period) means they are distinct units; they are the wanted ones unless a unit
+    changed level or the task changed roles and, in the same window, exactly as many units
+    left as joined: then the newcomers get their occurrence from the next period on).
+    """
+    existing = await _existing_count(session, task_key, period.key)
+    if existing == len(unit_ids):
+        return 0
+    values = _row(task_key, 0, period, settings, now)
+    del values["unit_id"]
+    return await insert_ignore_for_ids(
+        session, Occurrence.__table__, "unit_id", unit_ids, values, _UNIQUE
+    )
 
 
 def _row(
@@ -129,8 +158,6 @@ async def plan(
         (await session.exec(select(TaskDefinition.key).where(TaskDefinition.active))).all()
     )
     now = utcnow()
-    table = Occurrence.__table__
-    unique = ("task_key", "unit_id", "period")
     for task in framework.tasks.values():
         if task.key not in active:
             continue
@@ -141,9 +168,7 @@ async def plan(
         if not unit_ids:
             continue
         for period in periods_between(rule, today, until):
-            missing = await _missing_units(session, task.key, period.key, unit_ids)
-            rows = [_row(task.key, unit_id, period, settings, now) for unit_id in missing]
-            count = await insert_ignore(session, table, rows, unique)
+            count = await _plan_period(session, task.key, period, unit_ids, settings, now)
             report.inserted += count
             report.per_task[task.key] += count
     await _plan_events(session, framework, settings, index, report, now)
@@ -187,9 +212,7 @@ async def _plan_events(
                 rows.extend(
                     _row(task.key, unit_id, period, settings, now, event.id) for unit_id in unit_ids
                 )
-        count = await insert_ignore(
-            session, Occurrence.__table__, rows, ("task_key", "unit_id", "period")
-        )
+        count = await insert_ignore(session, Occurrence.__table__, rows, _UNIQUE)
         report.inserted += count
         event.planned = True
         session.add(event)

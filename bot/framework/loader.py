@@ -28,7 +28,7 @@ class FrameworkError(ValueError):
     """A problem in the framework YAML, phrased for the person editing it."""
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
             return yaml.safe_load(handle) or {}
@@ -40,12 +40,12 @@ def _read_yaml(path: Path) -> Any:
         raise FrameworkError(f"{path}{where}: not valid YAML ({exc})") from None
 
 
-def _merge(base: Any, override: Any) -> Any:
+def merge_yaml(base: Any, override: Any) -> Any:
     """Dicts merge key by key; a task list merges by `key`; anything else is replaced."""
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
         for key, value in override.items():
-            merged[key] = _merge(base[key], value) if key in base else value
+            merged[key] = merge_yaml(base[key], value) if key in base else value
         return merged
     if (
         isinstance(base, list)
@@ -56,7 +56,7 @@ def _merge(base: Any, override: Any) -> Any:
         order = [item["key"] for item in base]
         for item in override:
             if item["key"] in by_key:
-                by_key[item["key"]] = _merge(by_key[item["key"]], item)
+                by_key[item["key"]] = merge_yaml(by_key[item["key"]], item)
             else:
                 by_key[item["key"]] = item
                 order.append(item["key"])
@@ -88,10 +88,10 @@ def _validate(model: type, raw: Any, path: Path, list_field: str | None = None) 
 
 
 def _load_file(name: str, base_dir: Path, override_dir: Path | None) -> tuple[Any, Path]:
-    raw = _read_yaml(base_dir / name)
+    raw = read_yaml(base_dir / name)
     path = base_dir / name
     if override_dir is not None and (override_dir / name).exists():
-        raw = _merge(raw, _read_yaml(override_dir / name))
+        raw = merge_yaml(raw, read_yaml(override_dir / name))
         path = override_dir / name
     return raw, path
 

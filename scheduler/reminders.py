@@ -1,0 +1,589 @@
+"""The minute sweep: late tasks become overdue, due escalations happen, due reminders go out.
+
+One transaction per sweep. It claims the occurrences that have something to do now (PostgreSQL:
+FOR UPDATE SKIP LOCKED, so a second worker takes other rows or none), records each reminder stage
+once in `reminders` (ON CONFLICT DO NOTHING: the unique (occurrence, stage) is the final guard)
+and queues one message per person: several tasks due for the same village head arrive together,
+each with its buttons, on the chat the person used last.
+
+A stage whose moment passed more than `fold_after_hours` ago is recorded as "folded" and not
+sent, so a scheduler that was down does not wake people with a burst of stale reminders. Nothing
+is sent in the quiet hours (21:00–07:00 by default); only statuses change then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cache
+
+from sqlalchemy import Integer, Select, and_, bindparam, exists, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.context import AppContext
+from bot.db import Database
+from bot.framework.schema import role_matches
+from bot.i18n import format_day, mark, translator
+from bot.messages import Button, Outgoing
+from bot.models import (
+    Escalation,
+    Occurrence,
+    OccurrenceStatus,
+    Reminder,
+    TaskDefinition,
+    Unit,
+    User,
+)
+from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
+from bot.services.outbox import enqueue
+from bot.sqlutil import dialect_name
+from bot.timeutil import from_db, to_db
+from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
+from scheduler.policy import Policies, Stage, load_policies
+
+log = logging.getLogger(__name__)
+
+CLAIM_LIMIT = 2000  # occurrences per sweep; the rest wait a minute
+SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
+NOTICE_LIMIT = 15  # escalation lines per kind in one message; the rest are counted
+
+
+@dataclass
+class SweepReport:
+    overdue_marked: int = 0
+    claimed: int = 0
+    sent: int = 0  # (occurrence, stage) pairs sent
+    folded: int = 0
+    unreachable: int = 0
+    escalations: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+    quiet: bool = False
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def summary(self) -> str:
+        steps = ", ".join(f"{k} {v}" for k, v in sorted(self.escalations.items())) or "none"
+        return (
+            f"{self.overdue_marked} became overdue; {self.claimed} claimed; reminders: "
+            f"{self.sent} sent, {self.folded} folded, {self.unreachable} unreachable; "
+            f"escalations: {steps}; {self.messages} messages queued"
+            + (" (quiet hours: nothing sent)" if self.quiet else "")
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """A task to remind a person of."""
+
+    occurrence: Occurrence
+    task: TaskDefinition
+    stage: Stage
+
+
+@dataclass
+class Letter:
+    """Everything one person is told in this sweep, sent as one message."""
+
+    user: User
+    items: list[Item] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        parts = sorted(f"r{i.occurrence.id}:{i.stage.key}" for i in self.items)
+        parts += sorted(f"e{n.occurrence_id}:{n.kind}" for n in self.notices)
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class Mailbag:
+    def __init__(self) -> None:
+        self.letters: dict[int, Letter] = {}
+
+    def letter(self, user: User) -> Letter:
+        if user.id not in self.letters:
+            self.letters[user.id] = Letter(user)
+        return self.letters[user.id]
+
+    def add_notices(self, news: list[tuple[User, Notice]]) -> None:
+        for user, notice in news:
+            self.letter(user).notices.append(notice)
+
+
+# --- claiming ---------------------------------------------------------------------------
+
+
+def _day_bounds(policies: Policies, day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, datetime.min.time(), tzinfo=policies.tz)
+    return to_db(start), to_db(start + timedelta(days=1))
+
+
+def _reminder_days(policies: Policies, today: date) -> list[date]:
+    """Due dates that may have a reminder stage to handle today: those a "before" stage points
+    at, and the days since the due date while daily overdue reminders last."""
+    policy = policies.reminders
+    days = {today + timedelta(days=d) for d in policy.before_days}
+    last = policy.catch_up_days
+    stop = policies.overdue_stop(today)
+    if stop is not None:
+        last = 0
+        while policies.at(today + timedelta(days=last + 1), policy.send_at) < stop:
+            last += 1
+    days |= {today - timedelta(days=k) for k in range(last + 1)}
+    return sorted(days)
+
+
+@dataclass(frozen=True)
+class WorkShape:
+    """The form of the claim query at some moment: how many reminder due dates, and which
+    escalation steps (with the unit levels they apply to) for each group of due dates. The SQL
+    is built once per shape; the dates and stage keys are bound parameters."""
+
+    reminder_days: int
+    escalation_groups: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...]
+
+
+def _work(policies: Policies, now: datetime) -> tuple[WorkShape, dict[str, object]]:
+    """What has something to do now: occurrences whose current reminder stage, or one of whose
+    due escalation steps, is not recorded yet. Rows already handled never match, so the cost
+    follows what is due, not the history."""
+    today = policies.local_day(now)
+    params: dict[str, object] = {}
+    count = 0
+    for due_day in _reminder_days(policies, today):
+        stages = policies.stages(due_day, now)
+        if not stages:
+            continue
+        current = stages[-1]
+        low, high = _day_bounds(policies, due_day)
+        params |= {
+            f"r{count}_low": low,
+            f"r{count}_high": high,
+            f"r{count}_open": to_db(current.moment),
+            f"r{count}_stage": current.key,
+        }
+        count += 1
+    # Escalations: consecutive due dates with the same steps due share one clause.
+    groups: list[tuple[tuple[str, ...], date, date]] = []
+    for k in range(1, policies.reminders.catch_up_days + 1):
+        due_day = today - timedelta(days=k)
+        due = tuple(
+            step.step
+            for step in policies.escalation.steps
+            if policies.step_moment(step, due_day) <= now
+        )
+        if not due:
+            continue
+        if groups and groups[-1][0] == due and groups[-1][1] == due_day + timedelta(days=1):
+            groups[-1] = (due, due_day, groups[-1][2])
+        else:
+            groups.append((due, due_day, due_day))
+    shaped = []
+    for index, (names, first, last) in enumerate(groups):
+        params[f"e{index}_low"] = _day_bounds(policies, first)[0]
+        params[f"e{index}_high"] = _day_bounds(policies, last)[1]
+        shaped.append(tuple((name, tuple(policies.escalation.step(name).levels)) for name in names))
+    return WorkShape(count, tuple(shaped)), params
+
+
+@cache
+def _claim_statement(shape: WorkShape, skip_locked: bool) -> Select | None:
+    due_at, window_start = col(Occurrence.due_at), col(Occurrence.window_start)
+    clauses = []
+    for i in range(shape.reminder_days):
+        handled = exists().where(
+            Reminder.occurrence_id == Occurrence.id, Reminder.stage == bindparam(f"r{i}_stage")
+        )
+        clauses.append(
+            and_(
+                due_at >= bindparam(f"r{i}_low"),
+                due_at < bindparam(f"r{i}_high"),
+                window_start <= bindparam(f"r{i}_open"),
+                ~handled,
+            )
+        )
+    for j, steps in enumerate(shape.escalation_groups):
+        missing = [
+            and_(
+                col(Occurrence.unit_id).in_(select(Unit.id).where(col(Unit.level).in_(levels))),
+                ~exists().where(Escalation.occurrence_id == Occurrence.id, Escalation.step == name),
+            )
+            for name, levels in steps
+        ]
+        clauses.append(
+            and_(
+                due_at >= bindparam(f"e{j}_low"),
+                due_at < bindparam(f"e{j}_high"),
+                col(Occurrence.status).in_(LATE_STATUSES),
+                or_(*missing),
+            )
+        )
+    if not clauses:
+        return None
+    statement = (
+        select(Occurrence)
+        .where(
+            col(Occurrence.status).in_(ACTIVE_STATUSES),
+            col(Occurrence.task_key).in_(bindparam("task_keys", expanding=True)),
+            or_(*clauses),
+        )
+        .order_by(col(Occurrence.unit_id), col(Occurrence.id))
+        .limit(bindparam("claim_limit", type_=Integer))
+    )
+    # PostgreSQL: claim the rows so a concurrent worker skips them (what
+    # bot.sqlutil.for_update_skip_locked does, kept inside the cached statement).
+    return statement.with_for_update(skip_locked=True) if skip_locked else statement
+
+
+async def mark_overdue(session: AsyncSession, now_db: datetime) -> int:
+    """Open occurrences past their due moment become overdue (rows another worker holds are
+    left to it)."""
+    late = select(Occurrence.id).where(
+        Occurrence.status == OccurrenceStatus.open, col(Occurrence.due_at) < now_db
+    )
+    statement = update(Occurrence).values(status=OccurrenceStatus.overdue, updated_at=now_db)
+    if dialect_name(session) == "postgresql":
+        statement = statement.where(
+            col(Occurrence.id).in_(late.with_for_update(skip_locked=True).scalar_subquery())
+        )
+    else:
+        statement = statement.where(
+            Occurrence.status == OccurrenceStatus.open, col(Occurrence.due_at) < now_db
+        )
+    result = await session.exec(statement)
+    return max(result.rowcount or 0, 0)
+
+
+async def claim(
+    session: AsyncSession,
+    policies: Policies,
+    now: datetime,
+    task_keys: list[str],
+    limit: int = CLAIM_LIMIT,
+) -> list[Occurrence]:
+    shape, params = _work(policies, now)
+    statement = _claim_statement(shape, dialect_name(session) == "postgresql")
+    if statement is None or not task_keys:
+        return []
+    rows = await session.exec(
+        statement, params={**params, "task_keys": task_keys, "claim_limit": limit}
+    )
+    return list(rows.all())
+
+
+def remindable_tasks(app: AppContext) -> list[str]:
+    """Keys of the framework's tasks that are not done on request (never reminded). Tasks
+    retired from the framework are inactive in `task_definitions` and not listed either."""
+    return sorted(
+        key
+        for key, task in app.framework.tasks.items()
+        if (rule := app.framework.schedules.get(task.schedule)) is not None
+        and rule.kind != "on_request"
+    )
+
+
+async def load_tasks(session: AsyncSession, keys: set[str]) -> dict[str, TaskDefinition]:
+    rows = await session.exec(select(TaskDefinition).where(col(TaskDefinition.key).in_(keys)))
+    return {task.key: task for task in rows.all()}
+
+
+# --- reminders ------------------------------------------------------------------------------
+
+
+async def _existing_stages(session: AsyncSession, ids: list[int]) -> set[tuple[int, str]]:
+    if not ids:
+        return set()
+    rows = await session.exec(
+        select(Reminder.occurrence_id, Reminder.stage).where(col(Reminder.occurrence_id).in_(ids))
+    )
+    return set(rows.all())
+
+
+async def _insert_reminders(session: AsyncSession, rows: list[dict]) -> set[tuple[int, str]]:
+    if not rows:
+        return set()
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    table = Reminder.__table__
+    statement = (
+        insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["occurrence_id", "stage"])
+        .returning(table.c.occurrence_id, table.c.stage)
+    )
+    return {(row[0], row[1]) for row in (await session.exec(statement)).all()}
+
+
+async def remind(
+    session: AsyncSession,
+    directory: Directory,
+    policies: Policies,
+    claimed: list[Occurrence],
+    tasks: dict[str, TaskDefinition],
+    now: datetime,
+    mailbag: Mailbag,
+    report: SweepReport,
+) -> None:
+    recorded = await _existing_stages(session, [occ.id for occ in claimed])
+    await directory.load_people({occ.unit_id for occ in claimed})
+    rows: list[dict] = []
+    to_send: list[tuple[Item, list[User]]] = []
+    nobody: list[tuple[Occurrence, TaskDefinition]] = []
+    now_db = to_db(now)
+    for occurrence in claimed:
+        task = tasks.get(occurrence.task_key)
+        if task is None or occurrence.status not in ACTIVE_STATUSES:
+            continue
+        due_day = policies.local_day(from_db(occurrence.due_at))
+        opens = from_db(occurrence.window_start)
+        pending = [
+            stage
+            for stage in policies.stages(due_day, now)
+            if stage.moment >= opens and (occurrence.id, stage.key) not in recorded
+        ]
+        if not pending:
+            continue
+        people = await directory.reachable(
+            occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
+        )
+        if not people:
+            nobody.append((occurrence, task))
+        latest = pending[-1]
+        fresh = now - latest.moment <= policies.reminders.fold_after
+        for stage in pending:
+            outcome = FOLDED
+            if stage is latest and fresh:
+                outcome = SENT if people else UNREACHABLE
+            rows.append(
+                {
+                    "occurrence_id": occurrence.id,
+                    "stage": stage.key,
+                    "user_ids": [user.id for user in people] if outcome == SENT else [],
+                    "outcome": outcome,
+                    "created_at": now_db,
+                }
+            )
+            if outcome == SENT:
+                to_send.append((Item(occurrence, task, stage), people))
+    owned = await _insert_reminders(session, rows)
+    for row in rows:
+        if (row["occurrence_id"], row["stage"]) in owned:
+            if row["outcome"] == FOLDED:
+                report.folded += 1
+            elif row["outcome"] == UNREACHABLE:
+                report.unreachable += 1
+    for item, people in to_send:
+        if (item.occurrence.id, item.stage.key) not in owned:
+            continue  # another worker handled this stage
+        report.sent += 1
+        for user in people:
+            mailbag.letter(user).items.append(item)
+    if nobody:
+        news, counts = await escalate_unreachable(session, directory, policies, nobody, now)
+        mailbag.add_notices(news)
+        for step, count in counts.items():
+            report.escalations[step] = report.escalations.get(step, 0) + count
+
+
+# --- the message ----------------------------------------------------------------------------
+
+
+def _due_phrase(_, stage: Stage, today: date) -> str:  # noqa: ANN001
+    days = (stage.due_day - today).days
+    if days > 0:
+        return _("{days} day(s) left").format(days=days)
+    if days == 0:
+        return _("due today")
+    return _("{days} day(s) overdue").format(days=-days)
+
+
+def _dimension(app: AppContext, task: TaskDefinition, locale: str) -> str:
+    dimension = app.framework.dimensions.get(task.dimension)
+    if dimension is None:
+        return task.dimension
+    return dimension.short if locale == "vi" else dimension.short_en
+
+
+def _place(notice: Notice) -> str:
+    if notice.above is not None and notice.unit.level == "village":
+        return f"{notice.unit.name} ({notice.above.name})"
+    return notice.unit.name
+
+
+NOTICE_HEADERS = {
+    "commune": mark("⚠️ Overdue in the villages of your commune:"),
+    "supervisor": mark("🔺 Escalated to you, still not done after the due date:"),
+    "unreachable": mark("📵 Cannot be reached (nobody registered, or the chat is blocked):"),
+}
+
+
+def task_buttons(_, occurrence_id: int, number: int | None) -> list[list[Button]]:  # noqa: ANN001
+    """The four answers of handlers.common.task_buttons, numbered when a message lists several."""
+    tag = f"#{number} " if number is not None else ""
+    return [
+        [
+            Button(tag + _("✅ Done"), f"done:{occurrence_id}"),
+            Button(tag + _("📷 Send photo"), f"photo:{occurrence_id}"),
+        ],
+        [
+            Button(tag + _("⏰ Ask for more time"), f"ext:{occurrence_id}"),
+            Button(tag + _("❌ Cannot do"), f"cant:{occurrence_id}"),
+        ],
+    ]
+
+
+def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) -> Outgoing:
+    locale = letter.user.locale
+    _ = translator(locale)
+    today = policies.local_day(now)
+    lines: list[str] = []
+    by_kind: dict[str, list[Notice]] = {}
+    for notice in letter.notices:
+        by_kind.setdefault(notice.kind, []).append(notice)
+    for kind, notices in by_kind.items():
+        lines.append(_(NOTICE_HEADERS.get(kind, NOTICE_HEADERS["supervisor"])))
+        ordered = sorted(notices, key=lambda n: (n.due_day, n.unit.name, n.task.title))
+        for notice in ordered[:NOTICE_LIMIT]:
+            due = format_day(notice.due_day, locale)
+            if kind == "unreachable":
+                lines.append(
+                    f"• {_place(notice)}: {notice.task.title} — " + _("due {due}").format(due=due)
+                )
+            else:
+                lines.append(
+                    f"• {_place(notice)}: {notice.task.title} — "
+                    + _("due {due}, {days} day(s) late").format(due=due, days=notice.days_late)
+                )
+        if len(ordered) > NOTICE_LIMIT:
+            lines.append(
+                _("… and {count} more: type /tinhhinh or /baocao to see them all.").format(
+                    count=len(ordered) - NOTICE_LIMIT
+                )
+            )
+        if kind == "unreachable":
+            lines.append(
+                _("Please invite someone there (/moi), or report on their behalf (/tinhhinh).")
+            )
+        lines.append("")
+    buttons: list[list[Button]] = []
+    items = sorted(letter.items, key=lambda i: (i.stage.due_day, i.task.title, i.occurrence.id))
+    if items:
+        limit = policies.reminders.max_tasks_per_message
+        lines.append(_("🔔 Reminder: {count} task(s) to report").format(count=len(items)))
+        numbered = len(items) > 1
+        for number, item in enumerate(items[:limit], start=1):
+            lines.append(
+                f"{number}. [{_dimension(app, item.task, locale)}] {item.task.title}"
+                if numbered
+                else f"[{_dimension(app, item.task, locale)}] {item.task.title}"
+            )
+            lines.append(
+                "   "
+                + _("Due: {due}").format(due=format_day(item.stage.due_day, locale))
+                + f" ({_due_phrase(_, item.stage, today)})"
+            )
+            lines.append(
+                "   " + _("Evidence: {evidence}").format(evidence=item.task.evidence or "—")
+            )
+            buttons += task_buttons(_, item.occurrence.id, number if numbered else None)
+        if len(items) > limit:
+            lines.append(
+                _("… and {count} more: type /viec to see them all.").format(
+                    count=len(items) - limit
+                )
+            )
+        lines.append(_("Tap a button below to report."))
+    return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
+
+
+@asynccontextmanager
+async def guarded(session: AsyncSession) -> AsyncIterator[None]:
+    """One person's message: on PostgreSQL a savepoint, rolled back alone on a conflict with a
+    concurrent worker. SQLite serialises writers and runs one worker, so no savepoint there."""
+    if dialect_name(session) != "postgresql":
+        yield
+        return
+    savepoint = await session.begin_nested()
+    try:
+        yield
+        await session.flush()
+    except IntegrityError:
+        await savepoint.rollback()
+        log.info("a concurrent worker queued the same message first; skipped")
+        return
+    await savepoint.commit()
+
+
+async def deliver(
+    session: AsyncSession,
+    app: AppContext,
+    directory: Directory,
+    policies: Policies,
+    mailbag: Mailbag,
+    now: datetime,
+) -> int:
+    """Queue one message per person; returns how many were queued."""
+    day = policies.local_day(now)
+    queued = 0
+    for letter in mailbag.letters.values():
+        identity = directory.identity(letter.user.id)
+        if identity is None or not (letter.items or letter.notices):
+            continue
+        key = f"remind:{letter.user.id}:{day:%Y%m%d}:{letter.fingerprint()}"
+        message = compose(app, policies, letter, now)
+        async with guarded(session):
+            row = await enqueue(
+                session,
+                identity.channel,
+                identity.external_id,
+                message,
+                key,
+                user_id=letter.user.id,
+            )
+            if row is not None:
+                row.created_at = to_db(now)
+                queued += 1
+    return queued
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+
+async def sweep(
+    db: Database, app: AppContext, now: datetime, limit: int = CLAIM_LIMIT
+) -> SweepReport:
+    """Run one sweep at `now` (an aware datetime), handling at most `limit` occurrences (the
+    rest are left to the next sweep or another worker). Safe to run any number of times, on
+    any number of workers: the result is the same."""
+    policies = load_policies(app.settings)
+    report = SweepReport()
+    async with db.session() as session:
+        report.overdue_marked = await mark_overdue(session, to_db(now))
+        if policies.reminders.is_quiet(now, policies.tz):
+            report.quiet = True
+            await session.commit()
+            return report
+        keys = remindable_tasks(app)
+        claimed = await claim(session, policies, now, keys, limit)
+        report.claimed = len(claimed)
+        if not claimed:
+            await session.commit()
+            return report
+        tasks = await load_tasks(session, {occurrence.task_key for occurrence in claimed})
+        directory = Directory(session, app)
+        mailbag = Mailbag()
+        news, counts = await escalate_due(session, directory, policies, claimed, tasks, now)
+        mailbag.add_notices(news)
+        report.escalations.update(counts)
+        await remind(session, directory, policies, claimed, tasks, now, mailbag, report)
+        report.messages = await deliver(session, app, directory, policies, mailbag, now)
+        await session.commit()
+    return report
+
+
+__all__ = ["SweepReport", "claim", "compose", "mark_overdue", "sweep"]

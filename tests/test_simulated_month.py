@@ -1,0 +1,290 @@
+"""November 2026 in one district, hour by hour: who is reminded, escalated and digested, when.
+
+The world is `tests/helpers/scheduler_world.py`: a sweep every hour on the hour, the digests at
+07:30, planning at midnight.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from openpyxl import load_workbook
+
+from bot.i18n import translator
+from bot.models import Occurrence
+from bot.timeutil import from_db
+from scheduler.commands import run_sweep
+from tests.helpers.scheduler_world import (
+    HCM,
+    REPORTS,
+    T1,
+    T2,
+    T4,
+    TASKS,
+    SchedulerWorld,
+    at,
+    bar_fractions,
+    build_scheduler_world,
+    by_person,
+    drive,
+    in_quiet_hours,
+    moments,
+    occurrences_by_place,
+    register_everyone_but_thon_ba,
+)
+
+
+async def test_a_month_of_reminders_escalations_and_digests(db, settings, framework):
+    world = await build_scheduler_world(settings, db, framework)
+    await register_everyone_but_thon_ba(world)
+    occ = await occurrences_by_place(world)
+    deliveries = await drive(world, at(1, 0), at(1, 9, month=12), REPORTS)
+    people = by_person(world, deliveries)
+
+    # Nothing at all between 21:00 and 07:00.
+    assert deliveries and not [d for d in deliveries if in_quiet_hours(d.moment)]
+
+    # The head of Thôn Một reports on the 24th: a week before and the day before, both tasks in
+    # one message each, at 08:00.
+    head_mot = people["head_mot"]
+    assert moments(head_mot) == [at(18, 8), at(24, 8)]
+    village_one = {occ[(T1, "thon_mot")].id, occ[(T2, "thon_mot")].id}
+    assert [d.reminded_ids for d in head_mot] == [village_one, village_one]
+    text = head_mot[0].row.payload["text"]
+    assert "Thứ Tư, 25/11/2026" in text and head_mot[0].row.channel == "telegram"
+
+    # The head of Thôn Hai never reports: reminded a week before, the day before, on the day,
+    # then daily until the district takes over (the 28th) — on Zalo, the chat they use.
+    head_hai = people["head_hai"]
+    assert moments(head_hai) == [at(18, 8), at(24, 8), at(25, 8), at(26, 8), at(27, 8)]
+    assert {d.row.channel for d in head_hai} == {"zalo_bot"}
+    village_two = {occ[(T1, "thon_hai")].id, occ[(T2, "thon_hai")].id}
+    assert all(d.reminded_ids == village_two for d in head_hai)
+
+    # Xã An's officer: its own four tasks on the 18th (reported on the 20th), then on the 26th
+    # the news that Thôn Hai is late (one message for both tasks, no buttons of its own).
+    officer_an = people["officer_an"]
+    assert moments(officer_an) == [at(18, 8), at(26, 8)]
+    assert officer_an[0].reminded_ids == {occ[(t, "xa_an")].id for t in TASKS}
+    notice = officer_an[1].row.payload["text"]
+    assert "Thôn Hai" in notice and officer_an[1].reminded_ids == set()
+    assert "Thôn Một" not in notice
+
+    # Xã Bình's officer never reports and nobody at Thôn Ba can be reached: one message a day,
+    # the first also saying Thôn Ba cannot be reached, the 26th also saying it is late.
+    officer_binh = people["officer_binh"]
+    assert moments(officer_binh) == [at(18, 8), at(24, 8), at(25, 8), at(26, 8), at(27, 8)]
+    binh_own = {occ[(t, "xa_binh")].id for t in TASKS}
+    assert all(d.reminded_ids == binh_own for d in officer_binh)
+    assert "Thôn Ba" in officer_binh[0].row.payload["text"]
+    assert "Thôn Ba" not in officer_binh[1].row.payload["text"]
+    assert "Thôn Ba" in officer_binh[3].row.payload["text"]
+
+    # The district: its own task once (reported the 19th), the escalations on the 28th, and the
+    # digests: weekly every Monday, daily the mornings after something was escalated.
+    district = people["district"]
+    reminders = [d for d in district if d.row.idempotency_key.startswith("remind:")]
+    assert moments(reminders) == [at(18, 8), at(28, 8)]
+    assert reminders[0].reminded_ids == {occ[(T4, "district")].id}
+    escalated = reminders[1].row.payload["text"]
+    for place in ("Thôn Hai", "Thôn Ba", "Xã Bình"):
+        assert place in escalated
+    assert "Thôn Một" not in escalated and "Xã An:" not in escalated
+    digests = [d for d in district if d.row.idempotency_key.startswith("digest:")]
+    digest_texts = sorted(
+        (d.moment, d.row.idempotency_key.split(":")[2])
+        for d in digests
+        if d.row.idempotency_key.endswith(":text")
+    )
+    assert digest_texts == [
+        (at(2, 7, 30), "weekly"),
+        (at(9, 7, 30), "weekly"),
+        (at(16, 7, 30), "weekly"),
+        (at(19, 7, 30), "daily"),  # Thôn Ba unreachable (the 18th)
+        (at(23, 7, 30), "weekly"),
+        (at(27, 7, 30), "daily"),  # Thôn Hai, Thôn Ba late: the communes were told (the 26th)
+        (at(29, 7, 30), "daily"),  # escalated to the district (the 28th)
+        (at(30, 7, 30), "weekly"),
+    ]
+    assert len(digests) == 3 * len(digest_texts)  # text, chart, spreadsheet
+
+    # The weekly summary of Monday 30/11: per commune done / open / overdue, worst first, the
+    # overdue items oldest first with village, task and days late, a button per late commune.
+    weekly = next(
+        d.row.payload
+        for d in digests
+        if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(":text")
+    )
+    body = weekly["text"]
+    assert "Thứ Hai, 30/11/2026" in body
+    assert "⚠️ Xã Bình: 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 2" in body
+    assert body.index("Xã Bình: 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 2")
+    t1_title = world.app.framework.tasks[T1].title
+    late = translator("vi")("{days} day(s) late")
+    assert f"1. Thôn Ba (Xã Bình) — {t1_title} — {late.format(days=5)}" in body
+    assert f"Thôn Hai (Xã An) — {t1_title} — {late.format(days=5)}" in body
+    assert [b["data"] for row in weekly["buttons"] for b in row] == [
+        f"fu:{world.units['xa_binh'].id}",
+        f"fu:{world.units['xa_an'].id}",
+    ]
+
+    # Its chart: one bar per commune, worst first, filled to the completion rate (6 of 8 done
+    # in Xã An, none in Xã Bình); its spreadsheet: every overdue item, oldest first.
+    chart, book = (
+        next(
+            d.row.payload
+            for d in digests
+            if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(part)
+        )
+        for part in (":chart", ":xlsx")
+    )
+    fractions = bar_fractions(settings.data_dir / chart["photo_path"])
+    assert fractions == pytest.approx([0.0, 0.75], abs=0.02)
+    overdue_sheet, open_sheet, communes_sheet = load_workbook(
+        settings.data_dir / book["document_path"]
+    ).worksheets
+    overdue_rows = list(overdue_sheet.iter_rows(min_row=2, values_only=True))
+    assert len(overdue_rows) == 8 and not list(open_sheet.iter_rows(min_row=2, values_only=True))
+    assert sorted((r[0], r[1]) for r in overdue_rows) == sorted(
+        [("Xã An", "Thôn Hai")] * 2 + [("Xã Bình", "Thôn Ba")] * 2 + [("Xã Bình", "Xã Bình")] * 4
+    )
+    assert {r[7] for r in overdue_rows} == {5}
+    assert [r for r in communes_sheet.iter_rows(min_row=2, values_only=True)] == [
+        ("Xã Bình", 0, 0, 6, 0),
+        ("Xã An", 6, 0, 2, 75),
+    ]
+
+    # Escalations: each step once, at its time, to the right unit, with who was told.
+    rows = [
+        (
+            world.unit_key(await world_occ_unit(world, e.occurrence_id)),
+            e.step,
+            world.unit_key(e.target_unit_id),
+            from_db(e.created_at).astimezone(HCM),
+            sorted(world.user_name(i) for i in e.notified_user_ids),
+        )
+        for e in await world.escalations()
+    ]
+    expected = (
+        [("thon_ba", "unreachable", "xa_binh", at(18, 8), ["officer_binh"])] * 2
+        + [
+            (v, "commune", c, at(26, 8), [o])
+            for v, c, o in (
+                ("thon_hai", "xa_an", "officer_an"),
+                ("thon_ba", "xa_binh", "officer_binh"),
+            )
+            for _ in (T1, T2)
+        ]
+        + [
+            (v, "supervisor", "district", at(28, 8), ["district"])
+            for v in ("thon_hai", "thon_ba")
+            for _ in (T1, T2)
+        ]
+        + [("xa_binh", "supervisor", "district", at(28, 8), ["district"])] * 3
+        + [("xa_binh", "supervisor", "so_xay_dung", at(28, 8), ["xay_dung"])]
+    )
+    assert sorted(rows) == sorted(expected)
+    xay_dung = people["xay_dung"]
+    assert moments(xay_dung) == [at(28, 8)]
+    assert world.app.framework.tasks[T4].title in xay_dung[0].row.payload["text"]
+
+    # Sở Nội vụ gets November by PAPI dimension on 1 December.
+    noi_vu = people["noi_vu"]
+    assert moments(noi_vu) == [at(1, 7, 30, month=12)] * 3
+    summary = noi_vu[0].row.payload["text"]
+    assert "11/2026" in summary
+
+    # Thôn Ba's stages were all recorded, none sent: nobody to send them to.
+    stages = defaultdict(list)
+    for reminder in await world.reminders():
+        stages[reminder.occurrence_id].append((reminder.stage.split("@")[0], reminder.outcome))
+    assert stages[occ[(T1, "thon_ba")].id] == [
+        ("before-7", "unreachable"),
+        ("before-1", "unreachable"),
+        ("due", "unreachable"),
+        ("overdue-1", "unreachable"),
+        ("overdue-2", "unreachable"),
+    ]
+
+
+async def world_occ_unit(world: SchedulerWorld, occurrence_id: int) -> int:
+    async with world.db.session() as session:
+        return (await session.get(Occurrence, occurrence_id)).unit_id
+
+
+async def test_two_days_down_then_every_escalation_once_and_no_burst(db, settings, framework):
+    world = await build_scheduler_world(settings, db, framework)
+    await register_everyone_but_thon_ba(world)
+    # Down from Wednesday 25/11 09:00 (after the due-day reminders) to Friday 27/11 09:00.
+    deliveries = await drive(world, at(23, 12), at(28, 12), REPORTS, skip=(at(25, 9), at(27, 9)))
+    people = by_person(world, deliveries)
+    assert not [d for d in deliveries if in_quiet_hours(d.moment)]
+
+    # Thôn Hai's head: the overdue-1 reminder of the 26th is folded, not sent; the 27th's,
+    # one hour old at the restart, is sent once.
+    head_hai = [d for d in people["head_hai"] if d.row.idempotency_key.startswith("remind:")]
+    assert moments(head_hai) == [at(24, 8), at(25, 8), at(27, 9)]
+    assert "2" in head_hai[-1].row.payload["text"]  # "2 day(s) overdue"
+    occ = await world.occurrence(T1, "thon_hai")
+    outcomes = [
+        (r.stage.split("@")[0], r.outcome)
+        for r in await world.reminders()
+        if r.occurrence_id == occ.id
+    ]
+    assert outcomes == [
+        ("before-7", "folded"),  # the clock started on the 23rd, long after it
+        ("before-1", "sent"),
+        ("due", "sent"),
+        ("overdue-1", "folded"),
+        ("overdue-2", "sent"),
+    ]
+
+    # The commune step due on the 26th happens at the restart, once; the supervisor step on the
+    # 28th as usual.
+    steps = defaultdict(list)
+    for escalation in await world.escalations():
+        steps[escalation.step].append(from_db(escalation.created_at).astimezone(HCM))
+    assert steps["commune"] == [at(27, 9)] * 4
+    assert set(steps["supervisor"]) == {at(28, 8)} and len(steps["supervisor"]) == 8
+    officer_an = people["officer_an"]
+    assert moments(officer_an) == [at(27, 9)]
+    assert "Thôn Hai" in officer_an[-1].row.payload["text"]
+
+
+async def test_a_restart_long_after_the_reminder_time_sends_nothing_stale(db, settings, framework):
+    world = await build_scheduler_world(settings, db, framework)
+    await register_everyone_but_thon_ba(world)
+    # Down from the 24th at 09:00 to the 26th at 15:00: the reminders of the 25th and the 26th
+    # (08:00) are over 6 hours old at the restart; the escalations due meanwhile all happen,
+    # once, at 15:00.
+    deliveries = await drive(world, at(24, 0), at(26, 20), REPORTS, skip=(at(24, 9), at(26, 15)))
+    head_hai = by_person(world, deliveries)["head_hai"]
+    assert moments(head_hai) == [at(24, 8)]
+    commune_steps = [e for e in await world.escalations() if e.step == "commune"]
+    assert len(commune_steps) == 4
+    assert {from_db(e.created_at).astimezone(HCM) for e in commune_steps} == {at(26, 15)}
+    occurrence = await world.occurrence(T1, "thon_hai")
+    assert [
+        (r.stage.split("@")[0], r.outcome, from_db(r.created_at).astimezone(HCM))
+        for r in await world.reminders()
+        if r.occurrence_id == occurrence.id
+    ] == [
+        ("before-7", "folded", at(24, 7)),  # the first sweep after the clock started
+        ("before-1", "sent", at(24, 8)),
+        ("due", "folded", at(26, 15)),
+        ("overdue-1", "folded", at(26, 15)),
+    ]
+    # A second run at the same moment changes nothing.
+    before = (
+        len(await world.reminders()),
+        len(await world.escalations()),
+        len(await world.outbox()),
+    )
+    report = await run_sweep(world.app, at(26, 15))
+    after = (
+        len(await world.reminders()),
+        len(await world.escalations()),
+        len(await world.outbox()),
+    )
+    assert before == after and report.messages == 0
