@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Integer, Table, bindparam, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +33,48 @@ async def insert_ignore(
     )
     result = await session.exec(statement, params=list(rows))
     return len(result.all())
+
+
+async def insert_ignore_for_ids(
+    session: AsyncSession,
+    table: Table,
+    id_column: str,
+    ids: Sequence[int],
+    values: Mapping[str, Any],
+    unique: Sequence[str],
+) -> int:
+    """One row per id in `ids` (column `id_column`), every other column from `values`:
+    INSERT … SELECT … ON CONFLICT (unique) DO NOTHING; returns how many rows were new.
+
+    The ids travel as one parameter (PostgreSQL: an integer array through unnest(); SQLite: a
+    JSON array through json_each()), so a hundred thousand rows cost one statement and no
+    Python object per row; `values` are bound once, through their columns' types.
+    """
+    if not ids:
+        return 0
+    if dialect_name(session) == "postgresql":
+        insert = postgresql.insert
+        parameter = bindparam("ids", list(ids), type_=postgresql.ARRAY(Integer))
+        source = func.unnest(parameter).table_valued("value").render_derived()
+    else:
+        insert = sqlite.insert
+        source = func.json_each(bindparam("ids", json.dumps(list(ids)))).table_valued("value")
+    columns = [id_column, *values]
+    rows = select(
+        source.c.value,
+        *(
+            bindparam(f"v_{name}", value, type_=table.c[name].type)
+            for name, value in values.items()
+        ),
+    ).select_from(source)
+    # WHERE true: SQLite needs it to tell ON CONFLICT from a join constraint after SELECT … FROM.
+    statement = (
+        insert(table)
+        .from_select(columns, rows.where(true()), include_defaults=False)
+        .on_conflict_do_nothing(index_elements=list(unique))
+    )
+    result = await session.exec(statement)
+    return max(result.rowcount, 0)
 
 
 def for_update_skip_locked(session: AsyncSession, statement: Any) -> Any:
