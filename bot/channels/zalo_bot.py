@@ -195,7 +195,7 @@ class ZaloBotChannel(ZaloHTTPChannel):
         text, _menu = numbered_menu(message)  # no buttons on this platform
         if message.document_path:
             url = self.link(message.document_path)
-            name = message.document_name or "tep"
+            name = message.document_name or "tệp"
             text = f"{text}\n\n📎 {name}: {url}" if url else text
         parts = split_text(text, TEXT_LIMIT) if text else []
         last_id = ""

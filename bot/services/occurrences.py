@@ -80,6 +80,14 @@ class Tally:
     open: int = 0
     overdue: int = 0
 
+    def add(self, status: str, count: int) -> None:
+        if status in CLOSED_STATUSES:
+            self.done += count
+        elif status in LATE_STATUSES:
+            self.overdue += count
+        else:
+            self.open += count
+
     @property
     def total(self) -> int:
         return self.done + self.open + self.overdue
@@ -107,13 +115,7 @@ async def tallies(
         .group_by(Occurrence.unit_id, Occurrence.status)
     )
     for unit_id, status, count in rows.all():
-        tally = by_id[unit_id]
-        if status in CLOSED_STATUSES:
-            tally.done += count
-        elif status in LATE_STATUSES:
-            tally.overdue += count
-        else:
-            tally.open += count
+        by_id[unit_id].add(status, count)
     return list(by_id.values())
 
 
@@ -135,12 +137,7 @@ async def rollup_tallies(
         )
         tally = Tally(parent)
         for status, count in rows.all():
-            if status in CLOSED_STATUSES:
-                tally.done += count
-            elif status in LATE_STATUSES:
-                tally.overdue += count
-            else:
-                tally.open += count
+            tally.add(status, count)
         result.append(tally)
     return result
 
