@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     )
 
     sender_max_attempts: int = 8
+    sender_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A claimed outbox batch is renewed every quarter of this while it is sent; "
+        "rows of a crashed worker are sent again once it has run out",
+    )
     scheduler_enabled: bool = True
 
     @property

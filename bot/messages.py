@@ -65,6 +65,9 @@ class Outgoing:
     photo_path: str = ""  # a file under the data directory (chart, evidence)
     document_path: str = ""
     document_name: str = ""
+    # Numbered menus: the number of the first button. Several menus in one reply (the task
+    # cards of /viec) are numbered on from each other, so every number stays answerable.
+    menu_start: int = 1
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +81,7 @@ class Outgoing:
             photo_path=payload.get("photo_path", ""),
             document_path=payload.get("document_path", ""),
             document_name=payload.get("document_name", ""),
+            menu_start=int(payload.get("menu_start", 1)),
         )
 
     def flat_buttons(self) -> list[Button]:
@@ -94,7 +98,10 @@ def numbered_menu(message: Outgoing) -> tuple[str, list[str]]:
     if not buttons:
         return message.text, []
     lines = [message.text, ""] if message.text else []
-    lines += [f"{number}. {button.label}" for number, button in enumerate(buttons, start=1)]
+    lines += [
+        f"{number}. {button.label}"
+        for number, button in enumerate(buttons, start=message.menu_start)
+    ]
     return "\n".join(lines), [button.data for button in buttons]
 
 

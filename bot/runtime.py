@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -60,7 +61,11 @@ def build_runtime(ctx: AppContext, channels: dict[str, Channel] | None = None) -
     dispatcher = Dispatcher(ctx, after_commit=lambda: holder["sender"].wake())
     chosen = channels if channels is not None else configured_channels(ctx, dispatcher)
     sender = Sender(
-        ctx.db, dict(chosen), limits=rate_limits(ctx), max_attempts=ctx.settings.sender_max_attempts
+        ctx.db,
+        dict(chosen),
+        limits=rate_limits(ctx),
+        max_attempts=ctx.settings.sender_max_attempts,
+        stale_after=timedelta(seconds=ctx.settings.sender_lease_seconds),
     )
     holder["sender"] = sender
     return Runtime(ctx=ctx, dispatcher=dispatcher, sender=sender, channels=chosen)

@@ -1,14 +1,18 @@
 """Drain the outbox: at least once to the platform, exactly once in effect.
 
 Rows are claimed (`sending`) in one transaction and marked in another, so two workers never take
-the same row (PostgreSQL: FOR UPDATE SKIP LOCKED). A row left in `sending` by a crash is taken
-again after `stale_after`; the channel gets the row's idempotency key to make that resend a no-op
-where the platform allows it.
+the same row (PostgreSQL: FOR UPDATE SKIP LOCKED). A claim is a lease: the worker renews it
+(`next_attempt_at`) every quarter of `stale_after` while it sends the batch, so a row whose lease
+ran out belongs to a worker that died (a crash, `kill -9`) and is taken again, by another worker
+or by the same one restarted, at most `stale_after` later. Only such a row can be sent twice (it
+may have reached the platform just before the crash); the channel gets the row's idempotency key
+to make that resend a no-op where the platform allows it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -82,7 +86,7 @@ class Sender:
         limits: dict[str, RateLimiter] | None = None,
         max_attempts: int = 8,
         batch_size: int = 100,
-        stale_after: timedelta = timedelta(minutes=5),
+        stale_after: timedelta = timedelta(minutes=1),
     ) -> None:
         self.db = db
         self.channels = channels
@@ -137,7 +141,7 @@ class Sender:
             for row in rows:
                 row.status = OutboxStatus.sending
                 row.attempts += 1
-                row.next_attempt_at = now  # marks when the claim was taken (for staleness)
+                row.next_attempt_at = now  # the lease: renewed while the batch is being sent
                 session.add(row)
             await session.commit()
             return rows
@@ -150,8 +154,33 @@ class Sender:
         by_channel: dict[str, list[Outbox]] = defaultdict(list)
         for row in rows:
             by_channel[row.channel].append(row)
-        results = await asyncio.gather(*(self._send_lane(lane) for lane in by_channel.values()))
+        done = asyncio.Event()
+        lease = asyncio.create_task(self._renew_lease([row.id for row in rows], done))
+        try:
+            results = await asyncio.gather(*(self._send_lane(lane) for lane in by_channel.values()))
+        finally:
+            done.set()
+            with contextlib.suppress(Exception):
+                await lease
         return sum(results)
+
+    async def _renew_lease(self, ids: list[int | None], done: asyncio.Event) -> None:
+        """Keep this batch's claim alive until it is sent (rows still `sending` only)."""
+        every = self.stale_after.total_seconds() / 4
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=every)
+                return
+            try:
+                async with self.db.session() as session:
+                    await session.exec(
+                        update(Outbox)
+                        .where(col(Outbox.id).in_(ids), Outbox.status == OutboxStatus.sending)
+                        .values(next_attempt_at=utcnow())
+                    )
+                    await session.commit()
+            except Exception:  # noqa: BLE001  (a database blip: try again on the next beat)
+                log.warning("could not renew the claim on %d outbox rows", len(ids), exc_info=True)
 
     async def _send_lane(self, rows: list[Outbox]) -> int:
         delivered = 0

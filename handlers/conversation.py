@@ -54,6 +54,7 @@ class Conversation:
             key,
             user_id=self.user.id if self.user else None,
             state=self.state,
+            burst=f"{self.incoming.channel}:{self.incoming.update_id}",
         )
 
     async def notify(self, user: User, message: Outgoing, purpose: str) -> bool:

@@ -6,16 +6,25 @@ then registration for strangers; then commands, buttons, the dialog state, and f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlmodel import select
 
 from bot.context import AppContext
 from bot.i18n import translator
 from bot.messages import Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
+from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import identity_for
 from handlers import district, extension, followup, help, officer, onboarding, report, tasks
@@ -147,21 +156,60 @@ async def _dispatch(convo: Conversation) -> None:
     await help.not_understood(convo)
 
 
+def database_unavailable(error: Exception) -> bool:
+    """The database went away (a restart, a failover, a killed connection) or is too busy:
+    nothing was committed, and the same update will work once it is back."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError | InterfaceError | InternalError)
+
+
+async def _fetch_first(incoming: Incoming) -> None:
+    """Download a photo before the transaction (on SQLite: before taking the one writer's
+    place), so that a slow download does not hold every other update up; the handler then
+    reads the bytes from memory. A failed download is left to the handler, as before."""
+    file = incoming.file
+    if file is None or file.fetch is None or (file.size or 0) > MAX_PHOTO_BYTES:
+        return
+    if incoming.kind == Kind.document and file.mime and not file.mime.startswith("image/"):
+        return
+    try:
+        data = await file.fetch()
+    except Exception:  # noqa: BLE001  (the handler fetches again and answers the failure)
+        return
+
+    async def fetched() -> bytes:
+        return data
+
+    file.fetch = fetched
+
+
 class Dispatcher:
     """Handles one inbound update end to end; `after_commit` wakes the sender."""
 
     def __init__(self, app: AppContext, after_commit: Callable[[], None] | None = None) -> None:
         self.app = app
         self.after_commit = after_commit or (lambda: None)
+        # SQLite takes one writer at a time: let this process's updates queue here, in order,
+        # rather than in SQLite's busy handler (sleeps of up to 100 ms between tries, and
+        # "database is locked" after busy_timeout), which collapses throughput under load.
+        self._one_writer = asyncio.Lock() if app.db.is_sqlite else contextlib.nullcontext()
 
     async def handle(self, incoming: Incoming) -> bool:
-        """Returns False when the update was seen before (nothing happens the second time)."""
+        """Returns False when the update was seen before (nothing happens the second time).
+
+        Raises when the database is unavailable: the update was not recorded, so the channel
+        answers with an error and the platform delivers it again (an apology would record it
+        and lose it)."""
+        await _fetch_first(incoming)
         try:
             handled = await self._handle(incoming)
         except IntegrityError:
             # A concurrent delivery of the same update won the insert of its inbound row.
             return False
-        except Exception:
+        except Exception as error:
+            if database_unavailable(error):
+                raise
             log.exception("handling %s:%s failed", incoming.channel, incoming.update_id)
             handled = await self._apologise(incoming)
         if handled:
@@ -182,7 +230,7 @@ class Dispatcher:
         return True
 
     async def _handle(self, incoming: Incoming) -> bool:
-        async with self.app.db.session() as session:
+        async with self._one_writer, self.app.db.session() as session:
             if not await self._record(session, incoming):
                 return False
             identity = await identity_for(session, incoming.channel, incoming.external_id)
@@ -202,7 +250,7 @@ class Dispatcher:
 
     async def _apologise(self, incoming: Incoming) -> bool:
         """A bug must not leave the person in silence, nor be retried forever."""
-        async with self.app.db.session() as session:
+        async with self._one_writer, self.app.db.session() as session:
             if not await self._record(session, incoming):
                 return False
             _ = translator(self.app.settings.locale)

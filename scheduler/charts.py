@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 BAR_COLOR = "#2e7d32"
 TRACK_COLOR = "#d9d9d9"
 WIDTH_INCHES = 8.0
@@ -19,6 +16,10 @@ DPI = 100
 
 def completion_chart(rows: list[tuple[str, float]], title: str, path: Path) -> Path:
     """Write a horizontal bar chart of (label, rate 0..1), first row at the top."""
+    # Imported here: matplotlib costs seconds at start-up and only digests need it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     path.parent.mkdir(parents=True, exist_ok=True)
     height = 1.2 + 0.45 * max(len(rows), 1)
     figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI)

@@ -10,24 +10,17 @@ fake. Assertions are on the database, unit names, codes and button payloads, not
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
-import io
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-from aiohttp import ClientSession, web
-from PIL import Image
-from sqlmodel import col, func, select
+from aiohttp import ClientSession
+from sqlmodel import col, select
 
-from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel, parse_command
-from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
-from bot.context import AppContext
+from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, parse_command
+from bot.config import Settings
 from bot.db import Database
 from bot.framework import Framework
 from bot.messages import Button, Outgoing
@@ -40,168 +33,16 @@ from bot.models import (
     Occurrence,
     Outbox,
     Report,
-    Unit,
     User,
 )
-from bot.runtime import Runtime, build_runtime
-from bot.sender import RateLimiter
-from bot.server import build_app
-from bot.services.framework_sync import sync_task_definitions
 from bot.services.outbox import enqueue, notify_user
-from bot.timeutil import from_db
-from bot.units import import_units_csv
-from handlers.router import Dispatcher
-from scheduler.planner import plan
-from tests.helpers.fake_telegram import FakeTelegram
-from tests.helpers.world import World
-
-TOKEN = "123456:TEST-TOKEN-abc"
-SECRET = "webhook-secret_42"
-VILLAGE_HEAD = "village_head"
-OFFICER = "commune_committee"
-
-
-# --------------------------------------------------------------------------- the world
-
-
-def small_units_csv(target: Path) -> Path:
-    """The province, one district, its first commune and that commune's villages: the same
-    units build_world uses, without planning six hundred others (keeps the file fast)."""
-    with (DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    commune = sorted((r for r in rows if r["level"] == "commune"), key=lambda r: r["code"])[0]
-    district = next(r for r in rows if r["code"] == commune["parent_code"])
-    province = next(r for r in rows if r["code"] == district["parent_code"])
-    villages = [r for r in rows if r["parent_code"] == commune["code"]]
-    with target.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows([province, district, commune, *villages])
-    return target
-
-
-async def small_world(settings: Settings, db: Database, framework: Framework) -> World:
-    await import_units_csv(db, small_units_csv(settings.data_dir.parent / "units.csv"))
-    async with db.session() as session:
-        await sync_task_definitions(session, framework)
-        commune = (await session.exec(select(Unit).where(Unit.level == "commune"))).one()
-        district = await session.get(Unit, commune.parent_id)
-        villages = list(
-            (
-                await session.exec(
-                    select(Unit).where(Unit.parent_id == commune.id).order_by(Unit.code)
-                )
-            ).all()
-        )
-        # What is open now (windows opening by tomorrow): all the journeys need, and quick.
-        await plan(session, framework, settings, date.today(), date.today() + timedelta(days=1))
-        await session.commit()
-    app = AppContext(settings=settings, db=db, framework=framework)
-    return World(app=app, district=district, commune=commune, villages=villages)
-
-
-def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (640, 480)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-# --------------------------------------------------------------------------- the harness
-
-
-@dataclass
-class Harness:
-    fake: FakeTelegram
-    world: World
-    runtime: Runtime
-    channel: TelegramChannel
-    base_url: str  # where papibot's aiohttp app listens
-
-    @property
-    def db(self) -> Database:
-        return self.world.db
-
-    async def settle(self) -> None:
-        """Let the callback answers finish and the sender deliver everything due."""
-        async with asyncio.timeout(15):  # a delivery loop that never ends is a failure
-            await self.channel.idle()
-            while await self.runtime.sender.drain_once():
-                pass
-            await self.channel.idle()
-
-    async def say(self, update: dict) -> int | None:
-        status = await self.fake.deliver(update)
-        await self.settle()
-        return status
-
-    async def press(self, chat_id: int, data: str) -> None:
-        assert await self.say(self.fake.press(chat_id, data)) == 200
-
-    async def register(self, chat_id: int, unit: Unit, role: str) -> User:
-        invite = await self.world.invite(unit, role)
-        assert await self.say(self.fake.command(chat_id, "start", invite.code)) == 200
-        async with self.db.session() as session:
-            identity = (
-                await session.exec(
-                    select(ChannelIdentity).where(
-                        ChannelIdentity.channel == "telegram",
-                        ChannelIdentity.external_id == str(chat_id),
-                    )
-                )
-            ).one()
-            user = await session.get(User, identity.user_id)
-        assert user is not None and user.unit_id == unit.id and user.role == role
-        return user
-
-    def buttons_to(self, chat_id: int, prefix: str) -> list[str]:
-        return [
-            data
-            for sent in self.fake.sent_to(chat_id)
-            for data in sent.callback_data()
-            if data.startswith(prefix)
-        ]
-
-    async def count(self, model, *where) -> int:  # noqa: ANN001
-        async with self.db.session() as session:
-            query = select(func.count()).select_from(model)
-            for condition in where:
-                query = query.where(condition)
-            return int((await session.exec(query)).one())
-
-
-@asynccontextmanager
-async def harness(
-    settings: Settings, db: Database, framework: Framework, webhook: bool = True
-) -> AsyncIterator[Harness]:
-    fake = FakeTelegram(token=TOKEN)
-    await fake.start()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.telegram_token = TOKEN
-    settings.telegram_api_url = fake.api_url
-    settings.telegram_webhook_secret = SECRET
-    settings.scheduler_enabled = False
-    world = await small_world(settings, db, framework)
-    ctx = world.app
-    channel = TelegramChannel(ctx, Dispatcher(ctx), poll_timeout=1)
-    runtime = build_runtime(ctx, channels={"telegram": channel})
-    channel.dispatcher = runtime.dispatcher  # the one that wakes this runtime's sender
-    # Telegram's real pacing (1 message per second per chat) would make each test wait for
-    # seconds; the platform's own limit is what the rate-limit test exercises.
-    runtime.sender.limits["telegram"] = RateLimiter(per_second=1000, per_chat_interval=0)
-    runner = web.AppRunner(build_app(runtime), shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    base_url = f"http://{host}:{port}"
-    settings.public_url = base_url if webhook else ""
-    await channel.start()
-    try:
-        yield Harness(fake=fake, world=world, runtime=runtime, channel=channel, base_url=base_url)
-    finally:
-        await channel.stop()
-        await runner.cleanup()
-        await fake.close()
+from tests.helpers.telegram_harness import (
+    SECRET,
+    VILLAGE_HEAD,
+    Harness,
+    harness,
+    jpeg,
+)
 
 
 @pytest.fixture
@@ -318,88 +159,6 @@ async def test_done_with_two_photos_and_a_note(tg: Harness) -> None:
         assert row.sha256 in stored.name
         assert hashlib.sha256(stored.read_bytes()).hexdigest() == row.sha256
     assert len(tg.fake.calls_to("getFile", ok=True)) == 2
-
-
-async def test_extension_requested_and_approved(tg: Harness) -> None:
-    head_chat, officer_chat = 801, 802
-    village = tg.world.villages[0]
-    head = await tg.register(head_chat, village, VILLAGE_HEAD)
-    officer = await tg.register(officer_chat, tg.world.commune, OFFICER)
-    assert await tg.say(tg.fake.command(head_chat, "viec")) == 200
-    occurrence_id = int(tg.buttons_to(head_chat, "ext:")[0].split(":")[1])
-    async with tg.db.session() as session:
-        before = (await session.get(Occurrence, occurrence_id)).due_at
-
-    await tg.press(head_chat, f"ext:{occurrence_id}")
-    await tg.press(head_chat, f"extd:{occurrence_id}:7")
-    assert await tg.say(tg.fake.text(head_chat, "Mưa bão, chưa họp được")) == 200
-
-    approve = tg.buttons_to(officer_chat, "appr:")
-    assert approve and tg.buttons_to(officer_chat, "decl:")
-    report_id = int(approve[-1].split(":")[1])
-    assert village.name in tg.fake.last_to(officer_chat).text
-    head_messages = len(tg.fake.sent_to(head_chat))
-    await tg.press(officer_chat, f"appr:{report_id}")
-
-    tz = tg.world.app.settings.tz
-    async with tg.db.session() as session:
-        occurrence = await session.get(Occurrence, occurrence_id)
-        report = await session.get(Report, report_id)
-    old_day = from_db(before).astimezone(tz).date()
-    assert (report.kind, report.status) == ("extension", "approved")
-    assert (report.user_id, report.decided_by_user_id) == (head.id, officer.id)
-    assert report.requested_until == max(old_day, date.today()) + timedelta(days=7)
-    assert from_db(occurrence.due_at).astimezone(tz).date() == report.requested_until
-    assert occurrence.due_at != before
-    assert len(tg.fake.sent_to(head_chat)) == head_messages + 1  # told of the decision
-    assert await tg.count(AuditLog, AuditLog.action == "extension.approved") == 1
-
-
-# --------------------------------------------------------------------------- safety
-
-
-async def test_redelivered_update_changes_nothing(tg: Harness) -> None:
-    chat = 901
-    await tg.register(chat, tg.world.villages[0], VILLAGE_HEAD)
-    assert await tg.say(tg.fake.command(chat, "viec")) == 200
-    occurrence_id = int(tg.buttons_to(chat, "done:")[0].split(":")[1])
-    update = tg.fake.press(chat, f"done:{occurrence_id}")
-
-    assert await tg.say(update) == 200
-    counts = [await tg.count(m) for m in (Report, Outbox, InboundUpdate, AuditLog)]
-    sent = len(tg.fake.messages)
-    assert await tg.count(Report, Report.occurrence_id == occurrence_id) == 1
-
-    assert await tg.say(update) == 200  # Telegram retries when it did not get our 200
-    assert [await tg.count(m) for m in (Report, Outbox, InboundUpdate, AuditLog)] == counts
-    assert len(tg.fake.messages) == sent
-
-
-async def test_forged_callback_for_another_village_is_refused(tg: Harness) -> None:
-    chat = 1001
-    mine, other = tg.world.villages[0], tg.world.villages[1]
-    user = await tg.register(chat, mine, VILLAGE_HEAD)
-    async with tg.db.session() as session:
-        target = (
-            await session.exec(
-                select(Occurrence)
-                .where(Occurrence.unit_id == other.id)
-                .order_by(col(Occurrence.id))
-            )
-        ).first()
-    assert target is not None and target.status == "open"
-
-    assert await tg.say(tg.fake.callback(chat, f"done:{target.id}")) == 200
-
-    async with tg.db.session() as session:
-        after = await session.get(Occurrence, target.id)
-        refused = (await session.exec(select(AuditLog).where(AuditLog.action == "forbidden"))).all()
-    assert (after.status, after.done_at) == ("open", None)
-    assert await tg.count(Report, Report.occurrence_id == target.id) == 0
-    assert [(row.subject, row.actor_user_id, row.detail["data"]) for row in refused] == [
-        (f"telegram:{chat}", user.id, f"done:{target.id}")
-    ]
-    assert "done:" not in "".join(tg.fake.last_to(chat).callback_data())
 
 
 async def test_webhook_refuses_a_wrong_or_missing_secret(tg: Harness) -> None:

@@ -216,50 +216,6 @@ async def test_a_guest_registers_with_the_demo_invite_code(sim: Sim) -> None:
     assert listed[user.id]["chat"] == chat
 
 
-async def test_village_head_reports_a_task_done_with_two_photos(sim: Sim) -> None:
-    head = await demo_user(sim.db, VILLAGE_HEAD)
-    chat = await sim.login(head)
-    assert chat == f"web-{head.id}"
-
-    start = await sim.last_id(chat)
-    await sim.send(chat, "/viec")
-    listing = await sim.messages(chat, start)
-    message_id, done = button(listing, "done:")
-    occurrence_id = int(done.split(":")[1])
-
-    mark = await sim.last_id(chat)
-    await sim.tap(chat, done, message_id)
-    _mid, next_data = button(await sim.messages(chat, mark), "next:")
-    report_id = int(next_data.split(":")[1])
-    for colour in ((200, 30, 30), (30, 30, 200)):
-        mark = await sim.last_id(chat)
-        await sim.upload(chat, jpeg(colour), "anh.jpg", "image/jpeg")
-        assert button(await sim.messages(chat, mark), "next:")[1] == next_data
-
-    mark = await sim.last_id(chat)
-    await sim.tap(chat, next_data)
-    assert button(await sim.messages(chat, mark), "skip:")[1] == f"skip:{report_id}"
-    mark = await sim.last_id(chat)
-    await sim.send(chat, "Đã họp dân ngày 5, có 42 hộ tham dự")
-    _mid, send = button(await sim.messages(chat, mark), "send:")
-    assert send == f"send:{report_id}"
-    await sim.tap(chat, send)
-
-    async with sim.db.session() as session:
-        occurrence = await session.get(Occurrence, occurrence_id)
-        report = await session.get(Report, report_id)
-        evidence = (
-            await session.exec(select(Evidence).where(Evidence.report_id == report_id))
-        ).all()
-    assert occurrence.status == OccurrenceStatus.done
-    assert occurrence.done_by_user_id == head.id
-    assert (report.status, report.note) == ("submitted", "Đã họp dân ngày 5, có 42 hộ tham dự")
-    assert len(evidence) == 2
-    assert {item.mime for item in evidence} == {"image/jpeg"}
-    assert len({item.sha256 for item in evidence}) == 2
-    assert len(stored_files(sim.world.app.settings)) == 2
-
-
 async def test_commune_officer_approves_an_extension_in_the_simulator(sim: Sim) -> None:
     head = await demo_user(sim.db, VILLAGE_HEAD)
     officer = await demo_user(sim.db, COMMUNE_OFFICER)

@@ -237,7 +237,9 @@ async def test_signature_is_checked_before_anything_is_written(bare_stack: ZaloS
     tampered = raw.replace(b"Xin ch", b"Tam ch")
     headers = stack.fake.oa_headers(raw, stack.app.settings.zalo_oa_secret_key, body["timestamp"])
     assert (await stack.post("/webhook/zalo-oa", tampered, headers)).status == 403
-    assert (await stack.post("/webhook/zalo-oa", b"<xml/>", headers)).status == 400
+    assert (await stack.post("/webhook/zalo-oa", b"<xml/>", headers)).status == 403
+    xml_signed = stack.fake.oa_headers(b"<xml/>", stack.app.settings.zalo_oa_secret_key, "")
+    assert (await stack.post("/webhook/zalo-oa", b"<xml/>", xml_signed)).status == 400
     assert await count(db, InboundUpdate) == 0 and await count(db, Outbox) == 0
 
     assert await post_event(stack, body) == 200

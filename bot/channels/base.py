@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from bot.messages import Outgoing
+
+
+def loads_body(raw: bytes, **options: Any) -> Any:
+    """A request body as JSON, refusing what could not be stored as text: bytes that are not
+    UTF-8 (`json.loads` lets encoded surrogates through), lone surrogates written as `\\ud800`
+    escapes, and nesting too deep to parse. Raises ValueError."""
+    try:
+        value = json.loads(raw.decode("utf-8-sig"), **options)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # no lone surrogate anywhere
+    except RecursionError as error:
+        raise ValueError("JSON nested too deeply") from error
+    return value
 
 
 @dataclass(frozen=True)

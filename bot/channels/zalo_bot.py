@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.channels.base import DeliveryError
+from bot.channels.base import DeliveryError, loads_body
 from bot.channels.capabilities import CAPABILITIES
 from bot.context import AppContext
 from bot.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
@@ -286,7 +286,7 @@ class ZaloBotChannel(ZaloHTTPChannel):
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return web.Response(status=403, text="forbidden")
         try:
-            body = json.loads(await request.read())
+            body = loads_body(await request.read())
         except ValueError:
             return web.Response(status=400, text="not json")
         incomings = [i for i in map(self.to_incoming, self.unwrap(body)) if i is not None]

@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp import web
 from PIL import Image, ImageOps
 
-from bot.channels.base import DeliveryError
+from bot.channels.base import DeliveryError, loads_body
 from bot.channels.capabilities import CAPABILITIES, uses_numbered_menu
 from bot.channels.zalo_bot import ZaloHTTPChannel, update_key
 from bot.channels.zalo_tokens import Token, ZaloTokenStore
@@ -326,12 +326,15 @@ class ZaloOAChannel(ZaloHTTPChannel):
         if not user or not msg_id or len(user) > 64:
             return []
         base = {"channel": CHANNEL, "external_id": user, "message_id": msg_id}
-        attachments = [a for a in message.get("attachments") or [] if isinstance(a, dict)]
+        listed = message.get("attachments")
+        attachments = [a for a in listed if isinstance(a, dict)] if isinstance(listed, list) else []
         if event == "user_send_text":
             return [self._text(str(message.get("text") or ""), update_key(msg_id), base)]
         if event == "user_send_location":
             payload = attachments[0].get("payload") if attachments else {}
-            coordinates = (payload or {}).get("coordinates") or {}
+            payload = payload if isinstance(payload, dict) else {}
+            coordinates = payload.get("coordinates")
+            coordinates = coordinates if isinstance(coordinates, dict) else {}
             try:
                 latitude = float(str(coordinates.get("latitude")))
                 longitude = float(str(coordinates.get("longitude")))
@@ -411,25 +414,25 @@ class ZaloOAChannel(ZaloHTTPChannel):
                 await session.commit()
 
     async def webhook(self, request: web.Request) -> web.Response:
-        raw = await request.read()
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         secret = self.settings.zalo_oa_secret_key
         if not given or not secret:
             return web.Response(status=403, text="forbidden")
+        raw = await request.read()
         if given.lower().startswith("mac="):
             given = given[4:].strip()
         try:
             # Read only to find the timestamp; numbers stay text (ids exceed 2^53).
-            body = json.loads(raw, parse_int=str)
-        except ValueError:
-            return web.Response(status=400, text="not json")
-        if not isinstance(body, dict):
-            return web.Response(status=400, text="not an object")
-        timestamp = body.get("timestamp")
+            body = loads_body(raw, parse_int=str)
+        except ValueError:  # not JSON: signed, if at all, without a timestamp
+            body = None
+        timestamp = body.get("timestamp") if isinstance(body, dict) else ""
         timestamp = timestamp if isinstance(timestamp, str) else ""
         expected = signature(self.settings.zalo_oa_app_id, raw, timestamp, secret)
         if not hmac.compare_digest(given.lower().encode(), expected.encode()):
             return web.Response(status=403, text="forbidden")
+        if not isinstance(body, dict):
+            return web.Response(status=400, text="not a JSON object")
         if body.get("event_name") == "unfollow":
             await self._unfollow(body)
             return web.json_response({"ok": True})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,11 +34,13 @@ async def enqueue(
     key: str,
     user_id: int | None = None,
     state: DialogState | None = None,
+    burst: str = "",
 ) -> Outbox | None:
     """Add one message to the outbox; a key seen before adds nothing (exactly-once effect).
 
     For a channel that cannot show these buttons, the numbered menu is remembered in the
-    recipient's dialog state so that a typed "2" means the second button.
+    recipient's dialog state so that a typed "2" means the second button. Menus queued in one
+    `burst` (the replies to one update) are numbered on from each other and all remembered.
     """
     existing = (await session.exec(select(Outbox.id).where(Outbox.idempotency_key == key))).first()
     if existing is not None:
@@ -44,7 +48,11 @@ async def enqueue(
     buttons = message.flat_buttons()
     if uses_numbered_menu(channel, len(buttons)):
         state = state or await dialog_state(session, channel, external_id)
-        state.data = {**state.data, "menu": [button.data for button in buttons]}
+        same_burst = bool(burst) and state.data.get("menu_burst") == burst
+        earlier = list(state.data.get("menu") or []) if same_burst else []
+        message = replace(message, menu_start=len(earlier) + 1)
+        menu = [*earlier, *(button.data for button in buttons)]
+        state.data = {**state.data, "menu": menu, "menu_burst": burst}
         session.add(state)
     row = Outbox(
         idempotency_key=key,

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from sqlmodel import col, select
 
+from bot.channels.base import loads_body
 from bot.channels.web import (
     WebChannel,
     button_update,
@@ -83,10 +84,10 @@ def _sender(request: web.Request) -> Sender | None:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        body = loads_body(await request.read())
     except web.HTTPRequestEntityTooLarge:
         raise ApiProblem(413, "too_large", "Nội dung gửi lên quá lớn.") from None
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise _bad("bad_json", "Dữ liệu gửi lên không phải JSON hợp lệ.") from None
     if not isinstance(body, dict):
         raise _bad("bad_json", "Dữ liệu gửi lên phải là một đối tượng JSON.")
