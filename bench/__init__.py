@@ -1,0 +1,1 @@
+"""Benchmarks on synthetic province- and national-scale data (see bench/README.md)."""
