@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import timedelta
 
 from sqlmodel import col, select, update
@@ -43,6 +43,10 @@ class RateLimiter:
         self.per_chat_interval = per_chat_interval
         self.per_chat_burst = per_chat_burst
         self._next_slot = 0.0
+        # When the last `per_second` sends finished: the platform counts arrivals, which fall
+        # between a send's start and its end, so send i starts no sooner than 1 s after send
+        # i - per_second ended, and jitter can never put one message too many in a second.
+        self._finished: deque[float] = deque(maxlen=max(int(per_second), 1))
         # Per chat: the moment its bucket would be full again (empty dict entry = full bucket).
         self._chat_full_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
@@ -61,10 +65,16 @@ class RateLimiter:
         async with self._lock:
             now = time.monotonic()
             slot = max(now, self._next_slot, self._chat_slot(chat, now))
+            if self.interval and len(self._finished) == self._finished.maxlen:
+                slot = max(slot, self._finished[0] + 1.0)
             self._next_slot = slot + self.interval
         delay = slot - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def done(self) -> None:
+        """A send has finished (delivered or not)."""
+        self._finished.append(time.monotonic())
 
     def pause(self, seconds: float) -> None:
         """The platform said "too many requests": nobody sends on this channel for a while."""
@@ -200,6 +210,8 @@ class Sender:
                     row.external_id, Outgoing.from_payload(row.payload), row.idempotency_key
                 )
             except DeliveryError as error:
+                if limiter:
+                    limiter.done()
                 short_wait = error.retry_after is not None and error.retry_after <= 60
                 if short_wait and limiter and retries < MAX_IMMEDIATE_RETRIES:
                     # Honour the platform's wait, then try the same row again.
@@ -209,8 +221,12 @@ class Sender:
                 await self._mark_failed(row, error)
                 return 0
             except Exception as error:  # noqa: BLE001  (network errors: retry with backoff)
+                if limiter:
+                    limiter.done()
                 await self._mark_failed(row, DeliveryError(f"{type(error).__name__}: {error}"))
                 return 0
+            if limiter:
+                limiter.done()
             await self._mark_sent(row, message_id)
             return 1
 
