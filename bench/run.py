@@ -767,25 +767,33 @@ async def bench_memory(out: Out, database: str, scale: str, months: int, within:
                 str(papibot), "run", cwd=tmp, env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
             peak = rss = 0
-            seen: dict[str, str] = {}
-            samples = 0
+            seen: dict[str, Any] = {}
+            failures: dict[str, str] = {}
             while time.monotonic() - started < within and process.returncode is None:
                 await asyncio.sleep(0.2)
                 peak = max(peak, vm_kb(process.pid, "VmHWM"))
                 rss = vm_kb(process.pid, "VmRSS") or rss
-                samples += 1
-                for line in log_path.read_text(errors="replace").splitlines():
+                lines = log_path.read_text(errors="replace").splitlines()
+                for number, line in enumerate(lines):
                     for job in ("plan", "sweep", "digest"):
                         if f"scheduler.jobs {job}: " in line and job not in seen:
                             seen[job] = line.split(f"{job}: ", 1)[1][:300]
                             seen[job + "_at_s"] = round(time.monotonic() - started, 1)
-                        if f"scheduler job {job} failed" in line and job not in seen:
-                            seen[job] = "FAILED: " + line[:300]
+                        if f"scheduler job {job} failed" in line and job not in failures:
+                            # the exception's last line ends the traceback that follows
+                            after = [x for x in lines[number + 1 : number + 80] if x.strip()]
+                            cause = next(
+                                (x for x in after if not x.startswith((" ", "Traceback"))), ""
+                            )
+                            failures[job] = f"{line[:19]} {cause[:300]}"
+                # a plan and a sweep that worked (a failed sweep is retried a minute later)
                 if "plan" in seen and "sweep" in seen:
                     for _ in range(50):  # 10 s more: what follows (sending) counts too
                         await asyncio.sleep(0.2)
                         peak = max(peak, vm_kb(process.pid, "VmHWM"))
                     break
+            if failures:
+                seen["failed"] = failures
             out.emit(
                 "memory",
                 database,
@@ -800,9 +808,9 @@ async def bench_memory(out: Out, database: str, scale: str, months: int, within:
                 completed="plan" in seen and "sweep" in seen,
                 local_time=now.isoformat(timespec="minutes"),
             )
-            if "plan" not in seen or "sweep" not in seen:
-                tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                print("# papibot log tail:\n# " + "\n# ".join(tail), file=sys.stderr)
+            kept = RESULTS / f"papibot-run-{scale}-{database}.log"
+            kept.write_bytes(log_path.read_bytes())
+            print(f"# the papibot log is in {kept}", file=sys.stderr)
         finally:
             if process is not None and process.returncode is None:
                 process.send_signal(signal.SIGTERM)
