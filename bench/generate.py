@@ -23,8 +23,10 @@ So a sweep at `as_of` finds nothing to do, and one at the next 08:00 finds that 
 Reports and evidence are not generated: none of the benchmarked paths reads them.
 
 Rows are written with the drivers' bulk paths (sqlite3 executemany in one transaction, asyncpg
-COPY), secondary indexes dropped during the load and rebuilt after, foreign-key checks off for
-the load (the data is consistent by construction). PostgreSQL gets VACUUM ANALYZE at the end
+COPY), the indexes and unique keys the migrations made read from the catalog, dropped during the
+load and rebuilt after (SQLite cannot drop a UNIQUE written into its table, so reminders',
+escalations' and outbox's stay; occurrences' key is an index and goes), foreign-key checks off
+for the load (the data is consistent by construction). PostgreSQL gets VACUUM ANALYZE at the end
 (what autovacuum would have done); SQLite is left as a deployment leaves it (no ANALYZE).
 """
 

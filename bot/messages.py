@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 CALLBACK_DATA_LIMIT = 64  # Telegram's limit; the tightest of our channels
@@ -30,6 +31,7 @@ class IncomingFile:
     mime: str = ""
     size: int | None = None  # as announced by the platform, before downloading
     fetch: Callable[[], Awaitable[bytes]] | None = None
+    ref: str = ""  # what the channel downloads it by (Telegram file id, Zalo CDN address)
 
 
 @dataclass
@@ -46,6 +48,41 @@ class Incoming:
     longitude: float | None = None
     display_name: str = ""
     message_id: str = ""  # the platform message the button was on (to remove its buttons)
+    ack_id: str = ""  # what the platform wants acknowledged (Telegram's callback query id)
+
+    def to_payload(self) -> dict[str, Any]:
+        """What the inbox stores until the update is handled (a file by its `ref`)."""
+        # Not asdict(): it would deep-copy the file's `fetch`, and with it the channel.
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "file"}
+        if self.file is not None:
+            file = self.file
+            payload["file"] = {
+                "file_name": file.file_name,
+                "mime": file.mime,
+                "size": file.size,
+                "ref": file.ref,
+            }
+        return payload
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], download: Callable[[str], Awaitable[bytes]] | None
+    ) -> Incoming:
+        """The stored form back; `download(ref)` fetches its file through the channel."""
+        values = dict(payload)
+        stored_file = values.pop("file", None)
+        values["kind"] = Kind(values["kind"])
+        incoming = cls(**values)
+        if stored_file is not None:
+            ref = stored_file.get("ref", "")
+            incoming.file = IncomingFile(
+                file_name=stored_file.get("file_name", ""),
+                mime=stored_file.get("mime", ""),
+                size=stored_file.get("size"),
+                ref=ref,
+                fetch=partial(download, ref) if download is not None and ref else None,
+            )
+        return incoming
 
 
 @dataclass

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -140,12 +140,15 @@ class Occurrence(SQLModel, table=True):
 
     __tablename__ = "occurrences"
     __table_args__ = (
-        UniqueConstraint("task_key", "unit_id", "period"),
+        # Period first: a plan's new rows go together at the end of their (period, task), not
+        # into the middle of every unit's history; the (period, task_key) prefix serves the
+        # planner's count. An index, not a table constraint, so SQLite can change it in place.
+        Index("uq_occurrences_period_task_unit", "period", "task_key", "unit_id", unique=True),
         Index("ix_occurrences_status_due", "status", "due_at"),
-        Index("ix_occurrences_period_task", "period", "task_key"),
     )
     id: int | None = Field(default=None, primary_key=True)
     task_key: str = Field(foreign_key="task_definitions.key", max_length=120)
+    # Scattered inserts (one leaf per unit), but every per-unit screen and digest needs it.
     unit_id: int = Field(foreign_key="units.id", index=True)
     period: str = Field(max_length=64)
     window_start: datetime
@@ -193,9 +196,9 @@ class Evidence(SQLModel, table=True):
 
 class Escalation(SQLModel, table=True):
     __tablename__ = "escalations"
-    __table_args__ = (UniqueConstraint("occurrence_id", "step"),)
+    __table_args__ = (UniqueConstraint("occurrence_id", "step"),)  # also the occurrence_id index
     id: int | None = Field(default=None, primary_key=True)
-    occurrence_id: int = Field(foreign_key="occurrences.id", index=True)
+    occurrence_id: int = Field(foreign_key="occurrences.id")
     step: str = Field(max_length=32)  # commune | supervisor | unreachable
     target_unit_id: int = Field(foreign_key="units.id", index=True)
     reason: str = Field(default="overdue", max_length=32)
@@ -207,9 +210,9 @@ class Reminder(SQLModel, table=True):
     """A reminder stage that was handled for one occurrence, so a sweep never repeats it."""
 
     __tablename__ = "reminders"
-    __table_args__ = (UniqueConstraint("occurrence_id", "stage"),)
+    __table_args__ = (UniqueConstraint("occurrence_id", "stage"),)  # also the occurrence_id index
     id: int | None = Field(default=None, primary_key=True)
-    occurrence_id: int = Field(foreign_key="occurrences.id", index=True)
+    occurrence_id: int = Field(foreign_key="occurrences.id")
     stage: str = Field(max_length=32)  # before-7, before-1, due, overdue-1, …
     user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     outcome: str = Field(default="sent", max_length=16)  # sent | folded | unreachable
@@ -235,12 +238,26 @@ class Outbox(SQLModel, table=True):
 
 
 class InboundUpdate(SQLModel, table=True):
+    """An update from a platform, recorded before it is handled (bot/inbox.py): the unique key
+    makes a redelivery change nothing; `payload` holds it until it is handled, then is cleared."""
+
     __tablename__ = "inbound_updates"
-    __table_args__ = (UniqueConstraint("channel", "update_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "update_id"),
+        # The worker's queue: only the rows not handled yet, so it stays small.
+        Index(
+            "ix_inbound_updates_pending",
+            "id",
+            sqlite_where=text("handled_at IS NULL"),
+            postgresql_where=text("handled_at IS NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
     update_id: str = Field(max_length=64)
     received_at: datetime = Field(default_factory=utcnow)
+    handled_at: datetime | None = None
+    payload: str | None = Field(default=None, sa_column=Column(Text))  # Incoming, as JSON
 
 
 class DialogState(SQLModel, table=True):

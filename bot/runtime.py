@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -56,10 +57,15 @@ def rate_limits(ctx: AppContext) -> dict[str, RateLimiter]:
     }
 
 
-def build_runtime(ctx: AppContext, channels: dict[str, Channel] | None = None) -> Runtime:
+ChannelFactory = Callable[[AppContext, Dispatcher], dict[str, Channel]]
+
+
+def build_runtime(ctx: AppContext, make_channels: ChannelFactory = configured_channels) -> Runtime:
+    """`make_channels` builds the channels around the runtime's one dispatcher (tests pass
+    their own, pointed at fake platforms)."""
     holder: dict[str, Sender] = {}
     dispatcher = Dispatcher(ctx, after_commit=lambda: holder["sender"].wake())
-    chosen = channels if channels is not None else configured_channels(ctx, dispatcher)
+    chosen = make_channels(ctx, dispatcher)
     sender = Sender(
         ctx.db,
         dict(chosen),

@@ -46,6 +46,7 @@ async def start_runtime(runtime: Runtime) -> list[asyncio.Task]:
     """Channels, sender and scheduler as background tasks; returns them for stopping."""
     for channel in runtime.channels.values():
         await channel.start()
+    runtime.dispatcher.inbox.start()  # first, what a previous run recorded and did not handle
     tasks = [asyncio.create_task(runtime.sender.run(), name="sender")]
     if runtime.ctx.settings.scheduler_enabled:
         try:
@@ -70,6 +71,7 @@ async def stop_runtime(runtime: Runtime, tasks: list[asyncio.Task]) -> None:
     for channel in runtime.channels.values():
         with contextlib.suppress(Exception):
             await channel.stop()
+    await runtime.dispatcher.inbox.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,7 +7,6 @@ then registration for strangers; then commands, buttons, the dialog state, and f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -18,10 +17,12 @@ from sqlalchemy.exc import (
     InternalError,
     OperationalError,
 )
-from sqlmodel import select
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.context import AppContext
 from bot.i18n import translator
+from bot.inbox import Inbox
 from bot.messages import Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
 from bot.services.evidence import MAX_PHOTO_BYTES
@@ -164,7 +165,7 @@ def database_unavailable(error: Exception) -> bool:
     return isinstance(error, OperationalError | InterfaceError | InternalError)
 
 
-async def _fetch_first(incoming: Incoming) -> None:
+async def fetch_first(incoming: Incoming) -> None:
     """Download a photo before the transaction (on SQLite: before taking the one writer's
     place), so that a slow download does not hold every other update up; the handler then
     reads the bytes from memory. A failed download is left to the handler, as before."""
@@ -184,8 +185,14 @@ async def _fetch_first(incoming: Incoming) -> None:
     file.fetch = fetched
 
 
+Claim = Callable[[AsyncSession], Awaitable[bool]]
+
+
 class Dispatcher:
-    """Handles one inbound update end to end; `after_commit` wakes the sender."""
+    """Handles inbound updates end to end; `after_commit` wakes the sender.
+
+    Platforms' updates go through the inbox (`accept`: recorded at once, handled by its worker
+    in order); the web simulator, which shows the replies in its answer, calls `handle`."""
 
     def __init__(self, app: AppContext, after_commit: Callable[[], None] | None = None) -> None:
         self.app = app
@@ -193,45 +200,58 @@ class Dispatcher:
         # SQLite takes one writer at a time: let this process's updates queue here, in order,
         # rather than in SQLite's busy handler (sleeps of up to 100 ms between tries, and
         # "database is locked" after busy_timeout), which collapses throughput under load.
-        self._one_writer = asyncio.Lock() if app.db.is_sqlite else contextlib.nullcontext()
+        self._one_writer = asyncio.Lock() if app.db.is_sqlite else _NoLock()
+        self.inbox = Inbox(app.db, self, self._one_writer)
+
+    async def accept(self, incoming: Incoming) -> None:
+        """Record a platform's update to be handled shortly (see bot/inbox.py)."""
+        await self.inbox.accept(incoming)
+
+    async def idle(self) -> None:
+        """Wait until every update accepted so far has been handled."""
+        await self.inbox.idle()
 
     async def handle(self, incoming: Incoming) -> bool:
-        """Returns False when the update was seen before (nothing happens the second time).
+        """Record and handle an update in one go. Returns False when it was seen before
+        (nothing happens the second time).
 
         Raises when the database is unavailable: the update was not recorded, so the channel
         answers with an error and the platform delivers it again (an apology would record it
         and lose it)."""
-        await _fetch_first(incoming)
+        await fetch_first(incoming)
         try:
-            handled = await self._handle(incoming)
+            return await self._handle_claimed(incoming, _record_new(incoming))
         except IntegrityError:
             # A concurrent delivery of the same update won the insert of its inbound row.
             return False
+
+    async def handle_recorded(self, row_id: int, incoming: Incoming) -> bool:
+        """Handle an update the inbox recorded; False when another worker already did."""
+        return await self._handle_claimed(incoming, _mark_handled(row_id))
+
+    async def discard_recorded(self, row_id: int) -> None:
+        """A recorded update that cannot be read back: marked handled, never retried."""
+        async with self._one_writer, self.app.db.session() as session:
+            await _mark_handled(row_id)(session)
+            await session.commit()
+
+    async def _handle_claimed(self, incoming: Incoming, claim: Claim) -> bool:
+        try:
+            handled = await self._handle(incoming, claim)
+        except IntegrityError:
+            raise
         except Exception as error:
             if database_unavailable(error):
                 raise
             log.exception("handling %s:%s failed", incoming.channel, incoming.update_id)
-            handled = await self._apologise(incoming)
+            handled = await self._apologise(incoming, claim)
         if handled:
             self.after_commit()
         return handled
 
-    async def _record(self, session, incoming: Incoming) -> bool:  # noqa: ANN001
-        seen = await session.exec(
-            select(InboundUpdate.id).where(
-                InboundUpdate.channel == incoming.channel,
-                InboundUpdate.update_id == incoming.update_id,
-            )
-        )
-        if seen.first() is not None:
-            return False
-        session.add(InboundUpdate(channel=incoming.channel, update_id=incoming.update_id))
-        await session.flush()
-        return True
-
-    async def _handle(self, incoming: Incoming) -> bool:
+    async def _handle(self, incoming: Incoming, claim: Claim) -> bool:
         async with self._one_writer, self.app.db.session() as session:
-            if not await self._record(session, incoming):
+            if not await claim(session):
                 return False
             identity = await identity_for(session, incoming.channel, incoming.external_id)
             user = await session.get(User, identity.user_id) if identity else None
@@ -248,10 +268,10 @@ class Dispatcher:
             await session.commit()
         return True
 
-    async def _apologise(self, incoming: Incoming) -> bool:
+    async def _apologise(self, incoming: Incoming, claim: Claim) -> bool:
         """A bug must not leave the person in silence, nor be retried forever."""
         async with self._one_writer, self.app.db.session() as session:
-            if not await self._record(session, incoming):
+            if not await claim(session):
                 return False
             _ = translator(self.app.settings.locale)
             await enqueue(
@@ -267,3 +287,51 @@ class Dispatcher:
             )
             await session.commit()
         return True
+
+
+class _NoLock:
+    """PostgreSQL: writers do not exclude each other; the same `async with` costs nothing."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+def _record_new(incoming: Incoming) -> Claim:
+    """Claim by inserting the update's row; False when it was recorded before."""
+
+    async def claim(session: AsyncSession) -> bool:
+        seen = await session.exec(
+            select(InboundUpdate.id).where(
+                InboundUpdate.channel == incoming.channel,
+                InboundUpdate.update_id == incoming.update_id,
+            )
+        )
+        if seen.first() is not None:
+            return False
+        session.add(
+            InboundUpdate(
+                channel=incoming.channel, update_id=incoming.update_id, handled_at=utcnow()
+            )
+        )
+        await session.flush()
+        return True
+
+    return claim
+
+
+def _mark_handled(row_id: int) -> Claim:
+    """Claim a recorded row; False when another worker handled it first (PostgreSQL: the
+    UPDATE waits for that worker's transaction, then finds the row handled)."""
+
+    async def claim(session: AsyncSession) -> bool:
+        result = await session.exec(
+            update(InboundUpdate)
+            .where(col(InboundUpdate.id) == row_id, col(InboundUpdate.handled_at).is_(None))
+            .values(handled_at=utcnow(), payload=None)
+        )
+        return result.rowcount == 1
+
+    return claim

@@ -11,10 +11,11 @@ What must hold:
   opens new ones; nobody restarts anything;
 * a sweep cut off mid-transaction leaves nothing half done, and its next run does exactly what
   an undisturbed sweep does (compared with a twin database where no connection was lost);
-* an inbound update cut off mid-transaction is answered with a 5xx, so the platform (the fake
-  Telegram's delivery loop below, which redelivers like Telegram does) sends it again; no update
-  is lost and none is applied twice: one inbound row per update, one registration per invite,
-  no "something went wrong" apology standing in for a lost update;
+* an inbound update whose recording is cut off is answered with a 5xx, so the platform (the
+  fake Telegram's delivery loop below, which redelivers like Telegram does) sends it again; one
+  whose handling is cut off stays recorded and the inbox's worker handles it again once the
+  database is back; no update is lost and none is applied twice: one inbound row per update,
+  one registration per invite, no "something went wrong" apology standing in for a lost update;
 * the sender, whose connections die too, delivers every queued reply in the end.
 """
 
@@ -70,7 +71,8 @@ pytestmark = [
 
 MOMENTS = [at(18, 8), at(24, 8), at(25, 8), at(26, 8), at(27, 8), at(28, 8)]
 PEOPLE = 8
-KILLS = {2, 7, 13, 20, 28}  # the n-th write (user, inbound or reply row) meets a dead connection
+# The n-th write (inbound row recorded or marked handled, user, reply) meets a dead connection.
+KILLS = {2, 7, 13, 20, 28}
 MAX_DELIVERIES = 25  # per update: the fake platform gives up after that (the drill fails)
 
 
@@ -238,17 +240,22 @@ async def test_inbound_updates_survive_lost_connections_without_loss_or_repeat(
                 for chat, invite in zip(chats, invites, strict=True)
             ]
             updates = [update for talk in conversations for update in talk]
-            # Cut the connections at several points of the registrations' transactions: when
-            # the user row, the inbound row or a reply is about to be written.
+            # Cut the connections at several points of recording the updates (the webhook) and
+            # of handling them (the registrations' transactions): when an inbound row, a user
+            # row or a reply is about to be written.
             saboteur.arm(
                 statement_starts(
-                    "INSERT INTO users", "INSERT INTO inbound_updates", "INSERT INTO outbox"
+                    "INSERT INTO users",
+                    "INSERT INTO inbound_updates",
+                    "UPDATE inbound_updates",
+                    "INSERT INTO outbox",
                 ),
                 at=KILLS,
             )
             platform = Platform(h)
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(90):
                 await asyncio.gather(*(platform.conversation(talk) for talk in conversations))
+                await h.runtime.dispatcher.idle()  # every recorded update handled
             saboteur.disarm()
 
             # Recovered by itself: every reply is delivered by the sender in the end.
@@ -268,7 +275,9 @@ async def test_inbound_updates_survive_lost_connections_without_loss_or_repeat(
             f"deliveries ({Counter(s for _u, s in platform.failures)}), {retried} redeliveries"
         )
         assert len(saboteur.kills) == len(KILLS), saboteur.kills
-        assert platform.failures, "no delivery failed: the drill did not cut any transaction"
+        assert platform.failures, "no delivery failed: the drill did not cut any recording"
+        cut_handling = [kill for kill in saboteur.kills if "INSERT INTO inbound" not in kill[2]]
+        assert cut_handling, "the drill did not cut any handling"
 
         # No update lost, none applied twice.
         async with db.session() as session:

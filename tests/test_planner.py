@@ -4,10 +4,12 @@ from collections import Counter
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from sqlmodel import func, select
+from sqlalchemy import text
+from sqlmodel import SQLModel, func, select
 
+from bot.db import Database
 from bot.models import Event, Occurrence, Unit
-from scheduler.planner import plan
+from scheduler.planner import _counts_query, plan
 from tests.helpers.world import build_world
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -165,3 +167,19 @@ async def test_due_times_are_the_end_of_the_office_day(db, settings, framework):
     for occurrence in await occurrences_of(db, world.commune.id):
         assert local(occurrence.due_at).time() == time(17, 0)
         assert local(occurrence.window_start).time() == time(0, 0)
+
+
+async def test_the_window_count_reads_only_the_unique_keys_prefix(settings):
+    """The count that lets a second plan skip its work reads (period, task_key) index entries,
+    never the table: the unique key must keep period and task_key first."""
+    db = Database(settings.effective_database_url)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(SQLModel.metadata.create_all)
+        query = _counts_query({"2026-12", "2027-01"}).compile(
+            connection.sync_connection, compile_kwargs={"literal_binds": True}
+        )
+        steps = (await connection.execute(text(f"EXPLAIN QUERY PLAN {query}"))).all()
+    await db.dispose()
+    assert [step[-1] for step in steps] == [
+        "SEARCH occurrences USING COVERING INDEX uq_occurrences_period_task_unit (period=?)"
+    ]

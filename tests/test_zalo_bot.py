@@ -339,6 +339,7 @@ async def test_long_polling_when_there_is_no_public_url(bare_stack: ZaloStack, d
         if await count(db, InboundUpdate) == 1 and stack.fake.updates.empty():
             break
         await asyncio.sleep(0.05)
+    await stack.channel.wait_idle()  # recorded, then handled by the inbox's worker
     await stack.sender.drain_once()
     assert await count(db, InboundUpdate) == 1
     assert len(stack.fake.bot_texts(CHAT)) == 1

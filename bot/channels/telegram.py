@@ -35,10 +35,11 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.request import HTTPXRequest
 
 from bot.channels.base import DeliveryError, loads_body
 from bot.channels.capabilities import CAPABILITIES
+from bot.channels.telegram_http import AiohttpRequest
+from bot.inbox import ChannelHooks
 from bot.messages import Incoming, IncomingFile, Kind, Outgoing, split_text
 
 if TYPE_CHECKING:
@@ -138,16 +139,8 @@ class TelegramChannel:
             settings.telegram_token,
             base_url=f"{api}/bot",
             base_file_url=f"{api}/file/bot",
-            request=HTTPXRequest(
-                connection_pool_size=32,
-                read_timeout=request_timeout,
-                write_timeout=request_timeout,
-                connect_timeout=request_timeout,
-                pool_timeout=request_timeout,
-            ),
-            get_updates_request=HTTPXRequest(
-                connection_pool_size=2, read_timeout=request_timeout, pool_timeout=None
-            ),
+            request=AiohttpRequest(connection_pool_size=32, timeout=request_timeout),
+            get_updates_request=AiohttpRequest(connection_pool_size=2, timeout=request_timeout),
         )
         self._ready = asyncio.Lock()
         self._initialized = False
@@ -157,6 +150,9 @@ class TelegramChannel:
         # Parts of a split message already delivered, by idempotency key, so that a retry
         # after a failure on part 3 does not send parts 1 and 2 again (best effort, in memory).
         self._progress: OrderedDict[str, list[str]] = OrderedDict()
+        dispatcher.inbox.register(
+            CHANNEL, ChannelHooks(download=self.download, after_handled=self._acknowledge)
+        )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -237,7 +233,9 @@ class TelegramChannel:
         return task
 
     async def idle(self) -> None:
-        """Wait for the callback answers in flight (tests, and an orderly stop)."""
+        """Wait until the updates received are handled and their button taps acknowledged
+        (tests, and an orderly stop)."""
+        await self.dispatcher.idle()
         pending = [task for task in self._tasks if task is not self._poller]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -263,33 +261,44 @@ class TelegramChannel:
             self.to_incoming(update)  # PTB does not check types: a list where text should be …
         except Exception:  # noqa: BLE001  (any malformed part of an update is the sender's fault)
             return web.Response(status=400, text="not a Telegram update")
-        await self.process(update)
+        try:
+            await self.process(update)
+        except Exception:  # noqa: BLE001  (the database is unavailable: not recorded)
+            log.warning(
+                "telegram update %s not recorded; Telegram will send it again", data["update_id"]
+            )
+            return web.Response(status=503, text="try again")
         return web.Response(status=200, text="ok")
 
     async def process(self, update: Update) -> bool:
-        """Hand one update to the dispatcher; False when it was ignored or seen before."""
+        """Hand one update to the inbox; False when papibot does not handle its kind.
+
+        Raises when the database is unavailable (the update is not recorded)."""
         incoming = self.to_incoming(update)
         if incoming is None:
             return False
-        if update.callback_query is not None:
-            self._spawn(self._settle_callback(update), f"telegram-callback-{update.update_id}")
-        return await self.dispatcher.handle(incoming)
+        await self.dispatcher.accept(incoming)
+        return True
 
-    async def _settle_callback(self, update: Update) -> None:
-        """Stop the button's spinner and take the buttons off the message that was tapped."""
-        query = update.callback_query
+    def _acknowledge(self, incoming: Incoming) -> None:
+        """After a button tap is handled: stop its spinner, take the buttons off its message."""
+        if incoming.ack_id:
+            self._spawn(self._settle_callback(incoming), f"telegram-callback-{incoming.update_id}")
+
+    async def _settle_callback(self, incoming: Incoming) -> None:
         try:
-            await self.bot.answer_callback_query(query.id)
+            await self.bot.answer_callback_query(incoming.ack_id)
         except TelegramError as error:  # too old, or answered on a first delivery
-            log.info("answerCallbackQuery %s: %s", query.id, error)
-        message = query.message
-        if isinstance(message, Message) and message.reply_markup is not None:
+            log.info("answerCallbackQuery %s: %s", incoming.ack_id, error)
+        if incoming.message_id:
             try:
                 await self.bot.edit_message_reply_markup(
-                    chat_id=message.chat_id, message_id=message.message_id, reply_markup=None
+                    chat_id=_chat_id(incoming.external_id),
+                    message_id=int(incoming.message_id),
+                    reply_markup=None,
                 )
             except TelegramError as error:  # already removed, or the message is gone
-                log.info("editMessageReplyMarkup %s: %s", message.message_id, error)
+                log.info("editMessageReplyMarkup %s: %s", incoming.message_id, error)
 
     def to_incoming(self, update: Update) -> Incoming | None:
         """The channel-neutral form of an update; None for what papibot does not handle
@@ -308,7 +317,11 @@ class TelegramChannel:
                 kind=Kind.button if query.data else Kind.unsupported,
                 data=query.data or "",
                 display_name=query.from_user.full_name,
-                message_id=str(message.message_id) if message is not None else "",
+                # Only a message that still shows buttons needs them taken off.
+                message_id=str(message.message_id)
+                if isinstance(message, Message) and message.reply_markup is not None
+                else "",
+                ack_id=str(query.id),
             )
         message = update.message
         if message is None or message.chat.type != "private":
@@ -338,6 +351,7 @@ class TelegramChannel:
                 mime="image/jpeg",
                 size=largest.file_size,
                 fetch=partial(self.download, largest.file_id),
+                ref=largest.file_id,
             )
         elif message.document is not None:
             document = message.document
@@ -348,6 +362,7 @@ class TelegramChannel:
                 mime=document.mime_type or "",
                 size=document.file_size,
                 fetch=partial(self.download, document.file_id),
+                ref=document.file_id,
             )
         elif message.location is not None:
             incoming.kind = Kind.location

@@ -9,7 +9,7 @@ Menus are numbered lines answered by number (the outbox remembers the menu for t
 photos are sent as a signed link to `GET /media/{token}` because sendPhoto takes only a URL.
 
 `ZaloHTTPChannel` holds what the two Zalo channels share: the HTTP client, downloads from the
-Zalo CDN, and answering a webhook quickly while the update is handled.
+Zalo CDN, and handing a webhook's updates to the inbox.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from aiohttp import web
 from bot.channels.base import DeliveryError, loads_body
 from bot.channels.capabilities import CAPABILITIES
 from bot.context import AppContext
+from bot.inbox import ChannelHooks
 from bot.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
 from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.web.media import MediaError, add_media_routes, media_url
@@ -49,14 +50,13 @@ class ZaloHTTPChannel:
     """HTTP client, CDN downloads and quick webhook answers, shared by both Zalo channels."""
 
     name = "zalo"
-    handle_deadline = 1.5  # seconds: Zalo wants an answer within 2; handling goes on after
 
     def __init__(self, ctx: AppContext, dispatcher: Any) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.dispatcher = dispatcher
         self._http: aiohttp.ClientSession | None = None
-        self._background: set[asyncio.Task] = set()
+        dispatcher.inbox.register(self.name, ChannelHooks(download=self.download))
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -86,30 +86,22 @@ class ZaloHTTPChannel:
         async def fetch() -> bytes:
             return await self.download(url)
 
-        return IncomingFile(file_name=name, mime="image/jpeg", size=size, fetch=fetch)
-
-    async def _handle_all(self, incomings: list[Incoming]) -> None:
-        for incoming in incomings:
-            await self.dispatcher.handle(incoming)
+        return IncomingFile(file_name=name, mime="image/jpeg", size=size, fetch=fetch, ref=url)
 
     async def dispatch(self, incomings: list[Incoming]) -> web.Response:
-        """Handle the updates; answer 200 once handled, or after `handle_deadline` while the
-        handling goes on (a slow photo download must not make the platform send it again)."""
-        if not incomings:
-            return web.json_response({"ok": True})
-        task = asyncio.create_task(self._handle_all(incomings))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        done, _pending = await asyncio.wait({task}, timeout=self.handle_deadline)
-        if task in done and task.exception() is not None:
-            log.error("%s update failed", self.name, exc_info=task.exception())
-            return web.json_response({"ok": False}, status=500)  # the platform may retry
+        """Record the updates and answer; the inbox's worker handles them right after, so a
+        slow photo download never keeps Zalo waiting past its two seconds."""
+        try:
+            for incoming in incomings:
+                await self.dispatcher.accept(incoming)
+        except Exception:  # noqa: BLE001  (the database is unavailable: not recorded)
+            log.warning("%s update not recorded; the platform will send it again", self.name)
+            return web.json_response({"ok": False}, status=503)
         return web.json_response({"ok": True})
 
     async def wait_idle(self) -> None:
-        """Wait for updates still being handled after their webhook was answered."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Wait until the updates received are handled (tests, and an orderly stop)."""
+        await self.dispatcher.idle()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -299,7 +291,7 @@ class ZaloBotChannel(ZaloHTTPChannel):
         )
         incomings = [i for i in map(self.to_incoming, self.unwrap(result)) if i is not None]
         for incoming in incomings:
-            await self.dispatcher.handle(incoming)  # recorded first: a repeat does nothing
+            await self.dispatcher.accept(incoming)  # a repeat does nothing
         return len(incomings)
 
     async def _poll_forever(self) -> None:

@@ -367,7 +367,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
                     mime = mimetypes.guess_type(name)[0] or ""
                     size = _int_or_none(payload.get("size"))
                     file = IncomingFile(
-                        file_name=name, mime=mime, size=size, fetch=_fetcher(self, url)
+                        file_name=name, mime=mime, size=size, fetch=_fetcher(self, url), ref=url
                     )
                     kind = Kind.document
                 incomings.append(

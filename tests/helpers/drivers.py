@@ -2,7 +2,7 @@
 or the web simulator with the same verbs, so one journey test runs on every channel.
 
 Each driver is an async context manager that starts the platform fake(s) on loopback and the
-real papibot aiohttp app (`build_app(build_runtime(ctx, channels={<that channel>}))`), then
+real papibot aiohttp app (`build_app(build_runtime(ctx, <that channel>))`), then
 talks to it the way the platform would: Telegram's fake POSTs to the webhook papibot set,
 Zalo Bot updates go to the webhook URL papibot registered (with its secret), Zalo OA events are
 signed like Zalo signs them, the simulator is driven through its JSON API.
@@ -235,10 +235,10 @@ class BaseDriver:
         self.world = await small_world(self.settings, self.db, self.framework)
         await self._start_platform()
         ctx = self.world.app
-        channel = self._make_channel(ctx, Dispatcher(ctx))
-        self.runtime = build_runtime(ctx, channels={self.name: channel})
-        channel.dispatcher = self.runtime.dispatcher  # the one that wakes this runtime's sender
-        self.channel = channel
+        self.runtime = build_runtime(
+            ctx, lambda ctx, dispatcher: {self.name: self._make_channel(ctx, dispatcher)}
+        )
+        self.channel = self.runtime.channels[self.name]
         # The platforms' own pacing (Telegram: about one message a second per chat) would make
         # every journey wait for seconds; pacing has tests of its own.
         self.runtime.sender.limits = {self.name: RateLimiter(per_second=1000, per_chat_interval=0)}
@@ -250,7 +250,7 @@ class BaseDriver:
         self.base_url = f"http://{host}:{port}"
         self.settings.public_url = self.base_url
         self.client = aiohttp.ClientSession()
-        await channel.start()
+        await self.channel.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -30,7 +30,6 @@ from bot.sender import RateLimiter
 from bot.server import build_app
 from bot.services.framework_sync import sync_task_definitions
 from bot.units import import_units_csv
-from handlers.router import Dispatcher
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram
 from tests.helpers.world import World
@@ -162,9 +161,11 @@ async def harness(
     settings.scheduler_enabled = False
     world = await small_world(settings, db, framework)
     ctx = world.app
-    channel = TelegramChannel(ctx, Dispatcher(ctx), poll_timeout=1)
-    runtime = build_runtime(ctx, channels={"telegram": channel})
-    channel.dispatcher = runtime.dispatcher  # the one that wakes this runtime's sender
+    runtime = build_runtime(
+        ctx,
+        lambda ctx, dispatcher: {"telegram": TelegramChannel(ctx, dispatcher, poll_timeout=1)},
+    )
+    channel = runtime.channels["telegram"]
     # Telegram's real pacing (1 message per second per chat) would make each test wait for
     # seconds; the platform's own limit is what the rate-limit test exercises.
     runtime.sender.limits["telegram"] = RateLimiter(per_second=1000, per_chat_interval=0)

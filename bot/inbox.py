@@ -1,0 +1,223 @@
+"""The inbox: an update from a platform is recorded and answered at once; a worker then
+handles the recorded updates in the order they came.
+
+Why not handle it inside the webhook: a platform waits for the answer (Zalo gives up after two
+seconds and sends the update again), and handling costs tens of milliseconds of database work,
+more with a photo to download. Recording costs one row, written in one commit together with
+every update that arrived meanwhile, so the webhook answers in milliseconds even in a burst,
+and a burst waits in the table, not in memory: a crash or a restart loses nothing (the worker
+finds the rows again), and a redelivery finds its row and changes nothing.
+
+The row is marked handled in the same transaction as the update's effects and replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+
+from bot.db import Database
+from bot.messages import Incoming
+from bot.models import InboundUpdate, utcnow
+
+if TYPE_CHECKING:
+    from handlers.router import Dispatcher
+
+log = logging.getLogger(__name__)
+
+BATCH = 16  # recorded updates read per round
+PREFETCH_BYTES = 48 * 1024 * 1024  # photos of a round downloaded ahead, at most this much
+POLL_SECONDS = 5.0  # look for rows another process recorded (PostgreSQL, several workers)
+RETRY_SECONDS = (1.0, 30.0)  # after a lost database: first and longest pause
+
+Download = Callable[[str], Awaitable[bytes]]
+AfterHandled = Callable[[Incoming], None]
+
+
+@dataclass
+class ChannelHooks:
+    """What the inbox needs from a channel to turn a stored update back into work."""
+
+    download: Download | None = None  # fetches a file by its `ref`
+    after_handled: AfterHandled | None = None  # e.g. acknowledge a button tap
+
+
+class Inbox:
+    def __init__(
+        self, db: Database, dispatcher: Dispatcher, writer: contextlib.AbstractAsyncContextManager
+    ) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self._writer = writer  # SQLite's one-writer lock, shared with the dispatcher
+        self._channels: dict[str, ChannelHooks] = {}
+        self._waiting: list[tuple[Incoming, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+        self._worker: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._recorded = 0  # updates written so far by this process …
+        self._caught_up = -1  # … and how many of them the worker had when it found none left
+
+    def register(self, channel: str, hooks: ChannelHooks) -> None:
+        self._channels[channel] = hooks
+
+    # ------------------------------------------------------------------ recording
+
+    async def accept(self, incoming: Incoming) -> None:
+        """Record the update durably; returns once it is committed (a redelivery: at once too).
+
+        Raises when the database is unavailable: the caller answers with an error so that the
+        platform delivers the update again."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((incoming, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="inbox-flush")
+        await asyncio.shield(future)  # a client hanging up does not cancel the others' commit
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # let the requests that arrived together join this commit
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._write([incoming for incoming, _future in batch])
+            except Exception as error:  # noqa: BLE001  (each webhook answers it)
+                for _incoming, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self._recorded += len(batch)
+            for _incoming, future in batch:
+                if not future.done():
+                    future.set_result(None)
+            self.start()
+            self._wake.set()
+
+    async def _write(self, incomings: list[Incoming]) -> None:
+        now = utcnow()
+        rows = {
+            (incoming.channel, incoming.update_id): {
+                "channel": incoming.channel,
+                "update_id": incoming.update_id,
+                "received_at": now,
+                "payload": json.dumps(incoming.to_payload(), ensure_ascii=False),
+            }
+            for incoming in reversed(incomings)  # a repeat within the batch: the first one wins
+        }
+        insert = postgresql_insert if not self.db.is_sqlite else sqlite_insert
+        statement = insert(InboundUpdate).on_conflict_do_nothing(
+            index_elements=["channel", "update_id"]
+        )
+        async with self._writer, self.db.session() as session:
+            connection = await session.connection()
+            await connection.execute(statement, list(rows.values()))  # one executemany
+            await session.commit()
+
+    # ------------------------------------------------------------------ handling
+
+    def start(self) -> None:
+        """Start the worker (it first handles what an earlier run left recorded)."""
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="inbox-worker")
+
+    async def stop(self) -> None:
+        """Stop after the update in hand; what is left stays recorded for the next start."""
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker
+            self._worker = None
+
+    async def idle(self) -> None:
+        """Wait until every update recorded so far by this process has been handled."""
+        while True:
+            flushing = self._waiting or (self._flusher is not None and not self._flusher.done())
+            if not flushing and self._caught_up >= self._recorded:
+                return
+            if not flushing:
+                self.start()
+                self._wake.set()
+            await asyncio.sleep(0.005)
+
+    async def _work(self) -> None:
+        pause = RETRY_SECONDS[0]
+        while True:
+            recorded = self._recorded
+            try:
+                handled = await self._handle_round()
+            except Exception as error:  # noqa: BLE001  (the database went away: try again later)
+                log.warning(
+                    "inbox: recorded updates not handled (%s); retrying in %.0f s", error, pause
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_SECONDS[1])
+                continue
+            pause = RETRY_SECONDS[0]
+            if handled:
+                continue
+            self._caught_up = recorded
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+
+    async def _handle_round(self) -> int:
+        """Handle the oldest recorded updates of this process's channels; returns how many
+        there were. (Another channel's rows wait for a process that has it configured.)"""
+        if not self._channels:
+            return 0
+        async with self.db.session() as session:
+            rows = (
+                await session.exec(
+                    select(InboundUpdate.id, InboundUpdate.channel, InboundUpdate.payload)
+                    .where(
+                        col(InboundUpdate.handled_at).is_(None),
+                        col(InboundUpdate.channel).in_(list(self._channels)),
+                    )
+                    .order_by(col(InboundUpdate.id))
+                    .limit(BATCH)
+                )
+            ).all()
+        work = [(row_id, self._decode(channel, payload)) for row_id, channel, payload in rows]
+        await self._prefetch([incoming for _row_id, incoming in work if incoming is not None])
+        for row_id, incoming in work:
+            if incoming is None:
+                await self.dispatcher.discard_recorded(row_id)
+                continue
+            if await self.dispatcher.handle_recorded(row_id, incoming):
+                hooks = self._channels.get(incoming.channel)
+                if hooks is not None and hooks.after_handled is not None:
+                    hooks.after_handled(incoming)
+        return len(rows)
+
+    def _decode(self, channel: str, payload: str | None) -> Incoming | None:
+        """None for a row that cannot be read back (it is marked handled, never retried)."""
+        try:
+            return Incoming.from_payload(
+                json.loads(payload or ""), self._channels[channel].download
+            )
+        except (ValueError, TypeError, KeyError):
+            log.exception("inbox: a recorded %s update cannot be read; dropped", channel)
+            return None
+
+    async def _prefetch(self, incomings: list[Incoming]) -> None:
+        """Download the round's photos together (not one after the other), within a budget."""
+        from handlers.router import fetch_first
+
+        chosen, budget = [], PREFETCH_BYTES
+        for incoming in incomings:
+            size = incoming.file.size if incoming.file is not None else None
+            if incoming.file is not None and (size or 0) <= budget:
+                budget -= size or 0
+                chosen.append(incoming)
+        if chosen:
+            await asyncio.gather(*(fetch_first(incoming) for incoming in chosen))
