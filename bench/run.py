@@ -181,19 +181,15 @@ async def generate_dataset(
     return meta
 
 
-def context_for(url: str, data_dir: Path, jit_off: bool = False, **settings: Any):  # noqa: ANN201
-    """The app's context on `url`; `jit_off`: PostgreSQL connections without JIT (a what-if)."""
+def context_for(url: str, data_dir: Path, **settings: Any):  # noqa: ANN201
+    """The app's context on `url`."""
     from bot.config import Settings
     from bot.context import AppContext
-    from bot.db import Database
 
     config = Settings(
         _env_file=None, database_url=url, data_dir=data_dir, secret_key="bench", **settings
     )
-    db = None
-    if jit_off and not url.startswith("sqlite"):
-        db = Database(url, connect_args={"server_settings": {"jit": "off"}})
-    return AppContext.build(config, db)
+    return AppContext.build(config)
 
 
 def as_of_of(meta: dict, tz) -> datetime:  # noqa: ANN001
@@ -381,99 +377,6 @@ class Checkpoint:
         return changed
 
 
-@contextlib.contextmanager
-def claim_fix() -> Any:
-    """What-if (not shipped; scheduler/reminders.py is not this benchmark's to change): the
-    claim query as proposed in bench/README.md, patched in for the duration.
-
-    1. a top-level `due_at >= lowest AND due_at < highest` over all its clauses, so the
-       (status, due_at) index reads the catch-up window only, never the history's
-       `escalated` rows (they stay active for ever);
-    2. PostgreSQL: the filter fenced in a MATERIALIZED CTE, so ORDER BY unit_id … LIMIT cannot
-       make the planner walk ix_occurrences_unit_id over the whole table when little is due;
-    3. mark_overdue in batches ordered by due_at (see below);
-    (4. PostgreSQL JIT off for the connection: see `context_for(..., jit_off=True)`.)"""
-    import functools
-
-    from sqlalchemy import Integer
-    from sqlmodel import col, select
-
-    from bot.models import Occurrence
-    from scheduler import reminders
-
-    original_work = reminders._work
-    original_statement = reminders._claim_statement
-
-    def work(policies: Any, now: datetime) -> Any:
-        shape, params = original_work(policies, now)
-        lows = [v for k, v in params.items() if k.endswith("_low")]
-        highs = [v for k, v in params.items() if k.endswith("_high")]
-        if lows:
-            params = {**params, "envelope_low": min(lows), "envelope_high": max(highs)}
-        return shape, params
-
-    @functools.cache
-    def statement(shape: Any, skip_locked: bool) -> Any:
-        base = original_statement(shape, False)
-        if base is None:
-            return None
-        due_at = col(Occurrence.due_at)
-        where = base.whereclause & (due_at >= bindparam("envelope_low"))
-        where = where & (due_at < bindparam("envelope_high"))
-        order = (col(Occurrence.unit_id), col(Occurrence.id))
-        limit = bindparam("claim_limit", type_=Integer)
-        if not skip_locked:  # SQLite: the envelope is enough for its planner
-            return select(Occurrence).where(where).order_by(*order).limit(limit)
-        due = select(Occurrence.id).where(where).cte("due").prefix_with("MATERIALIZED")
-        return (
-            select(Occurrence)
-            .where(col(Occurrence.id).in_(select(due.c.id)))
-            .order_by(*order)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-
-    original_mark = reminders.mark_overdue
-
-    async def mark_overdue(session: Any, now_db: datetime) -> int:
-        """In batches ordered by due_at: with the LIMIT, PostgreSQL walks (status, due_at) from
-        its start instead of scanning the table, which it does when its estimate of "open and
-        past due" assumes the two columns independent (1.7 million rows estimated, none real)."""
-        from sqlmodel import update
-
-        from bot.models import OccurrenceStatus
-        from bot.sqlutil import dialect_name
-
-        total = 0
-        while True:
-            late = (
-                select(Occurrence.id)
-                .where(Occurrence.status == OccurrenceStatus.open, col(Occurrence.due_at) < now_db)
-                .order_by(col(Occurrence.due_at))
-                .limit(1000)
-            )
-            if dialect_name(session) == "postgresql":
-                late = late.with_for_update(skip_locked=True)
-            ids = list((await session.exec(late)).all())
-            if ids:
-                await session.exec(
-                    update(Occurrence)
-                    .where(col(Occurrence.id).in_(ids))
-                    .values(status=OccurrenceStatus.overdue, updated_at=now_db)
-                )
-            total += len(ids)
-            if len(ids) < 1000:
-                return total
-
-    reminders._work, reminders._claim_statement = work, statement
-    reminders.mark_overdue = mark_overdue
-    try:
-        yield
-    finally:
-        reminders._work, reminders._claim_statement = original_work, original_statement
-        reminders.mark_overdue = original_mark
-
-
 async def bench_sweep(
     out: Out,
     database: str,
@@ -481,24 +384,20 @@ async def bench_sweep(
     metas: dict[int, dict],
     profile: bool,
     repeats: int,
-    what_if: bool = False,
 ) -> None:
-    """`what_if`: the same measurements with the proposed claim query (claim_fix) and, on
-    PostgreSQL, JIT off for the connection."""
     from scheduler.commands import run_sweep
+    from scheduler.reminders import SWEEP_BUDGET_SECONDS, sweep
 
-    suffix = "_what_if_claim_fix" if what_if else ""
     figures: dict[int, dict[str, Any]] = {}
     for months in HISTORIES:
         url = dataset_url(database, scale, months)
-        patch = claim_fix() if what_if else contextlib.nullcontext()
-        with tempfile.TemporaryDirectory() as tmp, patch:
-            ctx = context_for(url, Path(tmp), jit_off=what_if)
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = context_for(url, Path(tmp))
             try:
                 tz = ctx.settings.tz
                 idle_at = as_of_of(metas[months], tz)
                 busy_at = idle_at.replace(hour=8, minute=5)
-                tag = f"{scale}-{database}-m{months}{suffix}"
+                tag = f"{scale}-{database}-m{months}"
                 idle_times, idle_report = [], None
                 for attempt in range(repeats):
                     path = (
@@ -519,11 +418,34 @@ async def bench_sweep(
                         if profile and attempt == 0
                         else None
                     )
+                    # One claim (budget 0): the same work on both histories, so comparable.
                     seconds, busy_report = await timed(
-                        lambda ctx=ctx, at=busy_at: run_sweep(ctx, at), path
+                        lambda ctx=ctx, at=busy_at: sweep(ctx.db, ctx, at, budget_seconds=0), path
                     )
                     busy_times.append(seconds)
                     await checkpoint.restore()
+                # A whole sweep, claiming batch after batch within its budget: the rate at
+                # which a morning's reminders go out.
+                checkpoint = Checkpoint(ctx)
+                await checkpoint.take(busy_at - timedelta(days=40), busy_at + timedelta(days=8))
+                morning_seconds, morning = await timed(
+                    lambda ctx=ctx, at=busy_at: sweep(ctx.db, ctx, at), None
+                )
+                await checkpoint.restore()
+                out.emit(
+                    "sweep",
+                    database,
+                    f"morning_occurrences_per_second_{months}_months",
+                    round(morning.claimed / max(morning_seconds, 1e-9), 1),
+                    "occ/s",
+                    now=busy_at.isoformat(),
+                    seconds=round(morning_seconds, 2),
+                    budget_seconds=SWEEP_BUDGET_SECONDS,
+                    claimed=morning.claimed,
+                    sent=morning.sent,
+                    escalations=morning.escalations,
+                    messages=morning.messages,
+                )
                 figures[months] = {
                     "idle": statistics.median(idle_times),
                     "busy": statistics.median(busy_times),
@@ -531,7 +453,7 @@ async def bench_sweep(
                 out.emit(
                     "sweep",
                     database,
-                    f"idle_seconds_{months}_months{suffix}",
+                    f"idle_seconds_{months}_months",
                     round(figures[months]["idle"], 4),
                     "s",
                     now=idle_at.isoformat(),
@@ -543,7 +465,7 @@ async def bench_sweep(
                 out.emit(
                     "sweep",
                     database,
-                    f"busy_seconds_{months}_months{suffix}",
+                    f"busy_seconds_{months}_months",
                     round(figures[months]["busy"], 3),
                     "s",
                     now=busy_at.isoformat(),
@@ -560,7 +482,7 @@ async def bench_sweep(
         out.emit(
             "sweep",
             database,
-            f"{kind}_history_ratio{suffix}",
+            f"{kind}_history_ratio",
             round(ratio, 3),
             "ratio",
             seconds_1_month=round(figures[1][kind], 4),
@@ -870,13 +792,6 @@ async def main_async(args: argparse.Namespace) -> None:
             await bounded(
                 "sweep", bench_sweep(out, database, args.scale, metas, args.profile, args.repeats)
             )
-            if args.what_if:
-                await bounded(
-                    "sweep",
-                    bench_sweep(
-                        out, database, args.scale, metas, False, args.repeats, what_if=True
-                    ),
-                )
         if "plan" in only:
             url = dataset_url(database, args.scale, 24)
             await bounded(
@@ -913,13 +828,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--what-if",
         action="store_true",
-        help="sweep: also measure the claim and mark_overdue queries proposed in bench/README.md "
-        "(patched in for the run; scheduler/reminders.py is not changed)",
+        help="no longer does anything: the claim and mark_overdue queries it measured have "
+        "shipped in scheduler/reminders.py, so a plain sweep run measures them",
     )
     parser.add_argument(
         "--cleanup", action="store_true", help="drop every benchmark database and file, then exit"
     )
     args = parser.parse_args(argv)
+    if args.what_if:
+        print(
+            "# --what-if: the proposed queries have shipped; the sweep figures measure them",
+            file=sys.stderr,
+        )
     if args.cleanup:
         asyncio.run(cleanup())
         return 0

@@ -37,7 +37,17 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:  # noqa: ANN003
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
+    if "+asyncpg" in url:
+        kwargs["connect_args"] = _without_jit(kwargs.get("connect_args") or {})
     return create_async_engine(url, **kwargs)
+
+
+def _without_jit(connect_args: dict) -> dict:
+    """PostgreSQL's JIT compiles the sweep's claim every minute (its estimated cost passes
+    `jit_above_cost`) and takes longer doing so than the query runs; short OLTP queries gain
+    nothing from it. A caller's own server_settings are kept (and win)."""
+    server_settings = {"jit": "off", **connect_args.get("server_settings", {})}
+    return {**connect_args, "server_settings": server_settings}
 
 
 class Database:

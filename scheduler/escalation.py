@@ -34,7 +34,7 @@ from bot.models import (
     User,
 )
 from bot.services.occurrences import LATE_STATUSES
-from bot.services.outbox import preferred_identity
+from bot.services.people import preferred_identities
 from bot.sqlutil import dialect_name
 from bot.timeutil import from_db, to_db
 from scheduler.policy import EscalationStep, Policies
@@ -142,11 +142,10 @@ class Directory:
         await self._load_identities([user.id for user in users])
 
     async def _load_identities(self, user_ids: list[int]) -> None:
-        # One query per person, through the outbox's own rule (the chat used last, never a
-        # blocked one, Zalo OA only within its window), so reminders follow it exactly.
-        for user_id in user_ids:
-            if user_id not in self._identity:
-                self._identity[user_id] = await preferred_identity(self.session, user_id)
+        # The outbox's own rule (the chat used last, never a blocked one, Zalo OA only within
+        # its window), for all of them in one query.
+        wanted = [user_id for user_id in user_ids if user_id not in self._identity]
+        self._identity |= await preferred_identities(self.session, wanted)
 
     async def people(self, unit_id: int, wants: Callable[[str], bool]) -> list[User]:
         await self.load_people([unit_id])

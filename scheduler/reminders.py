@@ -1,10 +1,13 @@
 """The minute sweep: late tasks become overdue, due escalations happen, due reminders go out.
 
-One transaction per sweep. It claims the occurrences that have something to do now (PostgreSQL:
-FOR UPDATE SKIP LOCKED, so a second worker takes other rows or none), records each reminder stage
-once in `reminders` (ON CONFLICT DO NOTHING: the unique (occurrence, stage) is the final guard)
-and queues one message per person: several tasks due for the same village head arrive together,
-each with its buttons, on the chat the person used last.
+A sweep claims the occurrences that have something to do now, in batches of CLAIM_LIMIT, each
+batch its own transaction (PostgreSQL: FOR UPDATE SKIP LOCKED, so a second worker takes other rows
+or none), until nothing more is due or SWEEP_BUDGET_SECONDS are spent: at one batch a minute, the
+742,000 reminders of a national morning would take over six hours and be folded unsent after
+`fold_after_hours`. Each batch records each reminder stage once in `reminders` (ON CONFLICT DO
+NOTHING: the unique (occurrence, stage) is the final guard) and queues one message per person:
+several tasks due for the same village head arrive together, each with its buttons, on the chat
+the person used last.
 
 A stage whose moment passed more than `fold_after_hours` ago is recorded as "folded" and not
 sent, so a scheduler that was down does not wake people with a burst of stale reminders. Nothing
@@ -15,15 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Integer, Select, and_, bindparam, exists, or_, update
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, or_, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,7 +43,7 @@ from bot.models import (
     User,
 )
 from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
-from bot.services.outbox import enqueue
+from bot.services.outbox import Queued, enqueue_many
 from bot.sqlutil import dialect_name
 from bot.timeutil import from_db, to_db
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
@@ -50,7 +51,12 @@ from scheduler.policy import Policies, Stage, load_policies
 
 log = logging.getLogger(__name__)
 
-CLAIM_LIMIT = 2000  # occurrences per sweep; the rest wait a minute
+CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
+# A sweep claims batch after batch while it expects the next one to end within this budget; the
+# rest waits for the next sweep (the job runs every minute and never twice at once).
+SWEEP_BUDGET_SECONDS = 45.0
+OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
+REMINDER_ROWS = 1000  # reminder rows per INSERT: far below the 32,767 bound parameters allowed
 SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
 NOTICE_LIMIT = 15  # escalation lines per kind in one message; the rest are counted
 
@@ -65,6 +71,10 @@ class SweepReport:
     escalations: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     quiet: bool = False
+
+    def count_escalations(self, counts: dict[str, int]) -> None:
+        for step, count in counts.items():
+            self.escalations[step] = self.escalations.get(step, 0) + count
 
     def __str__(self) -> str:
         return self.summary()
@@ -189,11 +199,20 @@ def _work(policies: Policies, now: datetime) -> tuple[WorkShape, dict[str, objec
         params[f"e{index}_low"] = _day_bounds(policies, first)[0]
         params[f"e{index}_high"] = _day_bounds(policies, last)[1]
         shaped.append(tuple((name, tuple(policies.escalation.step(name).levels)) for name in names))
+    if params:
+        params |= _envelope(params)
     return WorkShape(count, tuple(shaped)), params
 
 
-@cache
-def _claim_statement(shape: WorkShape, skip_locked: bool) -> Select | None:
+def _envelope(params: dict[str, object]) -> dict[str, object]:
+    """The earliest and latest due moment any clause reaches: the catch-up window."""
+    lows = [value for name, value in params.items() if name.endswith("_low")]
+    highs = [value for name, value in params.items() if name.endswith("_high")]
+    return {"envelope_low": min(lows), "envelope_high": max(highs)}
+
+
+def _due_filter(shape: WorkShape) -> ColumnElement[bool] | None:
+    """Occurrences with something to do now, after the (unit_id, id) cursor."""
     due_at, window_start = col(Occurrence.due_at), col(Occurrence.window_start)
     clauses = []
     for i in range(shape.reminder_days):
@@ -226,38 +245,76 @@ def _claim_statement(shape: WorkShape, skip_locked: bool) -> Select | None:
         )
     if not clauses:
         return None
-    statement = (
-        select(Occurrence)
-        .where(
-            col(Occurrence.status).in_(ACTIVE_STATUSES),
-            col(Occurrence.task_key).in_(bindparam("task_keys", expanding=True)),
-            or_(*clauses),
-        )
-        .order_by(col(Occurrence.unit_id), col(Occurrence.id))
-        .limit(bindparam("claim_limit", type_=Integer))
+    return and_(
+        col(Occurrence.status).in_(ACTIVE_STATUSES),
+        # The clauses' ranges hide inside the OR; this envelope of them, at the top, lets the
+        # (status, due_at) index read the catch-up window only, never the history (escalated
+        # occurrences stay active for ever).
+        due_at >= bindparam("envelope_low"),
+        due_at < bindparam("envelope_high"),
+        col(Occurrence.task_key).in_(bindparam("task_keys", expanding=True)),
+        or_(*clauses),
+        # The batches of one sweep move forward, so an occurrence that stays due after it was
+        # handled (an escalation with no target, say) is not claimed again and again.
+        tuple_(col(Occurrence.unit_id), col(Occurrence.id))
+        > tuple_(bindparam("after_unit_id", type_=Integer), bindparam("after_id", type_=Integer)),
     )
-    # PostgreSQL: claim the rows so a concurrent worker skips them (what
+
+
+@cache
+def _claim_statement(shape: WorkShape, postgres: bool) -> Select | None:
+    due = _due_filter(shape)
+    if due is None:
+        return None
+    order = (col(Occurrence.unit_id), col(Occurrence.id))
+    limit = bindparam("claim_limit", type_=Integer)
+    if not postgres:
+        return select(Occurrence).where(due).order_by(*order).limit(limit)
+    # PostgreSQL: the filter is fenced in a materialised CTE, else ORDER BY unit_id … LIMIT
+    # makes the planner walk ix_occurrences_unit_id over the whole table when little is due.
+    # The rows are then claimed so that a concurrent worker skips them (what
     # bot.sqlutil.for_update_skip_locked does, kept inside the cached statement).
-    return statement.with_for_update(skip_locked=True) if skip_locked else statement
-
-
-async def mark_overdue(session: AsyncSession, now_db: datetime) -> int:
-    """Open occurrences past their due moment become overdue (rows another worker holds are
-    left to it)."""
-    late = select(Occurrence.id).where(
-        Occurrence.status == OccurrenceStatus.open, col(Occurrence.due_at) < now_db
+    fenced = select(Occurrence.id).where(due).cte("due").prefix_with("MATERIALIZED")
+    return (
+        select(Occurrence)
+        .where(col(Occurrence.id).in_(select(fenced.c.id)))
+        .order_by(*order)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    statement = update(Occurrence).values(status=OccurrenceStatus.overdue, updated_at=now_db)
+
+
+async def _late_open_ids(session: AsyncSession, now_db: datetime, batch_size: int) -> list[int]:
+    late = (
+        select(Occurrence.id)
+        .where(Occurrence.status == OccurrenceStatus.open, col(Occurrence.due_at) < now_db)
+        .order_by(col(Occurrence.due_at))
+        .limit(batch_size)
+    )
     if dialect_name(session) == "postgresql":
-        statement = statement.where(
-            col(Occurrence.id).in_(late.with_for_update(skip_locked=True).scalar_subquery())
-        )
-    else:
-        statement = statement.where(
-            Occurrence.status == OccurrenceStatus.open, col(Occurrence.due_at) < now_db
-        )
-    result = await session.exec(statement)
-    return max(result.rowcount or 0, 0)
+        late = late.with_for_update(skip_locked=True)  # rows another worker holds are its own
+    return list((await session.exec(late)).all())
+
+
+async def mark_overdue(
+    session: AsyncSession, now_db: datetime, batch_size: int = OVERDUE_BATCH
+) -> int:
+    """Open occurrences past their due moment become overdue, `batch_size` at a time in due
+    order. With the LIMIT, PostgreSQL walks (status, due_at) from its start; without it, it
+    takes "open" and "past due" as independent, expects millions of rows where there are none,
+    and scans the table."""
+    marked = 0
+    while True:
+        ids = await _late_open_ids(session, now_db, batch_size)
+        if ids:
+            await session.exec(
+                update(Occurrence)
+                .where(col(Occurrence.id).in_(ids))
+                .values(status=OccurrenceStatus.overdue, updated_at=now_db)
+            )
+        marked += len(ids)
+        if len(ids) < batch_size:
+            return marked
 
 
 async def claim(
@@ -266,15 +323,22 @@ async def claim(
     now: datetime,
     task_keys: list[str],
     limit: int = CLAIM_LIMIT,
+    after: tuple[int, int] = (0, 0),
 ) -> list[Occurrence]:
+    """Up to `limit` occurrences with something to do at `now`, in (unit_id, id) order after
+    `after` (the last one a previous batch of the same sweep claimed; ids start at 1)."""
     shape, params = _work(policies, now)
     statement = _claim_statement(shape, dialect_name(session) == "postgresql")
     if statement is None or not task_keys:
         return []
-    rows = await session.exec(
-        statement, params={**params, "task_keys": task_keys, "claim_limit": limit}
-    )
-    return list(rows.all())
+    bound = {
+        **params,
+        "task_keys": task_keys,
+        "claim_limit": limit,
+        "after_unit_id": after[0],
+        "after_id": after[1],
+    }
+    return list((await session.exec(statement, params=bound)).all())
 
 
 def remindable_tasks(app: AppContext) -> list[str]:
@@ -306,17 +370,19 @@ async def _existing_stages(session: AsyncSession, ids: list[int]) -> set[tuple[i
 
 
 async def _insert_reminders(session: AsyncSession, rows: list[dict]) -> set[tuple[int, str]]:
-    if not rows:
-        return set()
+    """Insert, skipping any (occurrence, stage) already there; returns the ones this call added."""
     insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
     table = Reminder.__table__
-    statement = (
-        insert(table)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["occurrence_id", "stage"])
-        .returning(table.c.occurrence_id, table.c.stage)
-    )
-    return {(row[0], row[1]) for row in (await session.exec(statement)).all()}
+    owned: set[tuple[int, str]] = set()
+    for start in range(0, len(rows), REMINDER_ROWS):
+        statement = (
+            insert(table)
+            .values(rows[start : start + REMINDER_ROWS])
+            .on_conflict_do_nothing(index_elements=["occurrence_id", "stage"])
+            .returning(table.c.occurrence_id, table.c.stage)
+        )
+        owned |= {(row[0], row[1]) for row in (await session.exec(statement)).all()}
+    return owned
 
 
 async def remind(
@@ -386,8 +452,7 @@ async def remind(
     if nobody:
         news, counts = await escalate_unreachable(session, directory, policies, nobody, now)
         mailbag.add_notices(news)
-        for step, count in counts.items():
-            report.escalations[step] = report.escalations.get(step, 0) + count
+        report.count_escalations(counts)
 
 
 # --- the message ----------------------------------------------------------------------------
@@ -501,24 +566,6 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 
-@asynccontextmanager
-async def guarded(session: AsyncSession) -> AsyncIterator[None]:
-    """One person's message: on PostgreSQL a savepoint, rolled back alone on a conflict with a
-    concurrent worker. SQLite serialises writers and runs one worker, so no savepoint there."""
-    if dialect_name(session) != "postgresql":
-        yield
-        return
-    savepoint = await session.begin_nested()
-    try:
-        yield
-        await session.flush()
-    except IntegrityError:
-        await savepoint.rollback()
-        log.info("a concurrent worker queued the same message first; skipped")
-        return
-    await savepoint.commit()
-
-
 async def deliver(
     session: AsyncSession,
     app: AppContext,
@@ -527,62 +574,90 @@ async def deliver(
     mailbag: Mailbag,
     now: datetime,
 ) -> int:
-    """Queue one message per person; returns how many were queued."""
+    """Queue one message per person; returns how many were queued. The key names the person,
+    the day and what the message holds, so a replayed sweep, or a concurrent worker that got
+    there first, adds nothing (ON CONFLICT DO NOTHING on the key)."""
     day = policies.local_day(now)
-    queued = 0
+    messages = []
     for letter in mailbag.letters.values():
         identity = directory.identity(letter.user.id)
         if identity is None or not (letter.items or letter.notices):
             continue
-        key = f"remind:{letter.user.id}:{day:%Y%m%d}:{letter.fingerprint()}"
-        message = compose(app, policies, letter, now)
-        async with guarded(session):
-            row = await enqueue(
-                session,
-                identity.channel,
-                identity.external_id,
-                message,
-                key,
+        messages.append(
+            Queued(
+                channel=identity.channel,
+                external_id=identity.external_id,
+                message=compose(app, policies, letter, now),
+                key=f"remind:{letter.user.id}:{day:%Y%m%d}:{letter.fingerprint()}",
                 user_id=letter.user.id,
+                created_at=to_db(now),
             )
-            if row is not None:
-                row.created_at = to_db(now)
-                queued += 1
-    return queued
+        )
+    return len(await enqueue_many(session, messages))
 
 
 # --- the sweep ------------------------------------------------------------------------------
 
 
+async def _claim_and_handle(
+    session: AsyncSession,
+    app: AppContext,
+    policies: Policies,
+    now: datetime,
+    limit: int,
+    after: tuple[int, int],
+    report: SweepReport,
+) -> list[Occurrence]:
+    """One batch: claim, escalate and remind, queue the messages; adds to `report`."""
+    claimed = await claim(session, policies, now, remindable_tasks(app), limit, after)
+    report.claimed += len(claimed)
+    if not claimed:
+        return claimed
+    tasks = await load_tasks(session, {occurrence.task_key for occurrence in claimed})
+    directory = Directory(session, app)
+    mailbag = Mailbag()
+    news, counts = await escalate_due(session, directory, policies, claimed, tasks, now)
+    mailbag.add_notices(news)
+    report.count_escalations(counts)
+    await remind(session, directory, policies, claimed, tasks, now, mailbag, report)
+    report.messages += await deliver(session, app, directory, policies, mailbag, now)
+    return claimed
+
+
 async def sweep(
-    db: Database, app: AppContext, now: datetime, limit: int = CLAIM_LIMIT
+    db: Database,
+    app: AppContext,
+    now: datetime,
+    limit: int = CLAIM_LIMIT,
+    budget_seconds: float = SWEEP_BUDGET_SECONDS,
 ) -> SweepReport:
-    """Run one sweep at `now` (an aware datetime), handling at most `limit` occurrences (the
-    rest are left to the next sweep or another worker). Safe to run any number of times, on
-    any number of workers: the result is the same."""
+    """Run one sweep at `now` (an aware datetime): batches of at most `limit` occurrences, each
+    committed on its own, while the next batch is expected to end within `budget_seconds`
+    (0: one batch). The rest is left to the next sweep or another worker. Safe to run any
+    number of times, on any number of workers: the result is the same."""
     policies = load_policies(app.settings)
     report = SweepReport()
+    started = time.monotonic()
     async with db.session() as session:
+        # The overdue marks share the first batch's transaction: a sweep cut off there leaves
+        # nothing half done.
         report.overdue_marked = await mark_overdue(session, to_db(now))
-        if policies.reminders.is_quiet(now, policies.tz):
-            report.quiet = True
-            await session.commit()
-            return report
-        keys = remindable_tasks(app)
-        claimed = await claim(session, policies, now, keys, limit)
-        report.claimed = len(claimed)
-        if not claimed:
-            await session.commit()
-            return report
-        tasks = await load_tasks(session, {occurrence.task_key for occurrence in claimed})
-        directory = Directory(session, app)
-        mailbag = Mailbag()
-        news, counts = await escalate_due(session, directory, policies, claimed, tasks, now)
-        mailbag.add_notices(news)
-        report.escalations.update(counts)
-        await remind(session, directory, policies, claimed, tasks, now, mailbag, report)
-        report.messages = await deliver(session, app, directory, policies, mailbag, now)
+        report.quiet = policies.reminders.is_quiet(now, policies.tz)
+        claimed = []
+        if not report.quiet:
+            claimed = await _claim_and_handle(session, app, policies, now, limit, (0, 0), report)
         await session.commit()
+    batch_seconds = time.monotonic() - started
+    # A short batch means nothing more is due (or other workers hold it).
+    while len(claimed) == limit and time.monotonic() - started + batch_seconds <= budget_seconds:
+        batch_started = time.monotonic()
+        after = (claimed[-1].unit_id, claimed[-1].id)  # the claim's order: move past them
+        async with db.session() as session:
+            claimed = await _claim_and_handle(session, app, policies, now, limit, after, report)
+            await session.commit()
+        batch_seconds = time.monotonic() - batch_started
+    if len(claimed) == limit:
+        log.info("sweep budget spent after %d occurrences; the next sweep goes on", report.claimed)
     return report
 
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.capabilities import uses_numbered_menu
 from bot.messages import Outgoing
 from bot.models import ChannelIdentity, DialogState, Outbox, User, utcnow
+from bot.sqlutil import dialect_name
+
+# Rows or keys per statement in enqueue_many: well under the 32,767 bound parameters a
+# PostgreSQL (and SQLite) statement may carry.
+BATCH_ROWS = 500
 
 
 async def dialog_state(session: AsyncSession, channel: str, external_id: str) -> DialogState:
@@ -45,15 +53,9 @@ async def enqueue(
     existing = (await session.exec(select(Outbox.id).where(Outbox.idempotency_key == key))).first()
     if existing is not None:
         return None
-    buttons = message.flat_buttons()
-    if uses_numbered_menu(channel, len(buttons)):
+    if uses_numbered_menu(channel, len(message.flat_buttons())):
         state = state or await dialog_state(session, channel, external_id)
-        same_burst = bool(burst) and state.data.get("menu_burst") == burst
-        earlier = list(state.data.get("menu") or []) if same_burst else []
-        message = replace(message, menu_start=len(earlier) + 1)
-        menu = [*earlier, *(button.data for button in buttons)]
-        state.data = {**state.data, "menu": menu, "menu_burst": burst}
-        session.add(state)
+        message = _remember_menu(session, state, message, burst)
     row = Outbox(
         idempotency_key=key,
         user_id=user_id,
@@ -63,6 +65,132 @@ async def enqueue(
     )
     session.add(row)
     return row
+
+
+def _remember_menu(
+    session: AsyncSession, state: DialogState, message: Outgoing, burst: str
+) -> Outgoing:
+    """Keep the message's buttons as the chat's numbered menu; returns the message numbered."""
+    buttons = message.flat_buttons()
+    same_burst = bool(burst) and state.data.get("menu_burst") == burst
+    earlier = list(state.data.get("menu") or []) if same_burst else []
+    menu = [*earlier, *(button.data for button in buttons)]
+    state.data = {**state.data, "menu": menu, "menu_burst": burst}
+    session.add(state)
+    return replace(message, menu_start=len(earlier) + 1)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One message for enqueue_many: the same fields as enqueue's arguments."""
+
+    channel: str
+    external_id: str
+    message: Outgoing
+    key: str
+    user_id: int | None = None
+    created_at: datetime | None = None  # default: now
+
+
+def _chunks(items: Sequence, size: int = BATCH_ROWS) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _keys_in_outbox(session: AsyncSession, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        rows = await session.exec(
+            select(Outbox.idempotency_key).where(col(Outbox.idempotency_key).in_(chunk))
+        )
+        found.update(rows.all())
+    return found
+
+
+async def _dialog_states(
+    session: AsyncSession, chats: set[tuple[str, str]]
+) -> dict[tuple[str, str], DialogState]:
+    """The dialog state of each (channel, external_id), created (unsaved) where there is none."""
+    states: dict[tuple[str, str], DialogState] = {}
+    ordered = sorted(chats)
+    for chunk in _chunks(ordered):
+        rows = await session.exec(
+            select(DialogState).where(
+                col(DialogState.external_id).in_({external_id for _, external_id in chunk}),
+                col(DialogState.channel).in_({channel for channel, _ in chunk}),
+            )
+        )
+        for state in rows.all():
+            states[(state.channel, state.external_id)] = state
+    for channel, external_id in ordered:
+        if (channel, external_id) not in states:
+            states[(channel, external_id)] = DialogState(
+                channel=channel, external_id=external_id, state="idle", data={}
+            )
+    return {chat: states[chat] for chat in chats}
+
+
+async def _insert_new(session: AsyncSession, rows: list[dict]) -> set[str]:
+    """Insert, skipping any key already there (a concurrent worker's); returns the keys added."""
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    table = Outbox.__table__
+    added: set[str] = set()
+    for chunk in _chunks(rows):
+        statement = (
+            insert(table)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(table.c.idempotency_key)
+        )
+        added.update((await session.exec(statement)).scalars().all())
+    return added
+
+
+def _needs_menu(queued: Queued) -> bool:
+    return uses_numbered_menu(queued.channel, len(queued.message.flat_buttons()))
+
+
+def _outbox_values(queued: Queued, message: Outgoing) -> dict:
+    """The row's column values, defaults filled by the model exactly as for enqueue's rows."""
+    row = Outbox(
+        idempotency_key=queued.key,
+        user_id=queued.user_id,
+        channel=queued.channel,
+        external_id=queued.external_id,
+        payload=message.to_payload(),
+    )
+    if queued.created_at is not None:
+        row.created_at = queued.created_at
+    return {
+        column.name: getattr(row, column.name)
+        for column in Outbox.__table__.columns
+        if column.name != "id"
+    }
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[Queued]) -> set[str]:
+    """What `enqueue` does for each message, in a few statements instead of a few per message:
+    one look-up of the keys, one read of the dialog states that numbered menus need, one insert.
+    A key seen before (in the outbox, or earlier in `messages`) adds nothing. Returns the keys
+    added. Unlike `enqueue`, the rows are inserted at once (no Outbox objects in the session).
+    """
+    seen = await _keys_in_outbox(session, list({queued.key for queued in messages}))
+    fresh: list[Queued] = []
+    for queued in messages:
+        if queued.key not in seen:
+            seen.add(queued.key)
+            fresh.append(queued)
+    states = await _dialog_states(
+        session, {(q.channel, q.external_id) for q in fresh if _needs_menu(q)}
+    )
+    rows = []
+    for queued in fresh:
+        message = queued.message
+        if _needs_menu(queued):
+            state = states[(queued.channel, queued.external_id)]
+            message = _remember_menu(session, state, message, burst="")
+        rows.append(_outbox_values(queued, message))
+    return await _insert_new(session, rows) if rows else set()
 
 
 async def preferred_identity(session: AsyncSession, user_id: int) -> ChannelIdentity | None:

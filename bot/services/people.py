@@ -81,6 +81,31 @@ async def identity_for(
     ).first()
 
 
+async def preferred_identities(
+    session: AsyncSession, user_ids: list[int]
+) -> dict[int, ChannelIdentity | None]:
+    """`bot.services.outbox.preferred_identity` for many people in one query: for each, the
+    reachable chat used last (never a blocked one; Zalo OA only within its window)."""
+    from bot.channels.zalo_oa import within_window  # late: the channel module is heavier
+
+    found: dict[int, ChannelIdentity | None] = dict.fromkeys(user_ids)
+    if not user_ids:
+        return found
+    rows = await session.exec(
+        select(ChannelIdentity)
+        .where(col(ChannelIdentity.user_id).in_(user_ids), col(ChannelIdentity.blocked).is_(False))
+        .order_by(
+            col(ChannelIdentity.last_interaction_at).desc().nulls_last(),
+            col(ChannelIdentity.id).desc(),
+        )
+    )
+    now = utcnow()
+    for identity in rows.all():
+        if found[identity.user_id] is None and within_window(identity, now):
+            found[identity.user_id] = identity
+    return found
+
+
 async def link_identity(
     session: AsyncSession, user: User, channel: str, external_id: str, display_name: str = ""
 ) -> ChannelIdentity:
