@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,6 +59,8 @@ class Database:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._writer: asyncio.Lock | None = None
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -65,6 +69,20 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
+
+    def writer(self) -> contextlib.AbstractAsyncContextManager:
+        """Hold this around a write transaction that must not wait in SQLite's busy handler.
+
+        SQLite lets one writer in at a time; the others sleep and retry (up to 100 ms between
+        tries, "database is locked" after busy_timeout), which turns a burst into long waits.
+        Queued here instead, this process's writers (the inbox, the handlers, the sender) go
+        in turn, in order. PostgreSQL: nothing to hold."""
+        if not self.is_sqlite:
+            return contextlib.nullcontext()
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer_loop is not loop:
+            self._writer, self._writer_loop = asyncio.Lock(), loop
+        return self._writer
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -52,12 +52,9 @@ class ChannelHooks:
 
 
 class Inbox:
-    def __init__(
-        self, db: Database, dispatcher: Dispatcher, writer: contextlib.AbstractAsyncContextManager
-    ) -> None:
+    def __init__(self, db: Database, dispatcher: Dispatcher) -> None:
         self.db = db
         self.dispatcher = dispatcher
-        self._writer = writer  # SQLite's one-writer lock, shared with the dispatcher
         self._channels: dict[str, ChannelHooks] = {}
         self._waiting: list[tuple[Incoming, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
@@ -107,7 +104,8 @@ class Inbox:
                 "channel": incoming.channel,
                 "update_id": incoming.update_id,
                 "received_at": now,
-                "payload": json.dumps(incoming.to_payload(), ensure_ascii=False),
+                # ASCII (the default): even a lone surrogate, which UTF-8 cannot hold, fits.
+                "payload": json.dumps(incoming.to_payload()),
             }
             for incoming in reversed(incomings)  # a repeat within the batch: the first one wins
         }
@@ -115,7 +113,7 @@ class Inbox:
         statement = insert(InboundUpdate).on_conflict_do_nothing(
             index_elements=["channel", "update_id"]
         )
-        async with self._writer, self.db.session() as session:
+        async with self.db.writer(), self.db.session() as session:
             connection = await session.connection()
             await connection.execute(statement, list(rows.values()))  # one executemany
             await session.commit()

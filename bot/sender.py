@@ -130,7 +130,7 @@ class Sender:
 
     async def _claim(self) -> list[Outbox]:
         now = utcnow()
-        async with self.db.session() as session:
+        async with self.db.writer(), self.db.session() as session:
             stale = now - self.stale_after
             await session.exec(
                 update(Outbox)
@@ -182,7 +182,7 @@ class Sender:
                 await asyncio.wait_for(done.wait(), timeout=every)
                 return
             try:
-                async with self.db.session() as session:
+                async with self.db.writer(), self.db.session() as session:
                     await session.exec(
                         update(Outbox)
                         .where(col(Outbox.id).in_(ids), Outbox.status == OutboxStatus.sending)
@@ -231,7 +231,7 @@ class Sender:
             return 1
 
     async def _mark_sent(self, row: Outbox, message_id: str) -> None:
-        async with self.db.session() as session:
+        async with self.db.writer(), self.db.session() as session:
             await session.exec(
                 update(Outbox)
                 .where(Outbox.id == row.id)
@@ -253,7 +253,7 @@ class Sender:
             "last_error": str(error)[:1000],
             "next_attempt_at": utcnow() + timedelta(seconds=delay),
         }
-        async with self.db.session() as session:
+        async with self.db.writer(), self.db.session() as session:
             await session.exec(update(Outbox).where(Outbox.id == row.id).values(**values))
             if error.unreachable:
                 await session.exec(

@@ -6,7 +6,6 @@ then registration for strangers; then commands, buttons, the dialog state, and f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -197,11 +196,7 @@ class Dispatcher:
     def __init__(self, app: AppContext, after_commit: Callable[[], None] | None = None) -> None:
         self.app = app
         self.after_commit = after_commit or (lambda: None)
-        # SQLite takes one writer at a time: let this process's updates queue here, in order,
-        # rather than in SQLite's busy handler (sleeps of up to 100 ms between tries, and
-        # "database is locked" after busy_timeout), which collapses throughput under load.
-        self._one_writer = asyncio.Lock() if app.db.is_sqlite else _NoLock()
-        self.inbox = Inbox(app.db, self, self._one_writer)
+        self.inbox = Inbox(app.db, self)
 
     async def accept(self, incoming: Incoming) -> None:
         """Record a platform's update to be handled shortly (see bot/inbox.py)."""
@@ -231,7 +226,7 @@ class Dispatcher:
 
     async def discard_recorded(self, row_id: int) -> None:
         """A recorded update that cannot be read back: marked handled, never retried."""
-        async with self._one_writer, self.app.db.session() as session:
+        async with self.app.db.writer(), self.app.db.session() as session:
             await _mark_handled(row_id)(session)
             await session.commit()
 
@@ -250,7 +245,7 @@ class Dispatcher:
         return handled
 
     async def _handle(self, incoming: Incoming, claim: Claim) -> bool:
-        async with self._one_writer, self.app.db.session() as session:
+        async with self.app.db.writer(), self.app.db.session() as session:
             if not await claim(session):
                 return False
             identity = await identity_for(session, incoming.channel, incoming.external_id)
@@ -270,7 +265,7 @@ class Dispatcher:
 
     async def _apologise(self, incoming: Incoming, claim: Claim) -> bool:
         """A bug must not leave the person in silence, nor be retried forever."""
-        async with self._one_writer, self.app.db.session() as session:
+        async with self.app.db.writer(), self.app.db.session() as session:
             if not await claim(session):
                 return False
             _ = translator(self.app.settings.locale)
@@ -287,16 +282,6 @@ class Dispatcher:
             )
             await session.commit()
         return True
-
-
-class _NoLock:
-    """PostgreSQL: writers do not exclude each other; the same `async with` costs nothing."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
 
 
 def _record_new(incoming: Incoming) -> Claim:

@@ -166,3 +166,21 @@ async def test_a_channel_not_configured_here_keeps_its_updates(tg: Harness) -> N
     rows = {row.channel: row for row in await inbound_rows(tg)}
     assert rows["telegram"].handled_at is not None
     assert rows["zalo_bot"].handled_at is None and rows["zalo_bot"].payload == "{}"
+
+
+async def test_a_polled_update_with_a_lone_surrogate_is_recorded_and_answered(tg: Harness) -> None:
+    """Webhooks refuse text UTF-8 cannot hold (a lone "\\ud800"), but long polling hands
+    updates over without that check: one must not block the inbox (nor the poll) for ever."""
+    await tg.runtime.dispatcher.accept(
+        Incoming(
+            channel="telegram",
+            external_id="505",
+            update_id="9505",
+            kind=Kind.text,
+            text="xong \ud800 rồi",
+        )
+    )
+    await tg.settle()
+    [row] = await inbound_rows(tg)
+    assert row.handled_at is not None
+    assert await replies_to(tg, 9505) == 1
