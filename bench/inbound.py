@@ -561,13 +561,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--users", type=int, default=417, help="village heads (417 = all)")
     parser.add_argument("--rate", type=float, default=200, help="the fixed offered rate; 0: none")
-    parser.add_argument("--seconds", type=float, default=30, help="duration at --rate")
+    parser.add_argument("--seconds", type=float, default=15, help="duration at --rate")
     parser.add_argument(
         "--ramp",
-        default="10,20,30,40,50,75,100,150,200,300,400,500,600,800",
+        default="25,50,100,200,300,400,500,600,800",
         help="offered rates, ascending; the ramp stops at the first rate not sustained",
     )
-    parser.add_argument("--step-seconds", type=float, default=10, help="duration of a ramp step")
+    parser.add_argument("--step-seconds", type=float, default=5, help="duration of a ramp step")
     parser.add_argument("--warmup-rate", type=float, default=50)
     parser.add_argument("--warmup-seconds", type=float, default=4)
     parser.add_argument(

@@ -48,7 +48,7 @@ from bench.generate import drop_postgres_database, read_meta, remove_sqlite
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_BASE = "postgresql+asyncpg://postgres@127.0.0.1:5432"
-ALL = ("plan", "sweep", "send", "memory")
+ALL = ("plan", "sweep", "send", "memory", "inbound")
 HISTORIES = (1, 24)
 GENERATE_TIMEOUT = {"province": 900, "national": 5400}
 BENCH_TIMEOUT = {"province": 900, "national": 3600}
@@ -501,6 +501,7 @@ async def bench_send(out: Out, database: str, messages: int, chats: int) -> None
     from bot.models import Outbox
     from bot.runtime import rate_limits
     from bot.sender import Sender
+    from handlers.router import Dispatcher
     from tests.helpers.fake_telegram import FakeTelegram
 
     limit = 30
@@ -541,7 +542,7 @@ async def bench_send(out: Out, database: str, messages: int, chats: int) -> None
                         )
                     )
                 await session.commit()
-            channel = TelegramChannel(ctx, None)  # type: ignore[arg-type]  (sends only)
+            channel = TelegramChannel(ctx, Dispatcher(ctx))  # sends only
             await channel._ensure_ready()  # getMe, as at start-up
             limiter = rate_limits(ctx)["telegram"]  # as `papibot run` configures it
             sender = Sender(ctx.db, {"telegram": channel}, limits={"telegram": limiter})
@@ -801,6 +802,11 @@ async def main_async(args: argparse.Namespace) -> None:
             await bounded("send", bench_send(out, database, args.messages, args.messages))
         if "memory" in only:
             await bounded("memory", bench_memory(out, database, args.scale, 24, min(limit, 900)))
+    if "inbound" in only:
+        # Its own server and data (the province sample, SQLite), whatever --scale/--database.
+        from bench import inbound
+
+        await inbound.main_async(["--results", str(RESULTS / "results.jsonl")])
 
 
 async def cleanup() -> None:
