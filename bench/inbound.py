@@ -25,8 +25,8 @@ Figures, one JSON line each on stdout (and appended to --results when given):
     ramp_step           one line per offered rate of the ramp, with the same two sides
     max_sustained       the highest ramp rate answered in full, at >= 97 % of the offered rate,
                         with p99 <= 1 s (no queue building up); target >= 500 updates/s
-    max_sustained_handled  the same for handling: handled at >= 97 % of the offered rate,
-                        recorded-to-handled p99 <= 1 s (the rate papibot keeps up with)
+    max_sustained_handled  the same for handling: every update handled, recorded-to-handled
+                        p99 <= 1 s (the rate papibot keeps up with)
     recorded            inbound_updates afterwards: every update answered 200 recorded exactly
                         once, a sample redelivered changes nothing; updates that failed inside
                         papibot (answered with the apology) counted
@@ -321,7 +321,7 @@ async def settle(data_dir: Path, sent: int, at_least: float, limit: float = 900.
     return round(time.monotonic() - started, 1)
 
 
-async def handling(data_dir: Path, update_ids: list[int], offered_rate: float) -> dict[str, Any]:
+async def handling(data_dir: Path, update_ids: list[int]) -> dict[str, Any]:
     """The handled side of a run (after `settle`): per update, recorded → handled."""
     from sqlalchemy import text
 
@@ -365,9 +365,9 @@ async def handling(data_dir: Path, update_ids: list[int], offered_rate: float) -
         "handled_p50_ms": pct(0.50),
         "handled_p99_ms": pct(0.99),
         "handled_max_ms": round(delays[-1], 1),
-        "kept_up": len(mine) == len(wanted)
-        and rate >= SUSTAINED_SHARE * offered_rate
-        and pct(0.99) <= SUSTAINED_P99_MS,
+        # Kept up: all handled, none waiting over a second (a backlog would push p99 past it;
+        # the rate over the span is a little under the offered one by the last update's wait).
+        "kept_up": len(mine) == len(wanted) and pct(0.99) <= SUSTAINED_P99_MS,
     }
 
 
@@ -452,7 +452,7 @@ async def bench_inbound(args: argparse.Namespace, out: Out) -> None:
                     step = await measured(client, process.pid, rate, args.step_seconds)
                     ok = sustained(step)
                     settled = await settle(data_dir, len(client.attempted), args.pause)
-                    handled = await handling(data_dir, client.attempted[before:], rate)
+                    handled = await handling(data_dir, client.attempted[before:])
                     handled["server_cpu_ms_per_handled"] = round(
                         1000 * (cpu_seconds(process.pid) - cpu_before) / max(handled["handled"], 1),
                         2,
@@ -488,8 +488,7 @@ async def bench_inbound(args: argparse.Namespace, out: Out) -> None:
                         value=best_handled,
                         unit="updates/s",
                         ramp=rates,
-                        criterion=f"all handled, at >= {SUSTAINED_SHARE:.0%} of offered, "
-                        f"recorded-to-handled p99 <= {SUSTAINED_P99_MS:g} ms",
+                        criterion=f"all handled, recorded-to-handled p99 <= {SUSTAINED_P99_MS:g} ms",
                         target=f">= {SUSTAINED_TARGET:g}",
                         met=best_handled >= SUSTAINED_TARGET,
                     )
@@ -501,7 +500,7 @@ async def bench_inbound(args: argparse.Namespace, out: Out) -> None:
                     before, cpu_before = len(client.attempted), cpu_seconds(process.pid)
                     fixed = await measured(client, process.pid, args.rate, args.seconds)
                     settled = await settle(data_dir, len(client.attempted), args.pause)
-                    handled = await handling(data_dir, client.attempted[before:], args.rate)
+                    handled = await handling(data_dir, client.attempted[before:])
                     handled["server_cpu_ms_per_handled"] = round(
                         1000 * (cpu_seconds(process.pid) - cpu_before) / max(handled["handled"], 1),
                         2,
