@@ -8,7 +8,10 @@ every update that arrived meanwhile, so the webhook answers in milliseconds even
 and a burst waits in the table, not in memory: a crash or a restart loses nothing (the worker
 finds the rows again), and a redelivery finds its row and changes nothing.
 
-The row is marked handled in the same transaction as the update's effects and replies.
+The row is marked handled in the same transaction as the update's effects and replies. A
+round that fails is tried again after a pause (the database may be away); an update that fails
+MAX_ATTEMPTS times while the database answers gets the apology instead, so that it cannot hold
+the updates behind it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from bot.db import Database
@@ -36,8 +40,10 @@ log = logging.getLogger(__name__)
 
 BATCH = 16  # recorded updates read per round
 PREFETCH_BYTES = 48 * 1024 * 1024  # photos of a round downloaded ahead, at most this much
+RECORDING_FIRST_SECONDS = 0.05  # at most this long, per update, for the webhooks to commit
 POLL_SECONDS = 5.0  # look for rows another process recorded (PostgreSQL, several workers)
-RETRY_SECONDS = (1.0, 30.0)  # after a lost database: first and longest pause
+RETRY_SECONDS = (1.0, 30.0)  # after a failed round: first and longest pause
+MAX_ATTEMPTS = 3  # an update that fails this often while the database answers gets the apology
 
 Download = Callable[[str], Awaitable[bytes]]
 AfterHandled = Callable[[Incoming], None]
@@ -60,6 +66,7 @@ class Inbox:
         self._flusher: asyncio.Task | None = None
         self._worker: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._failures: dict[int, int] = {}  # row id → failed attempts, the database answering
         self._recorded = 0  # updates written so far by this process …
         self._caught_up = -1  # … and how many of them the worker had when it found none left
 
@@ -188,14 +195,55 @@ class Inbox:
         work = [(row_id, self._decode(channel, payload)) for row_id, channel, payload in rows]
         await self._prefetch([incoming for _row_id, incoming in work if incoming is not None])
         for row_id, incoming in work:
+            await self._recording_first()
             if incoming is None:
                 await self.dispatcher.discard_recorded(row_id)
                 continue
-            if await self.dispatcher.handle_recorded(row_id, incoming):
+            if await self._handle_one(row_id, incoming):
                 hooks = self._channels.get(incoming.channel)
                 if hooks is not None and hooks.after_handled is not None:
                     hooks.after_handled(incoming)
         return len(rows)
+
+    async def _handle_one(self, row_id: int, incoming: Incoming) -> bool:
+        """Handle one recorded update. A failure is raised (the round is tried again after a
+        pause) unless the same update has failed MAX_ATTEMPTS times while the database
+        answered: then it is a poison (a bug, a statement the database refuses every time) and
+        gets the apology, so that the updates behind it are not held for ever."""
+        try:
+            handled = await self.dispatcher.handle_recorded(row_id, incoming)
+        except Exception as error:
+            lost = isinstance(error, DBAPIError) and error.connection_invalidated
+            if lost or not await self._database_answers():
+                raise  # the database is away, or was: every update waits, none is blamed
+            failures = self._failures[row_id] = self._failures.get(row_id, 0) + 1
+            if failures < MAX_ATTEMPTS:
+                raise
+            log.exception(
+                "inbox: %s update %s failed %d times; answered with the apology",
+                incoming.channel,
+                incoming.update_id,
+                failures,
+            )
+            handled = await self.dispatcher.give_up(row_id, incoming)
+        self._failures.pop(row_id, None)
+        return handled
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self.db.session() as session:
+                await session.exec(select(1))  # type: ignore[call-overload]
+        except Exception:  # noqa: BLE001  (any failure means: not now)
+            return False
+        return True
+
+    async def _recording_first(self) -> None:
+        """Let the webhooks waiting for their commit have it before the next update is handled
+        (on SQLite they would otherwise wait behind it for the one writer). Bounded, so that a
+        steady stream of updates cannot starve the handling."""
+        flusher = self._flusher  # running whenever a webhook waits (`accept` starts it)
+        if flusher is not None and not flusher.done():
+            await asyncio.wait({flusher}, timeout=RECORDING_FIRST_SECONDS)
 
     def _decode(self, channel: str, payload: str | None) -> Incoming | None:
         """None for a row that cannot be read back (it is marked handled, never retried)."""

@@ -215,14 +215,21 @@ class Dispatcher:
         and lose it)."""
         await fetch_first(incoming)
         try:
-            return await self._handle_claimed(incoming, _record_new(incoming))
+            return await self._handle_claimed(incoming, _record_new(incoming), racing=True)
         except IntegrityError:
             # A concurrent delivery of the same update won the insert of its inbound row.
             return False
 
     async def handle_recorded(self, row_id: int, incoming: Incoming) -> bool:
         """Handle an update the inbox recorded; False when another worker already did."""
-        return await self._handle_claimed(incoming, _mark_handled(row_id))
+        return await self._handle_claimed(incoming, _mark_handled(row_id), racing=False)
+
+    async def give_up(self, row_id: int, incoming: Incoming) -> bool:
+        """A recorded update that keeps failing: the apology, and it is marked handled."""
+        handled = await self._apologise(incoming, _mark_handled(row_id))
+        if handled:
+            self.after_commit()
+        return handled
 
     async def discard_recorded(self, row_id: int) -> None:
         """A recorded update that cannot be read back: marked handled, never retried."""
@@ -230,11 +237,16 @@ class Dispatcher:
             await _mark_handled(row_id)(session)
             await session.commit()
 
-    async def _handle_claimed(self, incoming: Incoming, claim: Claim) -> bool:
+    async def _handle_claimed(self, incoming: Incoming, claim: Claim, racing: bool) -> bool:
+        """`racing`: the claim inserts the inbound row, so an IntegrityError may mean that a
+        concurrent delivery of the same update won (the caller decides)."""
         try:
             handled = await self._handle(incoming, claim)
         except IntegrityError:
-            raise
+            if racing:
+                raise
+            log.exception("handling %s:%s failed", incoming.channel, incoming.update_id)
+            handled = await self._apologise(incoming, claim)
         except Exception as error:
             if database_unavailable(error):
                 raise

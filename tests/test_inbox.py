@@ -10,13 +10,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
+from bot import inbox as inbox_module
 from bot.config import Settings
 from bot.db import Database
 from bot.framework import Framework
 from bot.messages import Incoming, IncomingFile, Kind
 from bot.models import InboundUpdate, Outbox
+from handlers import router
+from handlers.conversation import Conversation
 from handlers.router import Dispatcher
 from tests.helpers.drill_support import wait_for
 from tests.helpers.telegram_harness import Harness, harness
@@ -184,3 +188,27 @@ async def test_a_polled_update_with_a_lone_surrogate_is_recorded_and_answered(tg
     [row] = await inbound_rows(tg)
     assert row.handled_at is not None
     assert await replies_to(tg, 9505) == 1
+
+
+async def test_an_update_that_keeps_failing_gets_the_apology_and_holds_nobody_up(
+    tg: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement the database refuses every time (SQLite reports it as an OperationalError,
+    like a lost connection) must not stop the inbox: after MAX_ATTEMPTS, the apology."""
+    monkeypatch.setattr(inbox_module, "RETRY_SECONDS", (0.05, 0.1))
+    stranger = router.onboarding.stranger  # what an unregistered chat's message gets
+
+    async def broken_for_506(convo: Conversation) -> None:
+        if convo.incoming.external_id == "506":
+            raise OperationalError("SELECT nope", {}, Exception("no such column: nope"))
+        await stranger(convo)
+
+    monkeypatch.setattr(router.onboarding, "stranger", broken_for_506)
+    poison, fine = tg.fake.command(506, "help"), tg.fake.command(507, "help")
+    assert await tg.fake.deliver(poison) == 200
+    assert await tg.fake.deliver(fine) == 200
+    await tg.settle()
+    apology = f"reply:telegram:{poison['update_id']}:error"
+    assert await tg.count(Outbox, Outbox.idempotency_key == apology) == 1
+    assert await replies_to(tg, fine["update_id"]) == 1
+    assert all(row.handled_at is not None for row in await inbound_rows(tg))
