@@ -212,3 +212,19 @@ async def test_an_update_that_keeps_failing_gets_the_apology_and_holds_nobody_up
     assert await tg.count(Outbox, Outbox.idempotency_key == apology) == 1
     assert await replies_to(tg, fine["update_id"]) == 1
     assert all(row.handled_at is not None for row in await inbound_rows(tg))
+
+
+async def test_a_tap_stops_its_spinner_once_recorded_before_it_is_handled(tg: Harness) -> None:
+    assert await tg.say(tg.fake.command(508, "help")) == 200  # a message to tap on
+    gate = hold_the_worker(tg)
+    tap = tg.fake.callback(508, "menu:help")
+    assert await tg.fake.deliver(tap) == 200
+
+    async def answered() -> bool:
+        return bool(tg.fake.calls_to("answerCallbackQuery"))
+
+    await wait_for(answered, "the callback query to be answered", within=5)
+    assert await replies_to(tg, tap["update_id"]) == 0  # not handled yet
+    gate.set()
+    await tg.settle()
+    assert await replies_to(tg, tap["update_id"]) == 1

@@ -278,27 +278,30 @@ class TelegramChannel:
         if incoming is None:
             return False
         await self.dispatcher.accept(incoming)
+        if incoming.ack_id:  # recorded: stop the button's spinner now, whatever the backlog
+            self._spawn(self._answer_callback(incoming), f"telegram-answer-{incoming.update_id}")
         return True
 
-    def _acknowledge(self, incoming: Incoming) -> None:
-        """After a button tap is handled: stop its spinner, take the buttons off its message."""
-        if incoming.ack_id:
-            self._spawn(self._settle_callback(incoming), f"telegram-callback-{incoming.update_id}")
-
-    async def _settle_callback(self, incoming: Incoming) -> None:
+    async def _answer_callback(self, incoming: Incoming) -> None:
         try:
             await self.bot.answer_callback_query(incoming.ack_id)
         except TelegramError as error:  # too old, or answered on a first delivery
             log.info("answerCallbackQuery %s: %s", incoming.ack_id, error)
-        if incoming.message_id:
-            try:
-                await self.bot.edit_message_reply_markup(
-                    chat_id=_chat_id(incoming.external_id),
-                    message_id=int(incoming.message_id),
-                    reply_markup=None,
-                )
-            except TelegramError as error:  # already removed, or the message is gone
-                log.info("editMessageReplyMarkup %s: %s", incoming.message_id, error)
+
+    def _acknowledge(self, incoming: Incoming) -> None:
+        """After a button tap is handled: take the buttons off the message that was tapped."""
+        if incoming.ack_id and incoming.message_id:
+            self._spawn(self._remove_buttons(incoming), f"telegram-edit-{incoming.update_id}")
+
+    async def _remove_buttons(self, incoming: Incoming) -> None:
+        try:
+            await self.bot.edit_message_reply_markup(
+                chat_id=_chat_id(incoming.external_id),
+                message_id=int(incoming.message_id),
+                reply_markup=None,
+            )
+        except TelegramError as error:  # already removed, or the message is gone
+            log.info("editMessageReplyMarkup %s: %s", incoming.message_id, error)
 
     def to_incoming(self, update: Update) -> Incoming | None:
         """The channel-neutral form of an update; None for what papibot does not handle
