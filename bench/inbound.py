@@ -371,6 +371,26 @@ async def handling(data_dir: Path, update_ids: list[int]) -> dict[str, Any]:
     }
 
 
+async def both_sides(
+    client,
+    pid: int,
+    data_dir: Path,
+    rate: float,
+    seconds: float,
+    pause: float,  # noqa: ANN001
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One run at `rate`: the accepted side (the client's figures), then, once the server has
+    worked off its backlog, the handled side with the server's CPU per handled update."""
+    before, cpu_before = len(client.attempted), cpu_seconds(pid)
+    accepted = await measured(client, pid, rate, seconds)
+    settled = await settle(data_dir, len(client.attempted), pause)
+    handled = await handling(data_dir, client.attempted[before:])
+    cpu_ms = 1000 * (cpu_seconds(pid) - cpu_before)
+    handled["server_cpu_ms_per_handled"] = round(cpu_ms / max(handled["handled"], 1), 2)
+    handled["settle_s"] = settled
+    return accepted, handled
+
+
 def sustained(step: dict[str, Any]) -> bool:
     return (
         step["errors"] == 0
@@ -448,22 +468,16 @@ async def bench_inbound(args: argparse.Namespace, out: Out) -> None:
                 best = best_handled = 0.0
                 rates = [float(r) for r in args.ramp.split(",") if r.strip()]
                 for rate in rates:  # bounded: the listed rates
-                    before, cpu_before = len(client.attempted), cpu_seconds(process.pid)
-                    step = await measured(client, process.pid, rate, args.step_seconds)
-                    ok = sustained(step)
-                    settled = await settle(data_dir, len(client.attempted), args.pause)
-                    handled = await handling(data_dir, client.attempted[before:])
-                    handled["server_cpu_ms_per_handled"] = round(
-                        1000 * (cpu_seconds(process.pid) - cpu_before) / max(handled["handled"], 1),
-                        2,
+                    step, handled = await both_sides(
+                        client, process.pid, data_dir, rate, args.step_seconds, args.pause
                     )
+                    ok = sustained(step)
                     out.emit(
                         "ramp_step",
                         **step,
                         seconds=args.step_seconds,
                         sustained=ok,
                         **handled,
-                        settle_s=settled,
                     )
                     if handled.get("kept_up") and best_handled == best:
                         best_handled = rate
@@ -497,19 +511,13 @@ async def bench_inbound(args: argparse.Namespace, out: Out) -> None:
                 await settle(data_dir, len(client.attempted), args.pause)
 
                 if args.rate > 0:
-                    before, cpu_before = len(client.attempted), cpu_seconds(process.pid)
-                    fixed = await measured(client, process.pid, args.rate, args.seconds)
-                    settled = await settle(data_dir, len(client.attempted), args.pause)
-                    handled = await handling(data_dir, client.attempted[before:])
-                    handled["server_cpu_ms_per_handled"] = round(
-                        1000 * (cpu_seconds(process.pid) - cpu_before) / max(handled["handled"], 1),
-                        2,
+                    fixed, handled = await both_sides(
+                        client, process.pid, data_dir, args.rate, args.seconds, args.pause
                     )
                     out.emit(
                         "latency_at_rate",
                         **fixed,
                         **handled,
-                        settle_s=settled,
                         people=len(people),
                         seconds=args.seconds,
                         connections=args.connections,
