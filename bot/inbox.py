@@ -24,14 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from bot.db import Database
 from bot.messages import Incoming
 from bot.models import InboundUpdate, utcnow
+from bot.sqlutil import insert_new
 
 if TYPE_CHECKING:
     from handlers.router import Dispatcher
@@ -44,6 +43,8 @@ RECORDING_FIRST_SECONDS = 0.05  # at most this long, per update, for the webhook
 POLL_SECONDS = 5.0  # look for rows another process recorded (PostgreSQL, several workers)
 RETRY_SECONDS = (1.0, 30.0)  # after a failed round: first and longest pause
 MAX_ATTEMPTS = 3  # an update that fails this often while the database answers gets the apology
+
+UNIQUE = ("channel", "update_id")  # InboundUpdate's unique key
 
 Download = Callable[[str], Awaitable[bytes]]
 AfterHandled = Callable[[Incoming], None]
@@ -116,13 +117,9 @@ class Inbox:
             }
             for incoming in reversed(incomings)  # a repeat within the batch: the first one wins
         }
-        insert = postgresql_insert if not self.db.is_sqlite else sqlite_insert
-        statement = insert(InboundUpdate).on_conflict_do_nothing(
-            index_elements=["channel", "update_id"]
-        )
         async with self.db.writer(), self.db.session() as session:
-            connection = await session.connection()
-            await connection.execute(statement, list(rows.values()))  # one executemany
+            # A redelivery finds its row there and adds nothing.
+            await insert_new(session, InboundUpdate.__table__, list(rows.values()), UNIQUE)
             await session.commit()
 
     # ------------------------------------------------------------------ handling

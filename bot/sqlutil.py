@@ -15,24 +15,35 @@ def dialect_name(session: AsyncSession) -> str:
     return session.bind.dialect.name  # type: ignore[union-attr]
 
 
+# Rows per INSERT in insert_new: rows × columns stays far below the 32,767 bound parameters a
+# PostgreSQL or SQLite statement may carry.
+INSERT_CHUNK = 500
+
+
+async def insert_new(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], unique: Sequence[str]
+) -> set[tuple]:
+    """INSERT … ON CONFLICT (unique) DO NOTHING for many rows, in multi-row VALUES of
+    INSERT_CHUNK rows; returns the `unique` values (tuples) of the rows really inserted, so a
+    caller knows which ones it owns when a concurrent worker inserted the others."""
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    added: set[tuple] = set()
+    for start in range(0, len(rows), INSERT_CHUNK):
+        statement = (
+            insert(table)
+            .values(list(rows[start : start + INSERT_CHUNK]))
+            .on_conflict_do_nothing(index_elements=list(unique))
+            .returning(*(table.c[name] for name in unique))
+        )
+        added.update(tuple(row) for row in (await session.exec(statement)).all())
+    return added
+
+
 async def insert_ignore(
     session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], unique: Sequence[str]
 ) -> int:
-    """INSERT … ON CONFLICT (unique) DO NOTHING for many rows; returns how many were new.
-
-    One statement executed with many parameter sets: SQLAlchemy batches it into multi-row
-    VALUES ("insertmanyvalues"), and RETURNING counts the rows that were really inserted.
-    """
-    if not rows:
-        return 0
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    statement = (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=list(unique))
-        .returning(table.c[unique[0]])
-    )
-    result = await session.exec(statement, params=list(rows))
-    return len(result.all())
+    """INSERT … ON CONFLICT (unique) DO NOTHING for many rows; returns how many were new."""
+    return len(await insert_new(session, table, rows, unique))
 
 
 async def insert_ignore_for_ids(

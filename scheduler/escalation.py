@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,7 +34,7 @@ from bot.models import (
 )
 from bot.services.occurrences import LATE_STATUSES
 from bot.services.people import preferred_identities
-from bot.sqlutil import dialect_name
+from bot.sqlutil import insert_new
 from bot.timeutil import from_db, to_db
 from scheduler.policy import EscalationStep, Policies
 
@@ -206,17 +205,7 @@ async def step_target(
 
 async def insert_escalations(session: AsyncSession, rows: list[dict]) -> set[tuple[int, str]]:
     """Insert, skipping any (occurrence, step) already there; returns the ones this call added."""
-    if not rows:
-        return set()
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    statement = (
-        insert(Escalation.__table__)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["occurrence_id", "step"])
-        .returning(Escalation.__table__.c.occurrence_id, Escalation.__table__.c.step)
-    )
-    result = await session.exec(statement)
-    return {(row[0], row[1]) for row in result.all()}
+    return await insert_new(session, Escalation.__table__, rows, ("occurrence_id", "step"))
 
 
 async def existing_steps(session: AsyncSession, occurrence_ids: list[int]) -> set[tuple[int, str]]:

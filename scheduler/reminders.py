@@ -24,7 +24,6 @@ from datetime import date, datetime, timedelta
 from functools import cache
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, or_, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,7 +43,7 @@ from bot.models import (
 )
 from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
 from bot.services.outbox import Queued, enqueue_many
-from bot.sqlutil import dialect_name
+from bot.sqlutil import dialect_name, insert_new
 from bot.timeutil import from_db, to_db
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
 from scheduler.policy import Policies, Stage, load_policies
@@ -56,7 +55,6 @@ CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
 # rest waits for the next sweep (the job runs every minute and never twice at once).
 SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
-REMINDER_ROWS = 1000  # reminder rows per INSERT: far below the 32,767 bound parameters allowed
 SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
 NOTICE_LIMIT = 15  # escalation lines per kind in one message; the rest are counted
 
@@ -374,18 +372,7 @@ async def _existing_stages(session: AsyncSession, ids: list[int]) -> set[tuple[i
 
 async def _insert_reminders(session: AsyncSession, rows: list[dict]) -> set[tuple[int, str]]:
     """Insert, skipping any (occurrence, stage) already there; returns the ones this call added."""
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    table = Reminder.__table__
-    owned: set[tuple[int, str]] = set()
-    for start in range(0, len(rows), REMINDER_ROWS):
-        statement = (
-            insert(table)
-            .values(rows[start : start + REMINDER_ROWS])
-            .on_conflict_do_nothing(index_elements=["occurrence_id", "stage"])
-            .returning(table.c.occurrence_id, table.c.stage)
-        )
-        owned |= {(row[0], row[1]) for row in (await session.exec(statement)).all()}
-    return owned
+    return await insert_new(session, Reminder.__table__, rows, ("occurrence_id", "stage"))
 
 
 async def remind(

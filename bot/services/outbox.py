@@ -6,18 +6,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.channels.capabilities import uses_numbered_menu
 from bot.messages import Outgoing
 from bot.models import ChannelIdentity, DialogState, Outbox, User, utcnow
-from bot.sqlutil import dialect_name
-
-# Rows or keys per statement in enqueue_many: well under the 32,767 bound parameters a
-# PostgreSQL (and SQLite) statement may carry.
-BATCH_ROWS = 500
+from bot.services.people import preferred_identities
+from bot.sqlutil import INSERT_CHUNK, insert_new
 
 
 async def dialog_state(session: AsyncSession, channel: str, external_id: str) -> DialogState:
@@ -92,7 +88,7 @@ class Queued:
     created_at: datetime | None = None  # default: now
 
 
-def _chunks(items: Sequence, size: int = BATCH_ROWS) -> Iterator[Sequence]:
+def _chunks(items: Sequence, size: int = INSERT_CHUNK) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -128,22 +124,6 @@ async def _dialog_states(
                 channel=channel, external_id=external_id, state="idle", data={}
             )
     return {chat: states[chat] for chat in chats}
-
-
-async def _insert_new(session: AsyncSession, rows: list[dict]) -> set[str]:
-    """Insert, skipping any key already there (a concurrent worker's); returns the keys added."""
-    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-    table = Outbox.__table__
-    added: set[str] = set()
-    for chunk in _chunks(rows):
-        statement = (
-            insert(table)
-            .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(table.c.idempotency_key)
-        )
-        added.update((await session.exec(statement)).scalars().all())
-    return added
 
 
 def _needs_menu(queued: Queued) -> bool:
@@ -190,7 +170,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Queued]) -> set
             state = states[(queued.channel, queued.external_id)]
             message = _remember_menu(session, state, message, burst="")
         rows.append(_outbox_values(queued, message))
-    return await _insert_new(session, rows) if rows else set()
+    # A key a concurrent worker added meanwhile is skipped.
+    added = await insert_new(session, Outbox.__table__, rows, ("idempotency_key",))
+    return {key for (key,) in added}
 
 
 async def preferred_identity(session: AsyncSession, user_id: int) -> ChannelIdentity | None:
@@ -198,21 +180,7 @@ async def preferred_identity(session: AsyncSession, user_id: int) -> ChannelIden
 
     A Zalo OA identity silent for over 7 days is skipped: Zalo forbids writing to it.
     """
-    identities = (
-        await session.exec(
-            select(ChannelIdentity)
-            .where(ChannelIdentity.user_id == user_id, col(ChannelIdentity.blocked).is_(False))
-            .order_by(
-                col(ChannelIdentity.last_interaction_at).desc().nulls_last(),
-                col(ChannelIdentity.id).desc(),
-            )
-        )
-    ).all()
-    from bot.channels.zalo_oa import within_window  # late: the channel module is heavier
-
-    now = utcnow()
-    reachable = [identity for identity in identities if within_window(identity, now)]
-    return reachable[0] if reachable else None
+    return (await preferred_identities(session, [user_id]))[user_id]
 
 
 async def notify_user(

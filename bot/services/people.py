@@ -84,8 +84,8 @@ async def identity_for(
 async def preferred_identities(
     session: AsyncSession, user_ids: list[int]
 ) -> dict[int, ChannelIdentity | None]:
-    """`bot.services.outbox.preferred_identity` for many people in one query: for each, the
-    reachable chat used last (never a blocked one; Zalo OA only within its window)."""
+    """For each person, in one query, the reachable chat they used last: never a blocked one,
+    and a Zalo OA chat only within the 7 days Zalo allows writing to it."""
     from bot.channels.zalo_oa import within_window  # late: the channel module is heavier
 
     found: dict[int, ChannelIdentity | None] = dict.fromkeys(user_ids)
