@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from bot.channels.zalo_bot import SECRET_HEADER, ZaloBotChannel
 from bot.channels.zalo_oa import ZaloOAChannel
@@ -39,6 +39,7 @@ from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.services.people import WRONG_CODE_LIMIT
 from tests.helpers.drill_support import row_counts
 from tests.helpers.fake_zalo import ZaloStack, fixture, start_stack
+from tests.helpers.rows import count
 from tests.helpers.telegram_harness import small_world
 
 pytestmark = pytest.mark.drill
@@ -55,14 +56,6 @@ NOT_YOURS = vi(
 )
 TOO_LARGE = vi("This file is larger than 20 MB. Please send a smaller photo.")
 NOT_IMAGE = vi("I can only take photos as evidence. Please send a picture (JPG or PNG).")
-
-
-async def count(db: Database, model: type, *where: object) -> int:
-    async with db.session() as session:
-        query = select(func.count()).select_from(model)
-        for clause in where:
-            query = query.where(clause)
-        return int((await session.exec(query)).one())
 
 
 async def audits(db: Database, subject: str) -> list[AuditLog]:

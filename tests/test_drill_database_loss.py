@@ -31,7 +31,7 @@ from datetime import datetime
 import aiohttp
 import pytest
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import SQLModel, col, select
 
 from bot.config import Settings
 from bot.db import Database
@@ -57,6 +57,7 @@ from tests.helpers.drill_support import (
     statement_starts,
     wait_for,
 )
+from tests.helpers.rows import count
 from tests.helpers.scheduler_world import at, build_scheduler_world, register_everyone_but_thon_ba
 from tests.helpers.telegram_harness import Harness, harness
 
@@ -208,14 +209,6 @@ class Platform:
     async def conversation(self, updates: list[dict]) -> None:
         for update in updates:
             await self.deliver(update)
-
-
-async def count(db: Database, model: type, *where: object) -> int:
-    async with db.session() as session:
-        query = select(func.count()).select_from(model)
-        for clause in where:
-            query = query.where(clause)
-        return int((await session.exec(query)).one())
 
 
 async def test_inbound_updates_survive_lost_connections_without_loss_or_repeat(

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from bot.config import Settings
 from bot.db import Database
@@ -48,6 +48,7 @@ from bot.models import (
 )
 from bot.timeutil import from_db
 from tests.helpers.drivers import CHANNELS, ChannelDriver, Sent, make_driver
+from tests.helpers.rows import count
 
 VILLAGE_HEAD = "village_head"
 OFFICER = "commune_committee"
@@ -68,14 +69,6 @@ def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> by
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-async def count(db: Database, model: type, *where: Any) -> int:
-    async with db.session() as session:
-        query = select(func.count()).select_from(model)
-        for clause in where:
-            query = query.where(clause)
-        return int((await session.exec(query)).one())
 
 
 async def user_of(d: ChannelDriver, chat: str) -> User | None:

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from bot.config import Settings
 from bot.db import Database
@@ -37,6 +37,7 @@ from bot.models import (
 )
 from bot.runtime import build_runtime
 from bot.server import build_app
+from tests.helpers.rows import count
 from tests.helpers.world import World, build_world
 
 MB = 1024 * 1024
@@ -111,14 +112,6 @@ def button(messages: list[dict[str, Any]], prefix: str) -> tuple[int, str]:
     found = [(mid, data) for mid, data in buttons_of(messages) if data.startswith(prefix)]
     assert found, f"no button {prefix}… in {buttons_of(messages)}"
     return found[0]
-
-
-async def count(db: Database, model: type, *where: Any) -> int:
-    async with db.session() as session:
-        query = select(func.count()).select_from(model)
-        for clause in where:
-            query = query.where(clause)
-        return int((await session.exec(query)).one())
 
 
 async def demo_user(db: Database, who: Any) -> User:

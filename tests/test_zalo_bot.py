@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from bot.channels.base import DeliveryError
 from bot.channels.zalo_bot import SECRET_HEADER, ZaloBotChannel
@@ -30,15 +30,11 @@ from bot.models import (
 )
 from bot.services.outbox import notify_user
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
+from tests.helpers.rows import count
 from tests.helpers.world import build_world
 
 CHAT = "6ede9afa66b88fe6d6a9"
 OFFICER_CHAT = "a1b2c3d4e5f6a7b8c9d0"
-
-
-async def count(db, model) -> int:  # noqa: ANN001
-    async with db.session() as session:
-        return int((await session.exec(select(func.count()).select_from(model))).one())
 
 
 def text_update(chat: str, text: str, message_id: str | None = None, wrapped: bool = True) -> dict:

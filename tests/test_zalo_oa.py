@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from bot.channels.base import DeliveryError
 from bot.channels.zalo_oa import (
@@ -42,15 +42,11 @@ from bot.models import (
 from bot.services.outbox import enqueue, notify_user, preferred_identity
 from bot.services.people import add_user, link_identity
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, noisy_png, start_stack
+from tests.helpers.rows import count
 from tests.helpers.world import build_world
 
 USER = "2468458835296117922"  # > 2^53: must never pass through a float
 OFFICER = "8123456789012345678"
-
-
-async def count(db, model) -> int:  # noqa: ANN001
-    async with db.session() as session:
-        return int((await session.exec(select(func.count()).select_from(model))).one())
 
 
 def event(name: str, user: str = USER, **message: object) -> dict:

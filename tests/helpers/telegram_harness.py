@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 from PIL import Image
-from sqlmodel import func, select
+from sqlmodel import select
 
 from bot.channels.telegram import TelegramChannel
 from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
@@ -32,6 +32,7 @@ from bot.services.framework_sync import sync_task_definitions
 from bot.units import import_units_csv
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram
+from tests.helpers.rows import count
 from tests.helpers.world import World
 
 TOKEN = "123456:TEST-TOKEN-abc"
@@ -141,11 +142,7 @@ class Harness:
         ]
 
     async def count(self, model, *where) -> int:  # noqa: ANN001
-        async with self.db.session() as session:
-            query = select(func.count()).select_from(model)
-            for condition in where:
-                query = query.where(condition)
-            return int((await session.exec(query)).one())
+        return await count(self.db, model, *where)
 
 
 @asynccontextmanager
