@@ -28,8 +28,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from bot.db import Database
-from bot.messages import Incoming
+from bot.messages import Incoming, Kind
 from bot.models import InboundUpdate, utcnow
+from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.sqlutil import insert_new
 
 if TYPE_CHECKING:
@@ -56,6 +57,26 @@ class ChannelHooks:
 
     download: Download | None = None  # fetches a file by its `ref`
     after_handled: AfterHandled | None = None  # e.g. acknowledge a button tap
+
+
+async def fetch_first(incoming: Incoming) -> None:
+    """Download a photo before the transaction (on SQLite: before taking the one writer's
+    place), so that a slow download does not hold every other update up; the handler then
+    reads the bytes from memory. A failed download is left to the handler, as before."""
+    file = incoming.file
+    if file is None or file.fetch is None or (file.size or 0) > MAX_PHOTO_BYTES:
+        return
+    if incoming.kind == Kind.document and file.mime and not file.mime.startswith("image/"):
+        return
+    try:
+        data = await file.fetch()
+    except Exception:  # noqa: BLE001  (the handler fetches again and answers the failure)
+        return
+
+    async def fetched() -> bytes:
+        return data
+
+    file.fetch = fetched
 
 
 class Inbox:
@@ -254,8 +275,6 @@ class Inbox:
 
     async def _prefetch(self, incomings: list[Incoming]) -> None:
         """Download the round's photos together (not one after the other), within a budget."""
-        from handlers.router import fetch_first
-
         chosen, budget = [], PREFETCH_BYTES
         for incoming in incomings:
             size = incoming.file.size if incoming.file is not None else None

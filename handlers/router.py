@@ -21,10 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.context import AppContext
 from bot.i18n import translator
-from bot.inbox import Inbox
+from bot.inbox import Inbox, fetch_first
 from bot.messages import Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
-from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import identity_for
 from handlers import district, extension, followup, help, officer, onboarding, report, tasks
@@ -162,26 +161,6 @@ def database_unavailable(error: Exception) -> bool:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
     return isinstance(error, OperationalError | InterfaceError | InternalError)
-
-
-async def fetch_first(incoming: Incoming) -> None:
-    """Download a photo before the transaction (on SQLite: before taking the one writer's
-    place), so that a slow download does not hold every other update up; the handler then
-    reads the bytes from memory. A failed download is left to the handler, as before."""
-    file = incoming.file
-    if file is None or file.fetch is None or (file.size or 0) > MAX_PHOTO_BYTES:
-        return
-    if incoming.kind == Kind.document and file.mime and not file.mime.startswith("image/"):
-        return
-    try:
-        data = await file.fetch()
-    except Exception:  # noqa: BLE001  (the handler fetches again and answers the failure)
-        return
-
-    async def fetched() -> bytes:
-        return data
-
-    file.fetch = fetched
 
 
 Claim = Callable[[AsyncSession], Awaitable[bool]]
