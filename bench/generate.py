@@ -54,8 +54,9 @@ from bot.core.db import Database
 from bot.core.framework import Framework, load_framework
 from bot.core.framework.schema import role_matches
 from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.timeutil import DUE_CLOCK
 from scheduler.periods import periods_between
-from scheduler.planner import DUE_CLOCK, OPEN_CLOCK, UnitIndex, units_for_task
+from scheduler.planner import OPEN_CLOCK, UnitIndex, units_for_task
 from scheduler.policy import Policies, load_policies
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

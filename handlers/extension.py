@@ -12,10 +12,9 @@ from bot.core.messages import Button, Outgoing
 from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
 from bot.core.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
 from bot.core.services.people import audit
-from bot.core.timeutil import local_moment, to_db
+from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
 from handlers.common import load_occurrence, local_due, role_label
 from handlers.conversation import Conversation
-from scheduler.planner import DUE_CLOCK
 
 EXTENSION_CHOICES = (3, 7, 14)
 DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")

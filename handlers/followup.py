@@ -3,11 +3,11 @@ in their next digest, so colleagues see which communes were already followed up.
 
 from __future__ import annotations
 
+from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.models import Unit
 from bot.core.services.occurrences import ancestor_ids
 from bot.core.services.people import audit
 from handlers.conversation import Conversation
-from scheduler.digests import FOLLOWED_UP
 
 
 async def _supervises(convo: Conversation, commune: Unit) -> bool:

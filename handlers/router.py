@@ -177,6 +177,10 @@ class Dispatcher:
         self.after_commit = after_commit or (lambda: None)
         self.inbox = Inbox(app.db, self)
 
+    @property
+    def button_actions(self) -> set[str]:
+        return {*BUTTONS, "menu"}
+
     async def accept(self, incoming: Incoming) -> None:
         """Record a platform's update to be handled shortly (see bot/core/inbox.py)."""
         await self.inbox.accept(incoming)

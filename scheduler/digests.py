@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.i18n import Translator, format_day, format_short_day, mark, translator
@@ -44,7 +45,6 @@ from scheduler.charts import completion_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook
 
-FOLLOWED_UP = "commune.followed_up"
 DIGEST_SENT = "digest.sent"
 DAILY, WEEKLY, MONTHLY = "daily", "weekly", "monthly"
 STEP_LABELS = {
@@ -657,7 +657,6 @@ async def run_digests(db: Database, app: AppContext, now: datetime) -> DigestRep
 
 __all__ = [
     "DIGEST_SENT",
-    "FOLLOWED_UP",
     "DigestReport",
     "run_digests",
     "scopes",

@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.app.runtime import Runtime
+from bot.core.context import AppContext
 from scheduler.commands import run_digest, run_plan, run_sweep
 from scheduler.policy import load_policies
 
@@ -27,42 +27,46 @@ JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 600}
 
 
 def _job(
-    runtime: Runtime, name: str, action: Callable[..., Awaitable[object]]
+    ctx: AppContext,
+    wake_sender: Callable[[], None],
+    name: str,
+    action: Callable[..., Awaitable[object]],
 ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         try:
-            result = await action(runtime.ctx, datetime.now(UTC))
+            result = await action(ctx, datetime.now(UTC))
         except Exception:  # noqa: BLE001  (one failed pass must not stop the scheduler)
             log.exception("scheduler job %s failed", name)
             return
         log.info("%s: %s", name, result)
-        runtime.sender.wake()
+        wake_sender()
 
     run.__name__ = f"papibot_{name}"
     return run
 
 
-def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
-    """Build and start the scheduler on the running event loop; the caller shuts it down."""
-    settings = runtime.ctx.settings
+def start_scheduler(ctx: AppContext, wake_sender: Callable[[], None]) -> AsyncIOScheduler:
+    """Build and start the scheduler on the running event loop; the caller shuts it down.
+    `wake_sender` is called after each pass, so what it queued goes out at once."""
+    settings = ctx.settings
     tz = settings.tz
     digest_at = load_policies(settings).escalation.digests.at
     now = datetime.now(tz)
     scheduler = AsyncIOScheduler(timezone=tz, job_defaults=JOB_DEFAULTS)
     scheduler.add_job(
-        _job(runtime, "plan", run_plan),
+        _job(ctx, wake_sender, "plan", run_plan),
         CronTrigger(hour=0, minute=5, timezone=tz),
         id="plan",
         next_run_time=now,
     )
     scheduler.add_job(
-        _job(runtime, "sweep", run_sweep),
+        _job(ctx, wake_sender, "sweep", run_sweep),
         IntervalTrigger(minutes=1, timezone=tz),
         id="sweep",
         next_run_time=now + timedelta(seconds=20),
     )
     scheduler.add_job(
-        _job(runtime, "digest", run_digest),
+        _job(ctx, wake_sender, "digest", run_digest),
         CronTrigger(hour=digest_at.hour, minute=digest_at.minute, timezone=tz),
         id="digest",
         next_run_time=now + timedelta(seconds=40),

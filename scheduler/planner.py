@@ -26,11 +26,10 @@ from bot.core.config import Settings
 from bot.core.framework import Framework, TaskRecord
 from bot.core.models import Event, Occurrence, TaskDefinition, Unit, utcnow
 from bot.core.sqlutil import insert_ignore, insert_ignore_for_ids
-from bot.core.timeutil import local_moment, to_db
+from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
 from scheduler.periods import Period, periods_between
 
 _UNIQUE = ("period", "task_key", "unit_id")  # ON CONFLICT matches the key's columns in any order
-DUE_CLOCK = time(17, 0)  # end of the office day: "due on the 25th" means by its afternoon
 OPEN_CLOCK = time(0, 0)
 
 

@@ -9,13 +9,13 @@ import time_machine
 from openpyxl import load_workbook
 from sqlmodel import select
 
+from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.i18n import translator
 from bot.core.messages import Incoming, Kind
 from bot.core.models import AuditLog, DialogState, Unit, User
 from handlers.conversation import Conversation
 from handlers.followup import followed_up
 from scheduler.commands import run_digest, run_sweep
-from scheduler.digests import FOLLOWED_UP
 from tests.helpers.scheduler_world import (
     REPORTS,
     SchedulerWorld,

@@ -266,7 +266,7 @@ async def test_the_scheduler_runs_a_few_database_only_jobs_that_never_overlap(
     world = await build_scheduler_world(settings, db, framework)
     woken = []
     runtime = SimpleNamespace(ctx=world.app, sender=SimpleNamespace(wake=lambda: woken.append(1)))
-    scheduler = start_scheduler(runtime)
+    scheduler = start_scheduler(runtime.ctx, wake_sender=runtime.sender.wake)
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
         assert set(jobs) == {"plan", "sweep", "digest"}

@@ -20,10 +20,9 @@ from bot.channels.zalo_oa import (
     SIGNATURE_HEADER,
     ZaloOAChannel,
     fit_image,
-    within_free_window,
-    within_window,
 )
 from bot.channels.zalo_tokens import ZaloTokenStore
+from bot.core.capabilities import within_free_window, within_window
 from bot.core.context import AppContext
 from bot.core.messages import Button, Kind, Outgoing
 from bot.core.models import (

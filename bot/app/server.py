@@ -12,11 +12,13 @@ from sqlalchemy import text
 
 from bot.app.runtime import Runtime, add_channel_routes, build_runtime
 from bot.core.context import AppContext
+from bot.web.keys import CTX_KEY, SENDER_KEY
+from bot.web.media import add_media_routes
+from bot.web.sim import add_routes as add_simulator_routes
+from bot.web.sim_channel import WebChannel
 
 log = logging.getLogger(__name__)
 
-CTX_KEY = web.AppKey("ctx", AppContext)
-RUNTIME_KEY = web.AppKey("runtime", Runtime)
 MAX_BODY = 1024 * 1024  # webhooks carry JSON; a photo upload in the simulator is checked apart
 
 
@@ -33,12 +35,16 @@ async def healthz(request: web.Request) -> web.Response:
 def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[CTX_KEY] = runtime.ctx
-    app[RUNTIME_KEY] = runtime
+    app[SENDER_KEY] = runtime.sender
     app.router.add_get("/healthz", healthz)
     from bot.web.status_page import add_routes as add_status_routes
 
     add_status_routes(app)
     add_channel_routes(runtime, app)
+    simulator = runtime.channels.get("web")
+    if isinstance(simulator, WebChannel):
+        add_simulator_routes(app, simulator)
+    add_media_routes(app, runtime.ctx.settings)  # signed links to charts, evidence, exports
     return app
 
 
@@ -54,7 +60,7 @@ async def start_runtime(runtime: Runtime) -> list[asyncio.Task]:
         except ImportError:
             log.warning("scheduler not available")
         else:
-            runtime_scheduler = start_scheduler(runtime)
+            runtime_scheduler = start_scheduler(runtime.ctx, wake_sender=runtime.sender.wake)
             tasks.append(asyncio.create_task(_hold(runtime_scheduler), name="scheduler"))
     return tasks
 

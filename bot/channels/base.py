@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -21,13 +20,6 @@ def loads_body(raw: bytes, **options: Any) -> Any:
     except RecursionError as error:
         raise ValueError("JSON nested too deeply") from error
     return value
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    buttons: bool  # inline buttons; without them the numbered menu is used
-    max_buttons: int  # more than this and the numbered menu is used
-    text_limit: int  # characters per message; longer text is split
 
 
 class DeliveryError(Exception):

@@ -44,7 +44,7 @@ from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, split_text
 
 if TYPE_CHECKING:
     from bot.core.context import AppContext
-    from handlers.router import Dispatcher
+    from bot.core.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 

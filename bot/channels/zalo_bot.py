@@ -29,9 +29,9 @@ from bot.channels.base import DeliveryError, loads_body
 from bot.core.capabilities import CAPABILITIES
 from bot.core.context import AppContext
 from bot.core.inbox import ChannelHooks
+from bot.core.media_links import MediaError, media_url
 from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
 from bot.core.services.evidence import MAX_PHOTO_BYTES
-from bot.web.media import MediaError, add_media_routes, media_url
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,6 @@ class ZaloBotChannel(ZaloHTTPChannel):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.webhook)
-        add_media_routes(app, self.settings)
 
     async def start(self) -> None:
         """Webhook when there is a public URL and a secret; long polling otherwise."""

@@ -11,7 +11,8 @@ Errors come back with HTTP 200 and `error != 0`. Buttons (≤ 5) are a template 
 Photos are uploaded first (`/v2.0/oa/upload/image`, ≤ 1 MB) and sent as a media template.
 
 Zalo allows consultation messages only within 7 days of the user's last message (free within
-48 hours): `within_window` says whether an identity may still be written to.
+48 hours): `within_window` (bot/core/capabilities.py) says whether an identity may still be
+written to.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import logging
 import mimetypes
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,10 @@ from PIL import Image, ImageOps
 from bot.channels.base import DeliveryError, loads_body
 from bot.channels.zalo_bot import ZaloHTTPChannel, update_key
 from bot.channels.zalo_tokens import Token, ZaloTokenStore
-from bot.core.capabilities import CAPABILITIES, uses_numbered_menu
+from bot.core.capabilities import CAPABILITIES, uses_numbered_menu, within_window
 from bot.core.context import AppContext
 from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
-from bot.core.models import ChannelIdentity
 from bot.core.services.people import identity_for
-from bot.core.timeutil import from_db
-from bot.web.media import add_media_routes
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +54,6 @@ BUTTON_TITLE_LIMIT = 100
 IMAGE_LIMIT = 1_000_000  # Zalo refuses uploads over 1 MB
 IMAGE_MAX_SIDE = 2048
 
-FREE_WINDOW = timedelta(hours=48)  # consultation messages are free this long after the user
-MAX_WINDOW = timedelta(days=7)  # … and impossible after this
 
 TOKEN_ERRORS = {-216, -220, -124}  # access token invalid / expired
 RATE_LIMITED = -32
@@ -66,34 +61,6 @@ NOT_FOLLOWING = -213
 OUTSIDE_WINDOW = {-230, -232}
 
 BUTTON_PAYLOAD = re.compile(r"^([a-z]{2,12}):[A-Za-z0-9_:\-]{1,60}$")
-
-
-# ---------------------------------------------------------------------- interaction window
-
-
-def _aware(moment: datetime) -> datetime:
-    return from_db(moment)
-
-
-def within_window(identity: ChannelIdentity, now: datetime | None = None) -> bool:
-    """May this identity be messaged now? Always for other channels; for Zalo OA only within
-    7 days of the person's last message to us (never, if they never wrote)."""
-    if identity.channel != CHANNEL:
-        return True
-    if identity.last_interaction_at is None:
-        return False
-    moment = _aware(now or datetime.now(UTC))
-    return moment - _aware(identity.last_interaction_at) <= MAX_WINDOW
-
-
-def within_free_window(identity: ChannelIdentity, now: datetime | None = None) -> bool:
-    """Within the 48 hours in which a consultation message costs nothing."""
-    if identity.channel != CHANNEL:
-        return True
-    if identity.last_interaction_at is None:
-        return False
-    moment = _aware(now or datetime.now(UTC))
-    return moment - _aware(identity.last_interaction_at) <= FREE_WINDOW
 
 
 # ---------------------------------------------------------------------- signatures and images
@@ -296,9 +263,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
     # ------------------------------------------------------------------ receiving
 
     def _button_actions(self) -> set[str]:
-        from handlers.router import BUTTONS  # late: the router imports the services we feed
-
-        return {*BUTTONS, "menu"}
+        return set(self.dispatcher.button_actions)
 
     def to_incomings(self, body: dict[str, Any]) -> list[Incoming]:
         """A verified event as Incoming updates (several for an album of images)."""
@@ -442,7 +407,6 @@ class ZaloOAChannel(ZaloHTTPChannel):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.webhook)
-        add_media_routes(app, self.settings)
 
     async def start(self) -> None:
         """The webhook URL is set in the Zalo developer console; nothing to call here."""

@@ -34,7 +34,7 @@ from bot.core.services.evidence import MAX_PHOTO_BYTES
 from bot.core.sqlutil import insert_new
 
 if TYPE_CHECKING:
-    from handlers.router import Dispatcher
+    from bot.core.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 

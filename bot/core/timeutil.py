@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
+DUE_CLOCK = time(17, 0)  # end of the office day: "due on the 25th" means by its afternoon
+
 
 def to_db(moment: datetime) -> datetime:
     """An aware datetime in UTC, as the database columns hold it."""

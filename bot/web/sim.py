@@ -17,13 +17,13 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from sqlmodel import col, select
 
-from bot.app.server import RUNTIME_KEY
 from bot.channels.base import loads_body
 from bot.channels.sender import Sender
 from bot.core.messages import CALLBACK_DATA_LIMIT, Incoming, Outgoing
 from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, Unit, User
 from bot.core.services.evidence import MAX_PHOTO_BYTES
 from bot.core.services.people import link_identity
+from bot.web.keys import SENDER_KEY
 from bot.web.sim_channel import (
     WebChannel,
     button_update,
@@ -78,8 +78,7 @@ def _channel(request: web.Request) -> WebChannel:
 
 
 def _sender(request: web.Request) -> Sender | None:
-    runtime = request.app.get(RUNTIME_KEY)
-    return runtime.sender if runtime is not None else None
+    return request.app.get(SENDER_KEY)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from bot.channels.sender import Sender
 from bot.core.context import AppContext
+from bot.core.dispatch import Dispatcher
 from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing
-from handlers.router import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,8 @@ class WebChannel:
         return idempotency_key
 
     def add_routes(self, app: web.Application) -> None:
-        from bot.web.sim import add_routes
-
-        add_routes(app, self)
+        # No webhook: the simulator's pages (bot/web/sim.py) are mounted by the server.
+        return None
 
     async def start(self) -> None:
         return None

@@ -7,10 +7,10 @@ import html
 from aiohttp import web
 
 from bot.core.services.status import status_rows
+from bot.web.keys import CTX_KEY
 
 
 async def status_page(request: web.Request) -> web.Response:
-    from bot.app.server import CTX_KEY
 
     ctx = request.app[CTX_KEY]
     async with ctx.db.session() as session:

@@ -35,6 +35,7 @@ from PIL import Image
 from bot.channels.sender import Sender
 from bot.channels.zalo_oa import signature
 from bot.core.context import AppContext
+from bot.web.media import add_media_routes
 from handlers.router import Dispatcher
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "zalo"
@@ -484,6 +485,7 @@ async def start_stack(app: AppContext, channel_class: type, **settings: Any) -> 
     holder["sender"] = sender
     web_app = web.Application(client_max_size=1024 * 1024)
     channel.add_routes(web_app)
+    add_media_routes(web_app, app.settings)
     runner = web.AppRunner(web_app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.core.capabilities import within_window
 from bot.core.models import AuditLog, ChannelIdentity, Invite, Unit, User, utcnow
 
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on small keyboards.
@@ -86,8 +87,6 @@ async def preferred_identities(
 ) -> dict[int, ChannelIdentity | None]:
     """For each person, in one query, the reachable chat they used last: never a blocked one,
     and a Zalo OA chat only within the 7 days Zalo allows writing to it."""
-    from bot.channels.zalo_oa import within_window  # late: the channel module is heavier
-
     found: dict[int, ChannelIdentity | None] = dict.fromkeys(user_ids)
     if not user_ids:
         return found
