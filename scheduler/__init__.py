@@ -1,1 +1,4 @@
-"""Periodic work on the database: planning, reminders, escalation, digests."""
+"""Periodic work on the database: planning, reminders, escalation, digests.
+
+May import bot.core only.
+"""

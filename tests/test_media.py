@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from bot.core.config import Settings
-from bot.web.media import MediaError, add_media_routes, media_url, resolve_token, sign_path
+from bot.core.media_links import MediaError, media_url, resolve_token, sign_path
+from bot.web.media import add_media_routes
 from tests.helpers.fake_zalo import jpeg_bytes
 
 

@@ -1,1 +1,4 @@
-"""HTTP pages of the server: status page and the web chat simulator."""
+"""HTTP pages of the server: the web chat simulator, the landing page, media links.
+
+May import bot.core and bot.channels; never handlers/ or scheduler/.
+"""

@@ -1,1 +1,4 @@
-"""Reads and writes of the domain, shared by the CLI, the handlers and the scheduler."""
+"""Reading and writing the domain: occurrences, people, evidence, the outbox, status.
+
+Part of the core: imports only bot.core.
+"""
