@@ -12,8 +12,14 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from bot.core.messages import Button
-from bot.core.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, utcnow
+from bot.core.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, Unit, utcnow
 from bot.core.services.evidence import MAX_PHOTO_BYTES, EvidenceProblem, StoredPhoto, store_photo
+from bot.core.services.evidence_checks import (
+    FlagContext,
+    check_report,
+    find_flags,
+    flag_sentences,
+)
 from bot.core.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_user
 from bot.core.services.people import audit
 from bot.core.timeutil import to_db
@@ -222,15 +228,37 @@ async def show_summary(convo: Conversation, raw_id: str) -> None:
         _("Photos: {count}").format(count=len(photos)),
         _("Note: {note}").format(note=report.note or "—"),
     ]
-    await convo.reply(
-        "\n".join(lines),
-        [
-            [
-                Button(_("✅ Send report"), f"send:{report.id}"),
-                Button(_("✖️ Cancel"), f"cancel:{report.id}"),
-            ]
-        ],
-    )
+    buttons = [
+        Button(_("✅ Send report"), f"send:{report.id}"),
+        Button(_("✖️ Cancel"), f"cancel:{report.id}"),
+    ]
+    warnings = await _photo_warnings(convo, report, occurrence)
+    if warnings:
+        lines += ["", *(f"⚠️ {sentence}" for sentence in warnings)]
+        lines.append(_("Do you have a newer photo? You can still send the report as it is."))
+        buttons.insert(1, Button(_("📷 Add another photo"), f"more:{report.id}"))
+    await convo.reply("\n".join(lines), [buttons])
+
+
+async def _photo_warnings(convo: Conversation, report: Report, occurrence: Occurrence) -> list[str]:
+    """What the evidence checks would flag in this draft's photos, as sentences."""
+    unit = await convo.session.get(Unit, occurrence.unit_id)
+    context = FlagContext(report, occurrence, unit, utcnow(), convo.app.settings.tz)
+    flags, _prints = await find_flags(convo.session, convo.app.settings, context)
+    return await flag_sentences(convo.session, flags, convo._, convo.app.settings.tz)
+
+
+async def add_more_photos(convo: Conversation, raw_id: str) -> None:
+    """📷 on the review card: back to collecting photos for the same draft."""
+    report = await _own_draft(convo, raw_id)
+    if report is None:
+        return
+    photos = (
+        await convo.session.exec(select(Evidence.id).where(Evidence.report_id == report.id))
+    ).all()
+    convo.set_state("awaiting_photos", report_id=report.id, photos=len(photos))
+    text, buttons = _photo_prompt(convo, report.id, len(photos))
+    await convo.reply(text, buttons)
 
 
 async def submit(convo: Conversation, raw_id: str) -> None:
@@ -247,6 +275,12 @@ async def submit(convo: Conversation, raw_id: str) -> None:
     report.submitted_at = utcnow()
     mark_done(occurrence, convo.user)
     convo.session.add_all([report, occurrence])
+    unit = await convo.session.get(Unit, occurrence.unit_id)
+    await check_report(
+        convo.session,
+        convo.app.settings,
+        FlagContext(report, occurrence, unit, utcnow(), convo.app.settings.tz),
+    )
     await audit(
         convo.session,
         "report.submitted",

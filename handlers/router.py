@@ -64,6 +64,7 @@ BUTTONS: dict[str, ButtonJourney] = {
     "photo": report.begin,
     "next": report.ask_note,
     "skip": report.show_summary,
+    "more": report.add_more_photos,
     "send": report.submit,
     "cancel": report.cancel,
     "pick": report.pick_task,

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -294,3 +294,33 @@ class PlatformToken(SQLModel, table=True):
     expires_at: datetime
     version: int = 1
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ImageFingerprint(SQLModel, table=True):
+    """An evidence photo's perceptual hash, cut into four indexed 16-bit bands so that near
+    duplicates are found by index probes (bot/core/services/fingerprints.py)."""
+
+    __tablename__ = "image_fingerprints"
+    evidence_id: int = Field(foreign_key="evidence.id", primary_key=True)
+    phash: int = Field(sa_column=Column(BigInteger, nullable=False))  # signed 64-bit
+    band0: int = Field(index=True)
+    band1: int = Field(index=True)
+    band2: int = Field(index=True)
+    band3: int = Field(index=True)
+
+
+class EvidenceFlag(SQLModel, table=True):
+    """Something about a submitted photo a supervisor should look at: `reused`, `stale`,
+    `future`, `far` or `screenshot`, with what it was compared with. Never blocks a report."""
+
+    __tablename__ = "evidence_flags"
+    __table_args__ = (UniqueConstraint("evidence_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    evidence_id: int = Field(foreign_key="evidence.id")
+    report_id: int = Field(foreign_key="reports.id", index=True)
+    kind: str = Field(max_length=16)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    # Who looked at the flagged report and accepted it anyway, and when.
+    accepted_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    accepted_at: datetime | None = None

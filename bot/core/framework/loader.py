@@ -182,3 +182,10 @@ def _check_rule(name: str, rule: Any, event_kinds: dict[str, str], path: Path) -
             raise FrameworkError(f"{where}: field `event`: unknown event kind `{rule.event}`")
         if not rule.phases:
             raise FrameworkError(f"{where}: field `phases`: an event schedule needs phases")
+
+
+def load_model_file(name: str, model: type, base_dir: Path, override_dir: Path | None) -> Any:
+    """One YAML file of the framework folder (merged with the province's override), validated
+    as `model`; errors name the file and the field, like the framework's own files."""
+    raw, path = _load_file(name, base_dir, override_dir)
+    return _validate(model, raw, path)
