@@ -301,12 +301,17 @@ class ImageFingerprint(SQLModel, table=True):
     duplicates are found by index probes (bot/core/services/fingerprints.py)."""
 
     __tablename__ = "image_fingerprints"
+    # Covering: a probe reads the band's index and never the table.
+    __table_args__ = tuple(
+        Index(f"ix_image_fingerprints_band{i}", f"band{i}", "phash", "evidence_id")
+        for i in range(4)
+    )
     evidence_id: int = Field(foreign_key="evidence.id", primary_key=True)
     phash: int = Field(sa_column=Column(BigInteger, nullable=False))  # signed 64-bit
-    band0: int = Field(index=True)
-    band1: int = Field(index=True)
-    band2: int = Field(index=True)
-    band3: int = Field(index=True)
+    band0: int
+    band1: int
+    band2: int
+    band3: int
 
 
 class EvidenceFlag(SQLModel, table=True):

@@ -59,7 +59,7 @@ class TaskChecks(BaseModel):
 class CheckPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     checks: list[str] = Field(default_factory=lambda: list(CHECKS))
-    reuse_max_distance: int = Field(default=8, ge=0, le=15)
+    reuse_max_distance: int = Field(default=7, ge=0, le=15)
     stale_days: int = Field(default=45, ge=1)
     stale_before_window: bool = True
     future_tolerance_hours: int = Field(default=24, ge=0)

@@ -7,8 +7,8 @@ reused photo is one whose pHash lies within a small Hamming distance of a stored
 Finding those among millions without reading them all: the 64 bits are cut into four 16-bit
 bands, each indexed. Two hashes within distance d differ, in at least one band, by at most
 d // 4 bits (pigeonhole), so probing every band with all values within d // 4 bits of the
-photo's own band finds every hash within d (multi-index hashing). With the default d = 8 that
-is 4 × 137 index probes, whatever the size of the table.
+photo's own band finds every hash within d (multi-index hashing). With the default d = 7 that
+is 4 × 17 index probes (d = 8 to 11: 4 × 137), whatever the size of the table.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from itertools import combinations
 
 import imagehash
 from PIL import Image, ImageOps
-from sqlalchemy import or_
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.models import ImageFingerprint
@@ -112,23 +110,22 @@ async def near_duplicates(
     """(evidence id, distance) of every stored photo within `max_distance` bits, nearest
     first. `exclude`: evidence ids not to report (the report's own photos)."""
     radius = max_distance // BANDS
-    columns = (
-        ImageFingerprint.band0,
-        ImageFingerprint.band1,
-        ImageFingerprint.band2,
-        ImageFingerprint.band3,
-    )
+    # One covering-index lookup per band. The probe values are integers computed here, written
+    # into the statement: with ~70 of them, binding and compiling cost three times the query.
+    # UNION ALL, not OR: an OR of the four lets SQLite scan the whole table.
     probes = [
-        col(column).in_(sorted(set(_within(band, radius))))
-        for column, band in zip(columns, bands(phash), strict=True)
+        f"SELECT evidence_id, phash FROM image_fingerprints WHERE band{i} IN "
+        f"({','.join(str(value) for value in sorted(set(_within(band, radius))))})"
+        for i, band in enumerate(bands(phash))
     ]
-    rows = await session.exec(
-        select(ImageFingerprint.evidence_id, ImageFingerprint.phash).where(or_(*probes))
-    )
+    connection = await session.connection()
+    rows = await connection.exec_driver_sql(" UNION ALL ".join(probes))
     found = []
+    seen: set[int] = set()
     for evidence_id, stored in rows.all():
-        if exclude and evidence_id in exclude:
+        if evidence_id in seen or (exclude and evidence_id in exclude):
             continue
+        seen.add(evidence_id)
         bits = distance(stored, phash)
         if bits <= max_distance:
             found.append((evidence_id, bits))
