@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from bot.config import Settings
 from bot.db import Database
 from bot.framework import Framework
 from bot.i18n import translator
 from bot.messages import Incoming, Kind
-from bot.models import AuditLog, ChannelIdentity, Invite, Outbox, User
-from handlers.router import Dispatcher
+from bot.models import AuditLog, ChannelIdentity, Invite, Occurrence, Outbox, Unit, User
+from bot.services.outbox import dialog_state
+from handlers.router import BUTTONS, COMMANDS, STATE_TEXT, Dispatcher
 from tests.helpers.drill_support import changed, row_counts
 from tests.helpers.rows import count
 from tests.helpers.telegram_harness import small_world
@@ -44,6 +46,17 @@ BUSY = vi(
 async def world(settings: Settings, db: Database, framework: Framework) -> World:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return await small_world(settings, db, framework)
+
+
+@pytest.fixture
+async def sqlite_world(settings: Settings, framework: Framework) -> AsyncIterator[World]:
+    """For checks that do not depend on the engine (the role table): SQLite only, once."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.effective_database_url)
+    async with database.engine.begin() as connection:
+        await connection.run_sync(SQLModel.metadata.create_all)
+    yield await small_world(settings, database, framework)
+    await database.dispose()
 
 
 def typed(chat: str, text: str, channel: str = "telegram") -> Incoming:
@@ -142,3 +155,149 @@ async def test_new_chat_ids_do_not_buy_new_guesses(world: World, settings: Setti
         await session.commit()
     await dispatcher.handle(typed("8800099", invite.code))
     assert await count(db, User) == 1
+
+
+# --------------------------------------------------------------------------- roles
+
+REFUSED = vi(
+    "Sorry, this is not something {role} can do here, so nothing was changed. "
+    "Type /help to see what you can do."
+)
+AGENCY_ROLE = "province_agency:so-noi-vu"
+
+
+def declared() -> list[tuple[str, str, frozenset[str]]]:
+    """Every (kind, name, roles) the router declares."""
+    return (
+        [("command", name, action.roles) for name, action in COMMANDS.items()]
+        + [("button", name, action.roles) for name, action in BUTTONS.items()]
+        + [("state", name, action.roles) for name, action in STATE_TEXT.items()]
+    )
+
+
+def expected_allowed(framework: Framework, roles: frozenset[str], role: str) -> bool:
+    """The declaration read independently of the router's own check."""
+    if "*" in roles or role in roles:
+        return True
+    if role.startswith("province_agency:") and "province_agency:*" in roles:
+        return True
+    definition = framework.roles.get(role)
+    return "@oversees" in roles and definition is not None and bool(definition.oversees)
+
+
+async def home_unit(world: World, framework: Framework, role: str) -> Unit:
+    level = "province" if role.startswith("province_agency:") else framework.roles[role].level
+    if level == "village":
+        return world.villages[0]
+    if level == "commune":
+        return world.commune
+    if level == "district":
+        return world.district
+    async with world.db.session() as session:
+        return await session.get(Unit, world.district.parent_id)
+
+
+async def some_occurrence(db: Database, unit: Unit) -> int:
+    async with db.session() as session:
+        ids = await session.exec(
+            select(Occurrence.id).where(Occurrence.unit_id == unit.id).order_by(col(Occurrence.id))
+        )
+        mine = ids.first()
+        if mine is None:
+            mine = (await session.exec(select(Occurrence.id).order_by(col(Occurrence.id)))).first()
+    assert mine is not None
+    return int(mine)
+
+
+def attempt(kind: str, name: str, chat: str, occurrence_id: int, today_text: str) -> Incoming:
+    """The update that tries `name`, with a plausible argument."""
+    base = {"channel": "telegram", "external_id": chat, "update_id": uuid.uuid4().hex}
+    if kind == "command":
+        return Incoming(
+            kind=Kind.command, command=name, text="vi" if name == "lang" else "", **base
+        )
+    if kind == "button":
+        arg = {"evk": "election", "extd": f"{occurrence_id}:3", "fu": "0"}.get(
+            name, str(occurrence_id)
+        )
+        return Incoming(kind=Kind.button, data=f"{name}:{arg}", **base)
+    text = today_text if name in ("awaiting_event_date", "awaiting_extension_date") else "Vì mưa"
+    return Incoming(kind=Kind.text, text=text, **base)
+
+
+def state_data(name: str, occurrence_id: int) -> dict:
+    return {
+        "awaiting_note": {"report_id": 0},
+        "awaiting_extension_date": {"occurrence_id": occurrence_id},
+        "awaiting_extension_reason": {
+            "occurrence_id": occurrence_id,
+            "until": (date.today() + timedelta(days=20)).isoformat(),
+        },
+        "awaiting_cannot_reason": {"occurrence_id": occurrence_id},
+        "awaiting_event_date": {"kind": "election"},
+    }[name]
+
+
+async def put_state(db: Database, chat: str, name: str, data: dict) -> None:
+    async with db.session() as session:
+        state = await dialog_state(session, "telegram", chat)
+        state.state, state.data = name, data
+        session.add(state)
+        await session.commit()
+
+
+async def state_of(db: Database, chat: str) -> tuple[str, dict]:
+    async with db.session() as session:
+        state = await dialog_state(session, "telegram", chat)
+        return state.state, dict(state.data)
+
+
+async def test_every_action_is_refused_to_every_role_it_is_not_declared_for(
+    sqlite_world: World, framework: Framework
+) -> None:
+    world = sqlite_world
+    db = world.db
+    dispatcher = Dispatcher(world.app)
+    roles = [*framework.roles, AGENCY_ROLE]
+    actions = declared()
+    today_text = (date.today() + timedelta(days=20)).strftime("%d/%m/%Y")
+    refused_pairs = allowed_pairs = 0
+    for number, role in enumerate(roles):
+        chat = f"99{number:04d}"
+        unit = await home_unit(world, framework, role)
+        await world.person(f"{role} person", unit, role, "telegram", chat)
+        occurrence_id = await some_occurrence(db, unit)
+        await dispatcher.handle(attempt("command", "help", chat, 0, ""))  # the dialog row
+        for kind, name, allowed in actions:
+            if kind == "state":
+                await put_state(db, chat, name, state_data(name, occurrence_id))
+            permitted = expected_allowed(framework, allowed, role)
+            said_before = len(await replies(db, chat))
+            forbidden_before = len(await audit_rows(db, "forbidden"))
+            if not permitted:
+                state_before = await state_of(db, chat)
+                counts_before = await row_counts(db)
+
+            await dispatcher.handle(attempt(kind, name, chat, occurrence_id, today_text))
+
+            said = (await replies(db, chat))[said_before:]
+            new_audits = (await audit_rows(db, "forbidden"))[forbidden_before:]
+            role_refusals = [a for a in new_audits if a.detail.get("reason") == "role"]
+            where = (kind, name, role, said)
+            if permitted:
+                allowed_pairs += 1
+                assert role_refusals == [], where
+                assert all(not s.startswith(REFUSED[:20]) for s in said), where
+                continue
+            refused_pairs += 1
+            label = framework.role_name(role, "vi")
+            assert said == [REFUSED.format(role=label)], where
+            attempted = {"command": f"/{name}", "button": f"{name}:"}.get(kind, name)
+            assert [(a.detail["attempted"], a.detail["role"]) for a in role_refusals] == [
+                (attempted, role)
+            ], where
+            grew = changed(counts_before, await row_counts(db))
+            assert grew == {"inbound_updates": 1, "outbox": 1, "audit_log": 1}, where + (grew,)
+            assert await state_of(db, chat) == state_before, where
+    # The declaration is not vacuous either way.
+    assert refused_pairs > 100 and allowed_pairs > 100, (refused_pairs, allowed_pairs)
