@@ -25,7 +25,7 @@ from bot.framework import Framework
 from bot.framework.schema import role_matches
 from bot.i18n import translator
 from bot.inbox import Inbox, fetch_first
-from bot.messages import Incoming, Kind, Outgoing
+from bot.messages import FetchRefused, Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
 from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import audit, identity_for
@@ -202,10 +202,13 @@ async def _dispatch(convo: Conversation) -> None:
             await button.journey(convo, arg)
         return
     if incoming.kind in (Kind.photo, Kind.document):
-        if convo.state.state == "awaiting_photos":
-            await report.photo_in_report(convo)
-        else:
-            await report.photo_without_task(convo)
+        try:
+            if convo.state.state == "awaiting_photos":
+                await report.photo_in_report(convo)
+            else:
+                await report.photo_without_task(convo)
+        except FetchRefused as refused:  # raised by the download, before anything is written
+            await _refuse_source(convo, str(refused))
         return
     if incoming.kind == Kind.text:
         state_action = STATE_TEXT.get(convo.state.state)
@@ -223,6 +226,23 @@ async def _dispatch(convo: Conversation) -> None:
         await onboarding.start(convo)
         return
     await help.not_understood(convo)
+
+
+async def _refuse_source(convo: Conversation, why: str) -> None:
+    await audit(
+        convo.session,
+        "evidence.refused_source",
+        convo.subject,
+        convo.user,
+        ref=convo.incoming.file.ref[:300] if convo.incoming.file else "",
+        why=why[:200],
+    )
+    await convo.reply(
+        convo._(
+            "I could not take this photo: it was not sent through Zalo itself. Please send "
+            "the photo again from the Zalo app (tap the picture icon), not as a link."
+        )
+    )
 
 
 def database_unavailable(error: Exception) -> bool:

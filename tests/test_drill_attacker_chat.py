@@ -11,22 +11,38 @@ else written.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlmodel import SQLModel, col, select
 
+from bot.channels.media_source import check_source
+from bot.channels.zalo_bot import SECRET_HEADER, ZaloBotChannel
+from bot.channels.zalo_oa import ZaloOAChannel
 from bot.config import Settings
 from bot.db import Database
 from bot.framework import Framework
 from bot.i18n import translator
-from bot.messages import Incoming, Kind
-from bot.models import AuditLog, ChannelIdentity, Invite, Occurrence, Outbox, Unit, User
+from bot.messages import FetchRefused, Incoming, Kind
+from bot.models import (
+    AuditLog,
+    ChannelIdentity,
+    Event,
+    Invite,
+    Occurrence,
+    Outbox,
+    Unit,
+    User,
+)
 from bot.services.outbox import dialog_state
+from bot.services.people import identity_for
 from handlers.router import BUTTONS, COMMANDS, STATE_TEXT, Dispatcher
 from tests.helpers.drill_support import changed, row_counts
+from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
 from tests.helpers.rows import count
 from tests.helpers.telegram_harness import small_world
 from tests.helpers.world import World
@@ -301,3 +317,181 @@ async def test_every_action_is_refused_to_every_role_it_is_not_declared_for(
             assert await state_of(db, chat) == state_before, where
     # The declaration is not vacuous either way.
     assert refused_pairs > 100 and allowed_pairs > 100, (refused_pairs, allowed_pairs)
+
+
+# --------------------------------------------------------------------------- on Zalo
+
+
+@pytest.fixture
+async def oa_stack(world: World) -> AsyncIterator[ZaloStack]:
+    stack = await start_stack(world.app, ZaloOAChannel)
+    yield stack
+    await stack.close()
+
+
+@pytest.fixture
+async def bot_stack(world: World) -> AsyncIterator[ZaloStack]:
+    stack = await start_stack(world.app, ZaloBotChannel)
+    yield stack
+    await stack.close()
+
+
+def oa_body(name: str, user: str, age: timedelta = timedelta(0), **message: object) -> dict:
+    """A Zalo OA event signed `age` ago (Zalo signs the body's own timestamp)."""
+    body = copy.deepcopy(fixture(f"oa_{name}.json"))
+    body["timestamp"] = str(int((datetime.now(UTC) - age).timestamp() * 1000))
+    if "follower" in body:
+        body["follower"]["id"] = user
+    else:
+        body["sender"]["id"] = user
+        body["message"]["msg_id"] = uuid.uuid4().hex
+        body["message"].update(message)
+    return body
+
+
+async def oa_post(stack: ZaloStack, body: dict) -> int:
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    headers = stack.fake.oa_headers(raw, stack.app.settings.zalo_oa_secret_key, body["timestamp"])
+    response = await stack.post("/webhook/zalo-oa", raw, headers)
+    await stack.settle()
+    return response.status
+
+
+async def oa_says(stack: ZaloStack, body: dict) -> list[str]:
+    user = body["sender"]["id"]
+    before = len(stack.fake.oa_texts(user))
+    assert await oa_post(stack, body) == 200
+    return stack.fake.oa_texts(user)[before:]
+
+
+async def test_a_village_head_typing_evk_election_on_zalo_oa_declares_nothing(
+    oa_stack: ZaloStack, world: World
+) -> None:
+    stack, db = oa_stack, world.db
+    user = "4100000000000000001"
+    head = await world.person("Trưởng thôn", world.villages[0], "village_head", "zalo_oa", user)
+    await oa_says(stack, oa_body("user_send_text", user, text="/help"))
+    before = await row_counts(db)
+
+    # Zalo OA lets anyone type a button's payload; the village head tries the officer's.
+    answer = await oa_says(stack, oa_body("user_send_text", user, text="evk:election"))
+
+    assert answer == [REFUSED.format(role="Trưởng thôn")]
+    grew = changed(before, await row_counts(db))
+    assert grew == {"inbound_updates": 1, "outbox": 1, "audit_log": 1}, grew
+    # … and the date that would have followed is just text: still no event, no plan.
+    await oa_says(stack, oa_body("user_send_text", user, text="15/03/2027"))
+    assert await count(db, Event) == 0
+    rows = await audit_rows(db, "forbidden")
+    assert [(r.actor_user_id, r.detail["attempted"], r.detail["role"]) for r in rows] == [
+        (head.id, "evk:", "village_head")
+    ]
+
+
+async def test_a_replayed_old_unfollow_blocks_nobody_and_old_messages_are_refused(
+    oa_stack: ZaloStack, world: World, settings: Settings
+) -> None:
+    stack, db = oa_stack, world.db
+    user = "4200000000000000001"
+    await world.person("Trưởng thôn", world.villages[0], "village_head", "zalo_oa", user)
+    eleven_minutes = timedelta(minutes=11)
+    before = await row_counts(db)
+
+    assert await oa_post(stack, oa_body("unfollow", user, age=eleven_minutes)) == 403
+    assert (
+        await oa_post(stack, oa_body("user_send_text", user, eleven_minutes, text="/viec")) == 403
+    )
+    # As far ahead is no better (a clock cannot be that wrong; a forger's can).
+    assert await oa_post(stack, oa_body("unfollow", user, age=-eleven_minutes)) == 403
+
+    assert changed(before, await row_counts(db)) == {}
+    async with db.session() as session:
+        identity = await identity_for(session, "zalo_oa", user)
+    assert identity.blocked is False
+    assert stack.fake.oa_texts(user) == []
+
+    # Within the window (a setting) the same unfollow is taken: the check is not vacuous.
+    settings.zalo_oa_replay_window_seconds = 3600
+    assert await oa_post(stack, oa_body("unfollow", user, age=eleven_minutes)) == 200
+    async with db.session() as session:
+        assert (await identity_for(session, "zalo_oa", user)).blocked is True
+
+
+def bot_photo(chat: str, url: str) -> dict:
+    body = copy.deepcopy(fixture("bot_image.json"))
+    message = body["message"]
+    message["from"]["id"] = message["chat"]["id"] = chat
+    message["photo_url"] = url
+    message["message_id"] = uuid.uuid4().hex[:20]
+    return body
+
+
+async def bot_says(stack: ZaloStack, update: dict) -> list[str]:
+    chat = update["message"]["chat"]["id"]
+    before = len(stack.fake.bot_texts(chat))
+    headers = {
+        SECRET_HEADER: stack.app.settings.zalo_bot_webhook_secret,
+        "Content-Type": "application/json",
+    }
+    response = await stack.post("/webhook/zalo-bot", json.dumps(update).encode(), headers)
+    assert response.status == 200
+    await stack.settle()
+    return stack.fake.bot_texts(chat)[before:]
+
+
+NOT_FROM_ZALO = vi(
+    "I could not take this photo: it was not sent through Zalo itself. Please send "
+    "the photo again from the Zalo app (tap the picture icon), not as a link."
+)
+
+
+async def test_a_photo_address_on_loopback_is_never_fetched_by_zalo_bot(
+    bot_stack: ZaloStack, world: World, settings: Settings
+) -> None:
+    stack, db = bot_stack, world.db
+    chat = "55ad0000000000000001"
+    head = await world.person("Trưởng thôn", world.villages[0], "village_head", "zalo_bot", chat)
+    listed = stack.fake.add_cdn("anh.jpg", jpeg_bytes())
+    port = stack.fake.host.rsplit(":", 1)[1]
+    by_name = f"http://localhost:{port}/cdn/anh.jpg"  # the same loopback server, not listed
+    ours = f"{stack.url}/healthz"  # papibot itself
+    metadata = "http://169.254.169.254/latest/meta-data/"
+    before = await row_counts(db)
+
+    for url in (by_name, ours, metadata):
+        assert await bot_says(stack, bot_photo(chat, url)) == [NOT_FROM_ZALO], url
+    # Listing a name is not enough: it must resolve to a public address, and localhost does not.
+    settings.zalo_media_hosts = f"{stack.fake.host},localhost"
+    assert await bot_says(stack, bot_photo(chat, by_name)) == [NOT_FROM_ZALO]
+
+    assert stack.fake.calls_to("cdn") == []
+    grew = changed(before, await row_counts(db))
+    assert grew == {"inbound_updates": 4, "dialog_states": 1, "outbox": 4, "audit_log": 4}, grew
+    rows = await audit_rows(db, "evidence.refused_source")
+    assert [(r.actor_user_id, r.detail["ref"]) for r in rows] == [
+        (head.id, url) for url in (by_name, ours, metadata, by_name)
+    ]
+    assert "resolves to a private address" in rows[-1].detail["why"]
+
+    # The address the setting lists explicitly (the fake CDN) is fetched as before.
+    answer = await bot_says(stack, bot_photo(chat, listed))
+    assert answer != [NOT_FROM_ZALO] and len(stack.fake.calls_to("cdn")) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x.jpg",
+        "http://[::1]/x.jpg",
+        "http://[::ffff:127.0.0.1]/x.jpg",
+        "http://10.0.0.8/x.jpg",
+        "http://169.254.169.254/x.jpg",
+        "http://zdn.vn@127.0.0.1/x.jpg",
+        "http://f20-zpc.zdn.vn.evil.example/x.jpg",
+        "file:///etc/passwd",
+        "ftp://f20-zpc.zdn.vn/x.jpg",
+    ],
+)
+async def test_addresses_off_the_zalo_hosts_are_refused_before_any_connection(url: str) -> None:
+    with pytest.raises(FetchRefused):
+        await check_source(url, Settings(_env_file=None).zalo_media_hosts)
