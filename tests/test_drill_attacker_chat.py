@@ -35,11 +35,14 @@ from bot.models import (
     Invite,
     Occurrence,
     Outbox,
+    Report,
     Unit,
     User,
 )
 from bot.services.outbox import dialog_state
 from bot.services.people import identity_for
+from bot.timeutil import from_db
+from handlers.extension import MAX_EXTENSION_DAYS
 from handlers.router import BUTTONS, COMMANDS, STATE_TEXT, Dispatcher
 from tests.helpers.drill_support import changed, row_counts
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
@@ -495,3 +498,84 @@ async def test_a_photo_address_on_loopback_is_never_fetched_by_zalo_bot(
 async def test_addresses_off_the_zalo_hosts_are_refused_before_any_connection(url: str) -> None:
     with pytest.raises(FetchRefused):
         await check_source(url, Settings(_env_file=None).zalo_media_hosts)
+
+
+# --------------------------------------------------------------------------- dates and days
+
+
+def tapped(chat: str, data: str) -> Incoming:
+    return Incoming(
+        channel="telegram",
+        external_id=chat,
+        update_id=uuid.uuid4().hex,
+        kind=Kind.button,
+        data=data,
+    )
+
+
+async def test_an_event_in_the_year_9999_or_long_past_is_not_declared(world: World) -> None:
+    db = world.db
+    chat = "6600001"
+    await world.person("UBND xã", world.commune, "commune_committee", "telegram", chat)
+    dispatcher = Dispatcher(world.app)
+    today = date.today()
+    first = (today - timedelta(days=30)).strftime("%d/%m/%Y")
+    last = (today + timedelta(days=2 * 366)).strftime("%d/%m/%Y")
+    bounded = vi("Please type a date from {first} to {last}, like 15/12/2026.").format(
+        first=first, last=last
+    )
+    await dispatcher.handle(tapped(chat, "evk:election"))
+    occurrences = await count(db, Occurrence)
+
+    for text in ("15/03/9999", (today - timedelta(days=400)).strftime("%d/%m/%Y")):
+        said = len(await replies(db, chat))
+        await dispatcher.handle(typed(chat, text))
+        assert (await replies(db, chat))[said:] == [bounded], text
+        assert await count(db, Event) == 0 and await count(db, Occurrence) == occurrences
+        assert (await state_of(db, chat))[0] == "awaiting_event_date"  # they may type again
+
+    await dispatcher.handle(typed(chat, (today + timedelta(days=60)).strftime("%d/%m/%Y")))
+    assert await count(db, Event) == 1
+
+
+async def test_an_extension_of_negative_zero_or_huge_days_is_not_requested(world: World) -> None:
+    db = world.db
+    chat = "6600002"
+    await world.person("Trưởng thôn", world.villages[0], "village_head", "telegram", chat)
+    dispatcher = Dispatcher(world.app)
+    occurrence_id = await some_occurrence(db, world.villages[0])
+    async with db.session() as session:
+        occurrence = await session.get(Occurrence, occurrence_id)
+    due = from_db(occurrence.due_at).astimezone(world.app.settings.tz).date()
+    base = max(due, date.today())
+    bounded = vi(
+        "Please choose a day from {first} to {last}: at most {days} days more. "
+        "Type a date like 15/12, or tap one of the choices."
+    ).format(
+        first=(base + timedelta(days=1)).strftime("%d/%m/%Y"),
+        last=(base + timedelta(days=MAX_EXTENSION_DAYS)).strftime("%d/%m/%Y"),
+        days=MAX_EXTENSION_DAYS,
+    )
+    retype = vi("Please type a date like 15/12, or tap one of the choices.")
+    await dispatcher.handle(tapped(chat, f"ext:{occurrence_id}"))
+    forged = {
+        f"extd:{occurrence_id}:-30": retype,
+        f"extd:{occurrence_id}:0": bounded,
+        f"extd:{occurrence_id}:{MAX_EXTENSION_DAYS + 1}": bounded,
+        f"extd:{occurrence_id}:99999999": retype,
+    }
+    for data, answer in forged.items():
+        said = len(await replies(db, chat))
+        await dispatcher.handle(tapped(chat, data))
+        assert (await replies(db, chat))[said:] == [answer], data
+        assert (await state_of(db, chat))[0] == "awaiting_extension_date", data
+    for text in ("01/01/2099", (base - timedelta(days=1)).strftime("%d/%m/%Y")):
+        said = len(await replies(db, chat))
+        await dispatcher.handle(typed(chat, text))
+        assert (await replies(db, chat))[said:] == [bounded], text
+    assert await count(db, Report) == 0
+
+    await dispatcher.handle(tapped(chat, f"extd:{occurrence_id}:{MAX_EXTENSION_DAYS}"))
+    state, data = await state_of(db, chat)
+    assert state == "awaiting_extension_reason"
+    assert data["until"] == (base + timedelta(days=MAX_EXTENSION_DAYS)).isoformat()
