@@ -2,6 +2,7 @@
 
 Order: the update is recorded by (channel, update id) first, so a redelivery does nothing;
 then registration for strangers; then commands, buttons, the dialog state, and free input.
+Every command, button action and dialog state passes one role check, against the table below.
 """
 
 from __future__ import annotations
@@ -35,9 +36,6 @@ from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
 
-Journey = Callable[[Conversation], Awaitable[None]]
-ButtonJourney = Callable[[Conversation, str], Awaitable[None]]
-
 
 async def _approve(convo: Conversation, arg: str) -> None:
     await extension.decide(convo, arg, approve=True)
@@ -68,7 +66,7 @@ DIGEST_READERS = frozenset({"district_committee", "province_committee", AGENCY})
 
 @dataclass(frozen=True)
 class Action:
-    journey: Callable[..., Awaitable[None]]
+    journey: Callable[..., Awaitable[None]]  # (convo) for commands and states, (convo, arg) buttons
     roles: frozenset[str]
 
 
