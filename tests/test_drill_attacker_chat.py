@@ -384,10 +384,14 @@ async def test_a_village_head_typing_evk_election_on_zalo_oa_declares_nothing(
     assert grew == {"inbound_updates": 1, "outbox": 1, "audit_log": 1}, grew
     # … and the date that would have followed is just text: still no event, no plan.
     await oa_says(stack, oa_body("user_send_text", user, text="15/03/2027"))
+    # The officer's menu entry, typed, is refused the same way.
+    answer = await oa_says(stack, oa_body("user_send_text", user, text="menu:sukien"))
+    assert answer == [REFUSED.format(role="Trưởng thôn")]
     assert await count(db, Event) == 0
     rows = await audit_rows(db, "forbidden")
     assert [(r.actor_user_id, r.detail["attempted"], r.detail["role"]) for r in rows] == [
-        (head.id, "evk:", "village_head")
+        (head.id, "evk:", "village_head"),
+        (head.id, "/sukien", "village_head"),
     ]
 
 
