@@ -23,12 +23,12 @@ from sqlmodel import SQLModel, col, select
 from bot.channels.media_source import check_source
 from bot.channels.zalo_bot import SECRET_HEADER, ZaloBotChannel
 from bot.channels.zalo_oa import ZaloOAChannel
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.i18n import translator
-from bot.messages import FetchRefused, Incoming, Kind
-from bot.models import (
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.i18n import translator
+from bot.core.messages import FetchRefused, Incoming, Kind
+from bot.core.models import (
     AuditLog,
     ChannelIdentity,
     Event,
@@ -39,9 +39,9 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.outbox import dialog_state
-from bot.services.people import identity_for
-from bot.timeutil import from_db
+from bot.core.services.outbox import dialog_state
+from bot.core.services.people import identity_for
+from bot.core.timeutil import from_db
 from handlers.extension import MAX_EXTENSION_DAYS
 from handlers.router import BUTTONS, COMMANDS, STATE_TEXT, Dispatcher
 from tests.helpers.drill_support import changed, row_counts

@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from bot.messages import FetchRefused
+from bot.core.messages import FetchRefused
 
 
 def host_entries(setting: str) -> list[str]:

@@ -27,11 +27,11 @@ from aiohttp import web
 from yarl import URL
 
 from bot.channels.base import DeliveryError, loads_body
-from bot.channels.capabilities import CAPABILITIES
 from bot.channels.media_source import PublicResolver, check_source
-from bot.context import AppContext
-from bot.inbox import ChannelHooks
-from bot.messages import (
+from bot.core.capabilities import CAPABILITIES
+from bot.core.context import AppContext
+from bot.core.inbox import ChannelHooks
+from bot.core.messages import (
     FetchRefused,
     Incoming,
     IncomingFile,
@@ -40,7 +40,7 @@ from bot.messages import (
     numbered_menu,
     split_text,
 )
-from bot.services.evidence import MAX_PHOTO_BYTES
+from bot.core.services.evidence import MAX_PHOTO_BYTES
 from bot.web.media import MediaError, add_media_routes, media_url
 
 log = logging.getLogger(__name__)
