@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlmodel import col, select
 
@@ -17,6 +17,7 @@ from handlers.common import load_occurrence, local_due, role_label
 from handlers.conversation import Conversation
 
 EXTENSION_CHOICES = (3, 7, 14)
+MAX_EXTENSION_DAYS = 60  # the most one request may ask for, after the due date (or today)
 DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")
 
 
@@ -76,6 +77,14 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
     )
 
 
+def extension_bounds(convo: Conversation, occurrence: Occurrence) -> tuple[date, date]:
+    """The first and last day a request may ask for: after the due date (or today, when that
+    has passed), and at most MAX_EXTENSION_DAYS after it."""
+    today = datetime.now(convo.app.settings.tz).date()
+    base = max(local_due(convo, occurrence).date(), today)
+    return base + timedelta(days=1), base + timedelta(days=MAX_EXTENSION_DAYS)
+
+
 async def extension_date(convo: Conversation, raw_id: str, requested: date | None) -> None:
     loaded = await load_occurrence(convo, raw_id)
     if loaded is None:
@@ -84,6 +93,19 @@ async def extension_date(convo: Conversation, raw_id: str, requested: date | Non
     _ = convo._
     if requested is None:
         await convo.reply(_("Please type a date like 15/12, or tap one of the choices."))
+        return
+    first, last = extension_bounds(convo, occurrence)
+    if not first <= requested <= last:
+        await convo.reply(
+            _(
+                "Please choose a day from {first} to {last}: at most {days} days more. "
+                "Type a date like 15/12, or tap one of the choices."
+            ).format(
+                first=first.strftime("%d/%m/%Y"),
+                last=last.strftime("%d/%m/%Y"),
+                days=MAX_EXTENSION_DAYS,
+            )
+        )
         return
     convo.set_state(
         "awaiting_extension_reason", occurrence_id=occurrence.id, until=requested.isoformat()
@@ -97,16 +119,14 @@ async def extension_days(convo: Conversation, raw: str) -> None:
     if loaded is None:
         return
     occurrence, _task = loaded
-    base = max(local_due(convo, occurrence).date(), date.today())
-    try:
-        requested = base + timedelta(days=min(int(days), 60))
-    except ValueError:
-        requested = None
+    base = max(local_due(convo, occurrence).date(), datetime.now(convo.app.settings.tz).date())
+    # Forged payloads (`extd:12:-30`, `extd:12:9999`) are refused by extension_date's bounds.
+    requested = base + timedelta(days=int(days)) if days.isdigit() and len(days) <= 3 else None
     await extension_date(convo, raw_id, requested)
 
 
 async def typed_extension_date(convo: Conversation) -> None:
-    today = date.today()
+    today = datetime.now(convo.app.settings.tz).date()
     await extension_date(
         convo, str(convo.state_data["occurrence_id"]), parse_day(convo.incoming.text, today)
     )

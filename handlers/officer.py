@@ -16,6 +16,9 @@ from handlers.conversation import Conversation
 from handlers.extension import parse_day
 from scheduler.planner import plan
 
+# A declared event starts at most a little in the past (declared late) and within two years.
+EVENT_PAST_DAYS = 30
+EVENT_FUTURE_DAYS = 2 * 366
 STATUS_LABELS = {"open": "⏳", "overdue": "⚠️", "escalated": "🔺", "done": "✅", "excused": "➖"}
 
 
@@ -128,6 +131,15 @@ async def event_date(convo: Conversation) -> None:
     starts = parse_day(convo.incoming.text, today)
     if starts is None:
         await convo.reply(_("Please type a date like 15/12/2026."))
+        return
+    first = today - timedelta(days=EVENT_PAST_DAYS)
+    last = today + timedelta(days=EVENT_FUTURE_DAYS)
+    if not first <= starts <= last:
+        await convo.reply(
+            _("Please type a date from {first} to {last}, like 15/12/2026.").format(
+                first=first.strftime("%d/%m/%Y"), last=last.strftime("%d/%m/%Y")
+            )
+        )
         return
     kind = convo.state_data["kind"]
     event = Event(

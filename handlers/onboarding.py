@@ -32,7 +32,12 @@ async def register(convo: Conversation, code: str) -> None:
     incoming = convo.incoming
     try:
         registration = await redeem_invite(
-            convo.session, code, incoming.channel, incoming.external_id, incoming.display_name
+            convo.session,
+            code,
+            incoming.channel,
+            incoming.external_id,
+            incoming.display_name,
+            wrong_codes_per_minute=convo.app.settings.invite_wrong_codes_per_minute,
         )
     except InviteProblem as problem:
         await _refuse(convo, problem.reason, code)
@@ -56,8 +61,17 @@ async def register(convo: Conversation, code: str) -> None:
 
 async def _refuse(convo: Conversation, reason: str, code: str) -> None:
     _ = convo._
+    if reason == "busy":
+        await audit(convo.session, "invite.rate_limited", convo.subject, code=code, scope="all")
+        await convo.reply(
+            _(
+                "Many wrong codes have been typed in the last minute, so registration is paused "
+                "for a moment. Please wait a minute and type your code again."
+            )
+        )
+        return
     if reason == "rate_limited":
-        await audit(convo.session, "invite.rate_limited", convo.subject, code=code)
+        await audit(convo.session, "invite.rate_limited", convo.subject, code=code, scope="chat")
         await convo.reply(
             _(
                 "Too many wrong codes. Please wait an hour and try again, or call the commune "

@@ -2,12 +2,14 @@
 
 Order: the update is recorded by (channel, update id) first, so a redelivery does nothing;
 then registration for strangers; then commands, buttons, the dialog state, and free input.
+Every command, button action and dialog state passes one role check, against the table below.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlalchemy.exc import (
     DBAPIError,
@@ -20,35 +22,19 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.context import AppContext
+from bot.core.framework import Framework
+from bot.core.framework.schema import role_matches
 from bot.core.i18n import translator
 from bot.core.inbox import Inbox, fetch_first
-from bot.core.messages import Incoming, Kind, Outgoing
+from bot.core.messages import FetchRefused, Incoming, Kind, Outgoing
 from bot.core.models import InboundUpdate, Unit, User, utcnow
 from bot.core.services.outbox import dialog_state, enqueue
-from bot.core.services.people import identity_for
+from bot.core.services.people import audit, identity_for
 from handlers import district, extension, followup, help, officer, onboarding, report, tasks
+from handlers.common import main_menu, role_label
 from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
-
-Journey = Callable[[Conversation], Awaitable[None]]
-
-COMMANDS: dict[str, Journey] = {
-    "start": onboarding.start,
-    "viec": tasks.list_tasks,
-    "help": help.show_help,
-    "lang": help.change_language,
-}
-ROLE_COMMANDS: dict[str, dict[str, Journey]] = {
-    "commune_committee": {
-        "tinhhinh": officer.village_overview,
-        "moi": officer.invite_menu,
-        "sukien": officer.event_menu,
-    },
-    "district_committee": {"baocao": district.commune_report},
-}
-
-ButtonJourney = Callable[[Conversation, str], Awaitable[None]]
 
 
 async def _approve(convo: Conversation, arg: str) -> None:
@@ -59,42 +45,126 @@ async def _decline(convo: Conversation, arg: str) -> None:
     await extension.decide(convo, arg, approve=False)
 
 
-BUTTONS: dict[str, ButtonJourney] = {
-    "done": report.begin,
-    "photo": report.begin,
-    "next": report.ask_note,
-    "skip": report.show_summary,
-    "more": report.add_more_photos,
-    "send": report.submit,
-    "cancel": report.cancel,
-    "pick": report.pick_task,
-    "qdone": report.confirm_quick_done,
-    "ext": extension.ask_extension,
-    "extd": extension.extension_days,
-    "cant": extension.ask_cannot,
-    "appr": _approve,
-    "decl": _decline,
-    "vil": officer.village_detail,
-    "inv": officer.invite_village_head,
-    "evk": officer.event_kind,
-    "fu": followup.followed_up,
+# Who may do what. Every command, button action and dialog state is declared here with the
+# roles allowed; the router refuses (politely, audited) anything else before a journey runs, so
+# a typed `evk:election` from a village head (Zalo OA lets people type button payloads) never
+# reaches the event journey. Which unit's data a permitted action touches is then checked by
+# its journey (handlers.common.load_occurrence and the officer, extension and follow-up checks).
+# Entries are role names from roles.yaml, plus:
+EVERYONE = "*"  # every registered role
+OVERSEER = "@oversees"  # a role whose `oversees` list in roles.yaml is not empty
+AGENCY = "province_agency:*"  # any provincial agency
+
+ANYONE = frozenset({EVERYONE})
+COMMUNE = frozenset({"commune_committee"})
+DISTRICT = frozenset({"district_committee"})
+APPROVERS = frozenset({OVERSEER})  # extension requests go to the overseeing role, one level up
+# District digests (with their "followed up" buttons) go to the district, or in the two-tier
+# structure to the unit standing in for it: the province or an agency.
+DIGEST_READERS = frozenset({"district_committee", "province_committee", AGENCY})
+
+
+@dataclass(frozen=True)
+class Action:
+    journey: Callable[..., Awaitable[None]]  # (convo) for commands and states, (convo, arg) buttons
+    roles: frozenset[str]
+
+
+COMMANDS: dict[str, Action] = {
+    "start": Action(onboarding.start, ANYONE),
+    "viec": Action(tasks.list_tasks, ANYONE),
+    "help": Action(help.show_help, ANYONE),
+    "lang": Action(help.change_language, ANYONE),
+    "tinhhinh": Action(officer.village_overview, COMMUNE),
+    "moi": Action(officer.invite_menu, COMMUNE),
+    "sukien": Action(officer.event_menu, COMMUNE),
+    "baocao": Action(district.commune_report, DISTRICT),
 }
 
-# What free text means in each dialog state.
-STATE_TEXT: dict[str, Journey] = {
-    "awaiting_note": report.note_text,
-    "awaiting_extension_date": extension.typed_extension_date,
-    "awaiting_extension_reason": extension.extension_reason,
-    "awaiting_cannot_reason": extension.cannot_reason,
-    "awaiting_event_date": officer.event_date,
+# Button payloads are `action:argument`; `menu:<command>` runs the command (checked as such).
+BUTTONS: dict[str, Action] = {
+    # A task's own buttons: every role has tasks; the occurrence's unit is checked on loading.
+    "done": Action(report.begin, ANYONE),
+    "photo": Action(report.begin, ANYONE),
+    "next": Action(report.ask_note, ANYONE),
+    "skip": Action(report.show_summary, ANYONE),
+    "more": Action(report.add_more_photos, ANYONE),
+    "send": Action(report.submit, ANYONE),
+    "cancel": Action(report.cancel, ANYONE),
+    "pick": Action(report.pick_task, ANYONE),
+    "qdone": Action(report.confirm_quick_done, ANYONE),
+    "ext": Action(extension.ask_extension, ANYONE),
+    "extd": Action(extension.extension_days, ANYONE),
+    "cant": Action(extension.ask_cannot, ANYONE),
+    "appr": Action(_approve, APPROVERS),
+    "decl": Action(_decline, APPROVERS),
+    "vil": Action(officer.village_detail, COMMUNE),
+    "inv": Action(officer.invite_village_head, COMMUNE),
+    "evk": Action(officer.event_kind, COMMUNE),
+    "fu": Action(followup.followed_up, DIGEST_READERS),
 }
+
+# What free text means in each dialog state; allowed to the roles of the action that set it
+# (a role changed in between is refused, not carried through).
+STATE_TEXT: dict[str, Action] = {
+    "awaiting_note": Action(report.note_text, BUTTONS["next"].roles),
+    "awaiting_extension_date": Action(extension.typed_extension_date, BUTTONS["ext"].roles),
+    "awaiting_extension_reason": Action(extension.extension_reason, BUTTONS["ext"].roles),
+    "awaiting_cannot_reason": Action(extension.cannot_reason, BUTTONS["cant"].roles),
+    "awaiting_event_date": Action(officer.event_date, BUTTONS["evk"].roles),
+}
+
+
+def role_may(framework: Framework, allowed: frozenset[str], role: str) -> bool:
+    """Does someone holding `role` pass an action's declared `allowed` roles?"""
+    if EVERYONE in allowed or role_matches(list(allowed), role):
+        return True
+    definition = framework.roles.get(role)
+    return OVERSEER in allowed and definition is not None and bool(definition.oversees)
+
+
+async def _permitted(convo: Conversation, action: Action, name: str) -> bool:
+    """The one role check: True, or the person is told and the attempt audited."""
+    role = convo.user.role if convo.user else ""
+    if convo.user is not None and role_may(convo.app.framework, action.roles, role):
+        return True
+    await audit(
+        convo.session,
+        "forbidden",
+        convo.subject,
+        convo.user,
+        reason="role",
+        attempted=name,
+        role=role,
+        data=convo.incoming.data or convo.incoming.text[:200],
+    )
+    _ = convo._
+    await convo.reply(
+        _(
+            "Sorry, this is not something {role} can do here, so nothing was changed. "
+            "Type /help to see what you can do."
+        ).format(role=_role_name(convo, role)),
+        main_menu(convo),
+    )
+    return False
+
+
+def _role_name(convo: Conversation, role: str) -> str:
+    known = role in convo.app.framework.roles or role.startswith("province_agency:")
+    return role_label(convo, role) if known else role
+
+
+async def _run_command(convo: Conversation, name: str) -> None:
+    action = COMMANDS.get(name)
+    if action is None:
+        await help.not_understood(convo)
+        return
+    if await _permitted(convo, action, f"/{name}"):
+        await action.journey(convo)
 
 
 async def _menu_command(convo: Conversation, arg: str) -> None:
-    journey = COMMANDS.get(arg) or ROLE_COMMANDS.get(convo.user.role, {}).get(arg)
-    if arg == "help":
-        journey = help.show_help
-    await (journey or help.not_understood)(convo)
+    await _run_command(convo, arg)
 
 
 def _number_to_button(convo: Conversation) -> None:
@@ -114,35 +184,36 @@ async def _dispatch(convo: Conversation) -> None:
         return
     _number_to_button(convo)
     if incoming.kind == Kind.command:
-        journey = COMMANDS.get(incoming.command) or ROLE_COMMANDS.get(convo.user.role, {}).get(
-            incoming.command
-        )
-        if journey is None:
-            await help.not_understood(convo)
-            return
-        if incoming.command != "start":
+        if incoming.command != "start" and incoming.command in COMMANDS:
             convo.clear_state()
-        await journey(convo)
+        await _run_command(convo, incoming.command)
         return
     if incoming.kind == Kind.button:
-        action, _sep, arg = incoming.data.partition(":")
-        if action == "menu":
+        name, _sep, arg = incoming.data.partition(":")
+        if name == "menu":
             convo.clear_state()
             await _menu_command(convo, arg)
             return
-        button = BUTTONS.get(action)
-        await (button(convo, arg) if button else help.not_understood(convo))
+        button = BUTTONS.get(name)
+        if button is None:
+            await help.not_understood(convo)
+        elif await _permitted(convo, button, f"{name}:"):
+            await button.journey(convo, arg)
         return
     if incoming.kind in (Kind.photo, Kind.document):
-        if convo.state.state == "awaiting_photos":
-            await report.photo_in_report(convo)
-        else:
-            await report.photo_without_task(convo)
+        try:
+            if convo.state.state == "awaiting_photos":
+                await report.photo_in_report(convo)
+            else:
+                await report.photo_without_task(convo)
+        except FetchRefused as refused:  # raised by the download, before anything is written
+            await _refuse_source(convo, str(refused))
         return
     if incoming.kind == Kind.text:
-        state_journey = STATE_TEXT.get(convo.state.state)
-        if state_journey is not None:
-            await state_journey(convo)
+        state_action = STATE_TEXT.get(convo.state.state)
+        if state_action is not None:
+            if await _permitted(convo, state_action, convo.state.state):
+                await state_action.journey(convo)
             return
         if report.means_done(incoming.text):
             await report.quick_done(convo)
@@ -154,6 +225,23 @@ async def _dispatch(convo: Conversation) -> None:
         await onboarding.start(convo)
         return
     await help.not_understood(convo)
+
+
+async def _refuse_source(convo: Conversation, why: str) -> None:
+    await audit(
+        convo.session,
+        "evidence.refused_source",
+        convo.subject,
+        convo.user,
+        ref=convo.incoming.file.ref[:300] if convo.incoming.file else "",
+        why=why[:200],
+    )
+    await convo.reply(
+        convo._(
+            "I could not take this photo: it was not sent through Zalo itself. Please send "
+            "the photo again from the Zalo app (tap the picture icon), not as a link."
+        )
+    )
 
 
 def database_unavailable(error: Exception) -> bool:

@@ -177,6 +177,9 @@ async def door(settings: Settings, framework: Framework) -> AsyncIterator[Door]:
     settings.zalo_oa_app_id = OA_APP_ID
     settings.zalo_oa_secret_key = OA_SECRET
     settings.zalo_oa_api_url = settings.zalo_oauth_url = "http://127.0.0.1:9"
+    # The OA fixtures are recorded events with their 2025 timestamps: the drill probes the
+    # parsers, the replay window has its own test (tests/test_drill_attacker_chat.py).
+    settings.zalo_oa_replay_window_seconds = 100 * 365 * 86400
     settings.scheduler_enabled = False
     db = Database(settings.effective_database_url)
     await db.upgrade()

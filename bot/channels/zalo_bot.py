@@ -24,13 +24,23 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from bot.channels.base import DeliveryError, loads_body
+from bot.channels.media_source import PublicResolver, check_source
 from bot.core.capabilities import CAPABILITIES
 from bot.core.context import AppContext
 from bot.core.inbox import ChannelHooks
 from bot.core.media_links import MediaError, media_url
-from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
+from bot.core.messages import (
+    FetchRefused,
+    Incoming,
+    IncomingFile,
+    Kind,
+    Outgoing,
+    numbered_menu,
+    split_text,
+)
 from bot.core.services.evidence import MAX_PHOTO_BYTES
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook/zalo-bot"
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
 POLL_TIMEOUT_SECONDS = 30
+MAX_REDIRECTS = 3  # each hop is checked like the first address
 TEXT_LIMIT = CAPABILITIES["zalo_bot"].text_limit  # 2,000 characters
 
 
@@ -56,6 +67,7 @@ class ZaloHTTPChannel:
         self.settings = ctx.settings
         self.dispatcher = dispatcher
         self._http: aiohttp.ClientSession | None = None
+        self._media_http: aiohttp.ClientSession | None = None
         dispatcher.inbox.register(self.name, ChannelHooks(download=self.download))
 
     def http(self) -> aiohttp.ClientSession:
@@ -63,22 +75,29 @@ class ZaloHTTPChannel:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         return self._http
 
+    def media_http(self) -> aiohttp.ClientSession:
+        """Downloads of what people send: names resolve to public addresses only."""
+        if self._media_http is None or self._media_http.closed:
+            self._media_http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60),
+                connector=aiohttp.TCPConnector(resolver=PublicResolver()),
+            )
+        return self._media_http
+
     async def download(self, url: str, limit: int = MAX_PHOTO_BYTES) -> bytes:
-        """A file the user sent, from the platform's CDN (refused above `limit` bytes)."""
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"not a web address: {url[:80]!r}")
-        async with self.http().get(url, timeout=aiohttp.ClientTimeout(total=60)) as response:
-            response.raise_for_status()
-            if response.content_length is not None and response.content_length > limit:
-                return b"\0" * (limit + 1)  # store_photo answers "too large", nothing is kept
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    return b"\0" * (limit + 1)
-                chunks.append(chunk)
-            return b"".join(chunks)
+        """A file the user sent, from the platform's CDN (refused above `limit` bytes).
+
+        Raises FetchRefused, before any connection, for an address that is not one of the
+        platform's media hosts (bot/channels/media_source.py)."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            await check_source(url, self.settings.zalo_media_hosts)
+            async with self.media_http().get(url, allow_redirects=False) as response:
+                if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    url = str(response.url.join(URL(response.headers["Location"])))
+                    continue
+                response.raise_for_status()
+                return await _read_limited(response, limit)
+        raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
 
     def photo_file(
         self, url: str, name: str = "photo.jpg", size: int | None = None
@@ -106,9 +125,10 @@ class ZaloHTTPChannel:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.wait_idle(), timeout=10)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        for session in (self._http, self._media_http):
+            if session is not None:
+                await session.close()
+        self._http = self._media_http = None
 
     def link(self, path: str) -> str | None:
         """A signed public link to a file under the data directory; None when impossible."""
@@ -117,6 +137,19 @@ class ZaloHTTPChannel:
         except MediaError as error:
             log.warning("%s: no media link for %s: %s", self.name, path, error)
             return None
+
+
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        return b"\0" * (limit + 1)  # store_photo answers "too large", nothing is kept
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return b"\0" * (limit + 1)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class ZaloBotChannel(ZaloHTTPChannel):

@@ -2,7 +2,8 @@
 
 Inbound: `POST /webhook/zalo-oa`, signed in `X-ZEvent-Signature` as
 `mac=` hex SHA-256 of `app_id + raw body + timestamp + OA secret key` (the timestamp being the
-body's own field). The signature is checked on the raw bytes before anything is handled. Zalo
+body's own field, epoch milliseconds). The signature is checked on the raw bytes before anything
+is handled, and an event signed longer ago than `zalo_oa_replay_window_seconds` is refused. Zalo
 ids are larger than 2^53, so numbers in the body are kept as their text, never as floats/ints.
 
 Outbound: `POST /v3.0/oa/message/cs` (consultation messages) with the `access_token` header.
@@ -26,6 +27,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -378,6 +380,17 @@ class ZaloOAChannel(ZaloHTTPChannel):
                 session.add(identity)
                 await session.commit()
 
+    def _fresh(self, timestamp: str, now: datetime | None = None) -> bool:
+        """Was the event signed within the replay window? The timestamp (epoch milliseconds) is
+        part of the signature, so an attacker who captured an event cannot make it look new.
+        Zalo's own retries keep the first timestamp: within the window the inbox deduplicates
+        them, past it they are refused like a replay (the window is a setting)."""
+        if not timestamp.isdigit() or len(timestamp) > 16:
+            return False
+        signed = datetime.fromtimestamp(int(timestamp) / 1000, UTC)
+        age = (now or datetime.now(UTC)) - signed
+        return abs(age.total_seconds()) <= self.settings.zalo_oa_replay_window_seconds
+
     async def webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         secret = self.settings.zalo_oa_secret_key
@@ -398,6 +411,8 @@ class ZaloOAChannel(ZaloHTTPChannel):
             return web.Response(status=403, text="forbidden")
         if not isinstance(body, dict):
             return web.Response(status=400, text="not a JSON object")
+        if not self._fresh(timestamp):
+            return web.Response(status=403, text="stale event")
         if body.get("event_name") == "unfollow":
             await self._unfollow(body)
             return web.json_response({"ok": True})

@@ -76,6 +76,26 @@ class Settings(BaseSettings):
     )
     scheduler_enabled: bool = True
 
+    invite_wrong_codes_per_minute: int = Field(
+        default=30,
+        gt=0,
+        description="Wrong registration codes accepted per minute from all chats together; "
+        "beyond it every code is refused for the rest of the minute (a new chat id buys no "
+        "guesses)",
+    )
+    zalo_oa_replay_window_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A Zalo OA event whose signed timestamp is older than this (or as far "
+        "ahead) is refused with 403: a captured event cannot be replayed later",
+    )
+    zalo_media_hosts: str = Field(
+        default="zdn.vn,zadn.vn,zalo.me,zaloapp.com,zaloplatforms.com",
+        description="Comma-separated hosts (and their subdomains) that photos sent on Zalo are "
+        "downloaded from; names must resolve to public addresses, an IP address listed here "
+        "is trusted as it is (tests, a local mirror)",
+    )
+
     @property
     def simulator_on(self) -> bool:
         if self.simulator_enabled is not None:

@@ -23,6 +23,11 @@ class Kind(StrEnum):
     unsupported = "unsupported"  # a sticker, a voice note …: answered with the menu
 
 
+class FetchRefused(Exception):
+    """A channel would not download a file from where the update said it is (not one of the
+    platform's hosts, or a private address): the person is told, nothing is fetched."""
+
+
 @dataclass
 class IncomingFile:
     """A file the user sent; `fetch` downloads it through the channel (None: nothing to fetch)."""

@@ -441,6 +441,7 @@ class ZaloDriver(BaseDriver):
         config.zalo_oa_refresh_token = self.fake.refresh_token
         config.zalo_oa_api_url = self.fake.url
         config.zalo_oauth_url = self.fake.url
+        config.zalo_media_hosts = self.fake.host  # the fake CDN on loopback, allowed explicitly
 
     async def _stop_platform(self) -> None:
         await self.fake.stop()

@@ -127,6 +127,11 @@ class FakeZalo:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @property
+    def host(self) -> str:
+        """`127.0.0.1:port`, as the `zalo_media_hosts` setting lists it."""
+        return self.url.split("://", 1)[1]
+
     def next_id(self) -> str:
         return f"{next(self._ids):032x}"
 
@@ -476,6 +481,7 @@ async def start_stack(app: AppContext, channel_class: type, **settings: Any) -> 
     config.zalo_oa_refresh_token = fake.refresh_token
     config.zalo_oa_api_url = fake.url
     config.zalo_oauth_url = fake.url
+    config.zalo_media_hosts = fake.host  # the fake CDN on loopback, allowed explicitly
     for key, value in settings.items():
         setattr(config, key, value)
     holder: dict[str, Sender] = {}

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlmodel import col, func, select
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.capabilities import within_window
@@ -15,12 +15,16 @@ from bot.core.models import AuditLog, ChannelIdentity, Invite, Unit, User, utcno
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on small keyboards.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
-WRONG_CODE_LIMIT = 5
+WRONG_CODE_LIMIT = 5  # per chat …
 WRONG_CODE_WINDOW = timedelta(hours=1)
+# … and across every chat, so that new chat ids do not buy new guesses (the setting
+# `invite_wrong_codes_per_minute`; 31^8 codes make guessing hopeless at that pace).
+CODE_SPACE_WINDOW = timedelta(minutes=1)
 
 
 class InviteProblem(Exception):
-    """Why a code cannot be used: unknown, used, expired or too many tries (see `.reason`)."""
+    """Why a code cannot be used (see `.reason`): unknown, used, expired, rate_limited (this
+    chat tried too many wrong codes) or busy (too many wrong codes from all chats)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -136,20 +140,53 @@ async def wrong_codes_recently(session: AsyncSession, subject: str) -> int:
     return int(result.one())
 
 
+async def wrong_codes_everywhere(session: AsyncSession, limit: int) -> int:
+    """Wrong codes typed in the last minute by every chat together, counted up to `limit`."""
+    recent = (
+        select(AuditLog.id)
+        .where(
+            AuditLog.action == "invite.wrong_code",
+            col(AuditLog.at) >= utcnow() - CODE_SPACE_WINDOW,
+        )
+        .limit(limit)
+        .subquery()
+    )
+    return int((await session.exec(select(func.count()).select_from(recent))).one())
+
+
 async def redeem_invite(
-    session: AsyncSession, code: str, channel: str, external_id: str, display_name: str = ""
+    session: AsyncSession,
+    code: str,
+    channel: str,
+    external_id: str,
+    display_name: str = "",
+    wrong_codes_per_minute: int = 30,
 ) -> Registration:
-    """Bind a chat to the invite's unit and role. Raises InviteProblem; the caller audits it."""
+    """Bind a chat to the invite's unit and role. Raises InviteProblem; the caller audits it.
+
+    One conditional UPDATE (`used_at IS NULL`) decides who gets the invite, in the caller's
+    transaction: on PostgreSQL concurrent redeemers wait for the winner's commit and then
+    find it used, so a single-use code registers one chat, however many send it at once."""
     subject = f"{channel}:{external_id}"
     if await wrong_codes_recently(session, subject) >= WRONG_CODE_LIMIT:
         raise InviteProblem("rate_limited")
+    if await wrong_codes_everywhere(session, wrong_codes_per_minute) >= wrong_codes_per_minute:
+        raise InviteProblem("busy")
     invite = (await session.exec(select(Invite).where(Invite.code == normalise_code(code)))).first()
     if invite is None:
         raise InviteProblem("unknown")
     if invite.used_at is not None:
         raise InviteProblem("used")
-    if invite.expires_at < utcnow():
+    now = utcnow()
+    if invite.expires_at < now:
         raise InviteProblem("expired")
+    claimed = await session.exec(
+        update(Invite)
+        .where(col(Invite.id) == invite.id, col(Invite.used_at).is_(None))
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        raise InviteProblem("used")  # another chat's registration took it first
     unit = await session.get(Unit, invite.unit_id)
     assert unit is not None  # foreign key
     user = await session.get(User, invite.user_id) if invite.user_id else None
@@ -162,7 +199,7 @@ async def redeem_invite(
         else:
             user = await add_user(session, unit, invite.role, display_name)
     await link_identity(session, user, channel, external_id, display_name)
-    invite.used_at = utcnow()
+    invite.used_at = now
     invite.used_by_user_id = user.id
     session.add(invite)
     return Registration(user=user, unit=unit, linked_existing=linked_existing)
