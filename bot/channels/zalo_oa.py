@@ -253,7 +253,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
             text, _menu = numbered_menu(message)
             buttons = []
         if message.document_path:
-            url = self.link(message.document_path)
+            url = self.link(idempotency_key, "document")
             name = message.document_name or "tệp"
             text = f"{text}\n\n📎 {name}: {url}" if url else text
         parts = split_text(text, TEXT_LIMIT) if text else []
@@ -442,7 +442,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.webhook)
-        add_media_routes(app, self.settings)
+        add_media_routes(app, self.ctx)
 
     async def start(self) -> None:
         """The webhook URL is set in the Zalo developer console; nothing to call here."""

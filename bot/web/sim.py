@@ -34,6 +34,7 @@ from bot.sender import Sender
 from bot.server import RUNTIME_KEY
 from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.services.people import link_identity
+from bot.web.media import MediaError, confined
 
 _dumps = partial(json.dumps, ensure_ascii=False)  # readable Vietnamese in the answers
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -248,16 +249,6 @@ async def api_messages(request: web.Request) -> web.Response:
     return _json({"chat": chat, "messages": messages, "last_id": last_id})
 
 
-def _data_file(data_dir: Path, stored: str) -> Path | None:
-    """A file the bot sent, only if it lies inside the data directory."""
-    root = data_dir.resolve()
-    candidate = Path(stored)
-    target = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        return None
-    return target
-
-
 async def api_media(request: web.Request) -> web.StreamResponse:
     """The photo or document of a delivered simulator message (never an arbitrary path)."""
     outbox_id, kind = int(request.match_info["id"]), request.match_info["kind"]
@@ -268,9 +259,10 @@ async def api_media(request: web.Request) -> web.StreamResponse:
         raise ApiProblem(404, "not_found", "Không tìm thấy tệp.")
     message = Outgoing.from_payload(row.payload)
     stored = message.photo_path if kind == "photo" else message.document_path
-    target = _data_file(ctx.settings.data_dir, stored) if stored else None
-    if target is None:
-        raise ApiProblem(404, "not_found", "Không tìm thấy tệp.")
+    try:  # only evidence and digests, never the database or a backup
+        target = confined(ctx.settings, stored)
+    except MediaError:
+        raise ApiProblem(404, "not_found", "Không tìm thấy tệp.") from None
     response = web.FileResponse(target)
     if kind == "document":
         name = message.document_name or target.name
