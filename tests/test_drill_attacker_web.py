@@ -443,6 +443,8 @@ async def test_a_slow_body_gets_408_and_an_aborted_one_no_traceback(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
     assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.WARNING]
+    went_away = [r for r in caplog.records if "client went away" in r.getMessage()]
+    assert went_away and all(r.levelno == logging.DEBUG for r in went_away)
 
 
 async def test_healthz_says_why_it_is_not_ok_and_never_echoes_an_exception(
