@@ -18,6 +18,8 @@ MASK = "***"
 _PATTERNS = (
     # /bot123456:AA…/getMe (Telegram, Zalo Bot; the file URLs too)
     (re.compile(r"(/(?:file/)?bot)[^/\s'\"?]{6,}"), rf"\1{MASK}"),
+    # /media/<signed link>: a bearer link to a digest or a photo, in the access log
+    (re.compile(r"(/media/)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"), rf"\1{MASK}"),
     # access_token=…, "refresh_token": "…", secret_token: …, app_secret=…
     (
         re.compile(

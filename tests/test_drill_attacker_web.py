@@ -381,12 +381,24 @@ async def test_a_token_in_a_failing_url_never_reaches_the_log(settings: Settings
                     logger.warning("platform call failed: %s", error)
                     logger.exception("the same, with its traceback")
                     logger.info("request %s", error.request_info.real_url)
+        media = media_url(
+            settings.model_copy(update={"public_url": "https://x.example"}), MediaRef.outbox("k")
+        )
+        logger.info('"GET %s HTTP/1.1" 200', media.removeprefix("https://x.example"))
     finally:
         logger.removeHandler(handler)
         await runner.cleanup()
     log = stream.getvalue()
     assert "502" in log and "getMe" in log and "/bot***/" in log
-    for secret in (TOKEN, TOKEN.split(":")[1], "rotated-token-not-in-settings", ZALO_ACCESS_TOKEN):
+    assert "GET /media/*** HTTP/1.1" in log  # a signed link is a bearer credential too
+    signed = media.rsplit("/", 1)[1]
+    for secret in (
+        TOKEN,
+        TOKEN.split(":")[1],
+        "rotated-token-not-in-settings",
+        ZALO_ACCESS_TOKEN,
+        signed,
+    ):
         assert secret not in log, secret
 
 

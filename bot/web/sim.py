@@ -7,7 +7,9 @@ webhook; the transcript is the chat's sent outbox rows. Errors are JSON with a V
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import mimetypes
 from functools import partial
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from bot.channels.base import loads_body
@@ -36,6 +39,7 @@ from bot.services.evidence import MAX_PHOTO_BYTES
 from bot.services.people import link_identity
 from bot.web.media import MediaError, confined
 
+log = logging.getLogger(__name__)
 _dumps = partial(json.dumps, ensure_ascii=False)  # readable Vietnamese in the answers
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TEXT_LIMIT = 4096
@@ -365,12 +369,27 @@ async def page_slash(request: web.Request) -> web.Response:
     raise web.HTTPFound("/sim")
 
 
+DISK_FULL = "Máy chủ đã hết chỗ lưu trữ nên chưa nhận được. Vui lòng thử lại sau ít phút."
+
+
+def _disk_full(error: BaseException) -> bool:
+    """A full disk, as the file system (ENOSPC) or SQLite ("database or disk is full") says."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(error)
+
+
 def _guard(handler):  # noqa: ANN001, ANN202
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiProblem as problem:
             return problem.response()
+        except (OSError, OperationalError) as error:
+            if not _disk_full(error):
+                raise
+            log.warning("simulator: %s %s: the disk is full", request.method, request.path)
+            return ApiProblem(503, "disk_full", DISK_FULL).response()
 
     guarded.__name__ = handler.__name__
     return guarded
