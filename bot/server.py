@@ -42,6 +42,8 @@ def body_deadline(seconds: float):  # noqa: ANN201
                 return response
             return await task
         except (ConnectionResetError, aiohttp.ClientPayloadError) as error:
+            if request.content.exception() is None:
+                raise  # not this request's body: a call the handler made failed
             log.debug("%s %s: client went away (%s)", request.method, request.path, error)
             response = web.Response(status=400, text="incomplete request")
             response.force_close()
