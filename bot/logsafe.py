@@ -24,7 +24,7 @@ _PATTERNS = (
     (
         re.compile(
             r"(?i)(\b(?:access_token|refresh_token|secret_token|app_secret|secret_key|"
-            r"client_secret|token|secret|code)[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,;}]+"
+            r"client_secret|token|secret)[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,;}]+"
         ),
         rf"\1{MASK}",
     ),

@@ -366,6 +366,7 @@ async def test_a_token_in_a_failing_url_never_reaches_the_log(settings: Settings
     logger = logging.getLogger("papibot.drill")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    factory = logging.getLogRecordFactory()
     try:
         logsafe.install(settings, root=logger)
         async with aiohttp.ClientSession(raise_for_status=True) as client:
@@ -386,6 +387,7 @@ async def test_a_token_in_a_failing_url_never_reaches_the_log(settings: Settings
         )
         logger.info('"GET %s HTTP/1.1" 200', media.removeprefix("https://x.example"))
     finally:
+        logging.setLogRecordFactory(factory)  # the rest of the suite logs as before
         logger.removeHandler(handler)
         await runner.cleanup()
     log = stream.getvalue()
