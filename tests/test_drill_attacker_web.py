@@ -32,7 +32,7 @@ from sqlmodel import SQLModel, select
 
 from bot import logsafe
 from bot.cli import main as cli_main
-from bot.config import Settings
+from bot.config import Settings, production_problems
 from bot.context import AppContext
 from bot.db import Database
 from bot.framework import Framework
@@ -119,6 +119,13 @@ def test_production_refuses_each_unsafe_setting_naming_it(
     assert cli_main(["run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err, err
+
+
+def test_local_use_needs_no_secret_at_all(tmp_path: Path) -> None:
+    """`make demo`: no public URL, default key, no webhook secrets, the simulator on."""
+    local = Settings(_env_file=None, data_dir=tmp_path, telegram_token=TOKEN)
+    assert local.simulator_on and production_problems(local) == []
+    assert production_problems(local.model_copy(update={"public_url": "https://x.example"}))
 
 
 def test_papibot_secret_prints_a_new_long_key_each_time(
