@@ -121,6 +121,11 @@ def test_production_refuses_each_unsafe_setting_naming_it(
     values = {"public_url": "https://x.example", "secret_key": STRONG_KEY, **settings}
     for key, value in values.items():
         monkeypatch.setenv(f"PAPIBOT_{key.upper()}", value)
+
+    async def serves(ctx: AppContext) -> None:
+        pytest.fail("papibot run started serving with an unsafe setting")
+
+    monkeypatch.setattr("bot.server.run_forever", serves)
     assert cli_main(["run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err, err
