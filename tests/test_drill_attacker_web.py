@@ -30,17 +30,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import SQLModel, select
 
-from bot import logsafe
-from bot.cli import main as cli_main
-from bot.config import Settings, production_problems
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.messages import Outgoing
-from bot.models import Evidence, InboundUpdate, Occurrence, Outbox, Report
-from bot.runtime import build_runtime
-from bot.server import build_app, served
-from bot.services.outbox import enqueue
+from bot.app.cli import main as cli_main
+from bot.app.runtime import build_runtime
+from bot.app.server import build_app, served
+from bot.core import logsafe
+from bot.core.config import Settings, production_problems
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.messages import Outgoing
+from bot.core.models import Evidence, InboundUpdate, Occurrence, Outbox, Report
+from bot.core.services.outbox import enqueue
 from bot.web.media import MediaRef, add_media_routes, media_url
 from tests.helpers.fake_zalo import jpeg_bytes
 from tests.helpers.rows import count
@@ -70,7 +70,7 @@ def papibot_env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 def papibot(*args: str, env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:  # noqa: ANN003
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "bot.app.cli", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -125,7 +125,7 @@ def test_production_refuses_each_unsafe_setting_naming_it(
     async def serves(ctx: AppContext) -> None:
         pytest.fail("papibot run started serving with an unsafe setting")
 
-    monkeypatch.setattr("bot.server.run_forever", serves)
+    monkeypatch.setattr("bot.app.server.run_forever", serves)
     assert cli_main(["run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err, err
@@ -527,7 +527,7 @@ async def test_healthz_says_why_it_is_not_ok_and_never_echoes_an_exception(
 
 @pytest.fixture
 async def sim(settings: Settings, db: Database, framework: Framework) -> AsyncIterator[Sim]:
-    from bot.demo import seed_demo
+    from bot.app.demo import seed_demo
 
     world = await build_world(settings, db, framework)
     await seed_demo(world.app)

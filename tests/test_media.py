@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.messages import Outgoing
-from bot.services.outbox import enqueue
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.messages import Outgoing
+from bot.core.services.outbox import enqueue
 from bot.web.media import (
     MediaError,
     MediaRef,

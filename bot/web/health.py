@@ -13,8 +13,8 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.config import Settings
-from bot.db import Database
+from bot.core.config import Settings
+from bot.core.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def health_problem(settings: Settings, db: Database) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    from bot.server import CTX_KEY
+    from bot.app.server import CTX_KEY
 
     ctx = request.app[CTX_KEY]
     reason = await health_problem(ctx.settings, ctx.db)

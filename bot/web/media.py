@@ -32,12 +32,12 @@ from urllib.parse import quote
 from aiohttp import web
 from sqlmodel import select
 
-from bot.config import Settings
-from bot.messages import Outgoing
-from bot.models import Evidence, Outbox
+from bot.core.config import Settings
+from bot.core.messages import Outgoing
+from bot.core.models import Evidence, Outbox
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.core.context import AppContext
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600  # long enough for a chat client to load it again later
 MEDIA_ROUTE = "/media/{token}"

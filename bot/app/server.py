@@ -10,9 +10,9 @@ import signal
 import aiohttp
 from aiohttp import web
 
-from bot import logsafe
-from bot.context import AppContext
-from bot.runtime import Runtime, add_channel_routes, build_runtime
+from bot.app.runtime import Runtime, add_channel_routes, build_runtime
+from bot.core import logsafe
+from bot.core.context import AppContext
 
 log = logging.getLogger(__name__)
 

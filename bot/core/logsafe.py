@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.config import Settings
+from bot.core.config import Settings
 
 MASK = "***"
 _PATTERNS = (
