@@ -6,6 +6,7 @@ Also: a photo sent with no task in progress ("which task is this for?") and free
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from datetime import UTC, datetime
 
@@ -25,6 +26,8 @@ from bot.core.services.people import audit
 from bot.core.timeutil import to_db
 from handlers.common import load_occurrence
 from handlers.conversation import Conversation
+
+log = logging.getLogger(__name__)
 
 DONE_WORDS = {
     "xong",
@@ -109,6 +112,14 @@ async def _receive_photo(convo: Conversation) -> StoredPhoto | None:
     except EvidenceProblem as problem:
         if problem.reason == "too_large":
             await convo.reply(_("This file is larger than 20 MB. Please send a smaller photo."))
+        elif problem.reason == "no_space":
+            log.warning("evidence not stored: the data directory's disk is full")
+            await convo.reply(
+                _(
+                    "The server has no room to store photos right now, so this photo was not "
+                    "received. Please send it again later; your report is kept."
+                )
+            )
         else:
             await convo.reply(
                 _("I can only take photos as evidence. Please send a picture (JPG or PNG).")

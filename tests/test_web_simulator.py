@@ -404,10 +404,10 @@ async def test_a_bot_photo_is_served_only_from_the_data_directory(sim: Sim) -> N
     from bot.core.models import OutboxStatus
 
     settings = sim.world.app.settings
-    (settings.data_dir / "charts").mkdir(parents=True, exist_ok=True)
-    (settings.data_dir / "charts" / "c.png").write_bytes(jpeg((1, 2, 3)))
+    (settings.data_dir / "digests").mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "digests" / "c.png").write_bytes(jpeg((1, 2, 3)))
     async with sim.db.session() as session:
-        for key, path in (("inside", "charts/c.png"), ("outside", "../../etc/passwd")):
+        for key, path in (("inside", "digests/c.png"), ("outside", "../../etc/passwd")):
             session.add(
                 Outbox(
                     idempotency_key=f"test:{key}",

@@ -28,7 +28,7 @@ from bot.core.models import (
     Report,
     User,
 )
-from bot.core.services.outbox import notify_user
+from bot.core.services.outbox import enqueue, notify_user
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
 from tests.helpers.rows import count
 from tests.helpers.world import build_world
@@ -247,6 +247,12 @@ async def test_webhook_secret_is_checked_before_anything_is_written(bare_stack: 
     assert response.status == 400 and await count(db, InboundUpdate) == 2
 
 
+async def queued(stack: ZaloStack, message: Outgoing, key: str) -> None:
+    async with stack.app.db.session() as session:
+        await enqueue(session, "zalo_bot", CHAT, message, key)
+        await session.commit()
+
+
 async def test_long_text_is_split_and_photos_go_as_signed_links(bare_stack: ZaloStack, settings):  # noqa: ANN001
     stack = bare_stack
     lines = [
@@ -259,13 +265,13 @@ async def test_long_text_is_split_and_photos_go_as_signed_links(bare_stack: Zalo
     assert len(parts) == 3 and all(len(p) <= 2000 for p in parts)
     assert "\n".join(parts).splitlines() == lines
 
-    chart = Path(settings.data_dir) / "charts" / "digest.png"
+    chart = Path(settings.data_dir) / "digests" / "2026-11-30" / "digest.png"
     chart.parent.mkdir(parents=True, exist_ok=True)
-    png = jpeg_bytes(200, 100)  # any image file under the data directory
+    png = jpeg_bytes(200, 100)  # a digest chart
     chart.write_bytes(png)
-    message_id = await stack.channel.send(
-        CHAT, Outgoing(text="Báo cáo tháng", photo_path="charts/digest.png"), "k2"
-    )
+    photo = Outgoing(text="Báo cáo tháng", photo_path="digests/2026-11-30/digest.png")
+    await queued(stack, photo, "k2")  # the link names this outbox row
+    message_id = await stack.channel.send(CHAT, photo, "k2")
     sent = stack.fake.bot_sent[-1]
     assert sent["method"] == "sendPhoto" and sent["caption"] == "Báo cáo tháng"
     assert sent["message_id"] == message_id
@@ -274,16 +280,15 @@ async def test_long_text_is_split_and_photos_go_as_signed_links(bare_stack: Zalo
     assert status == 200 and data == png  # Zalo fetched it from our signed link
 
     # A spreadsheet cannot be sent on Zalo Bot: it goes as a signed link in the text.
-    sheet = Path(settings.data_dir) / "exports" / "bao-cao.xlsx"
-    sheet.parent.mkdir(parents=True, exist_ok=True)
+    sheet = Path(settings.data_dir) / "digests" / "2026-11-30" / "bao-cao.xlsx"
     sheet.write_bytes(b"PK\x03\x04 fake xlsx")
-    await stack.channel.send(
-        CHAT,
-        Outgoing(
-            text="Tổng hợp", document_path="exports/bao-cao.xlsx", document_name="bao-cao.xlsx"
-        ),
-        "k3",
+    book = Outgoing(
+        text="Tổng hợp",
+        document_path="digests/2026-11-30/bao-cao.xlsx",
+        document_name="bao-cao.xlsx",
     )
+    await queued(stack, book, "k3")
+    await stack.channel.send(CHAT, book, "k3")
     assert "bao-cao.xlsx: " + stack.url + "/media/" in stack.fake.bot_sent[-1]["text"]
 
 

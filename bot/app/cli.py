@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-from bot.core.config import Settings
+from bot.core.config import Settings, production_problems
 from bot.core.context import AppContext
 from bot.core.framework import FrameworkError, load_framework
 from bot.core.timeutil import parse_now
@@ -248,10 +248,27 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
     print(f"restored and verified: {report.summary()}")
 
 
+def cmd_secret(settings: Settings, args: argparse.Namespace) -> None:
+    import secrets
+
+    print(secrets.token_urlsafe(48))
+
+
 async def cmd_run(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.app.server import run_forever
 
     await run_forever(ctx)
+
+
+def refuse_unsafe(settings: Settings, args: argparse.Namespace) -> None:
+    """`papibot run` with a public URL starts only with settings safe on the internet."""
+    problems = production_problems(settings)
+    if args.command == "run" and problems:
+        raise CliError(
+            "refusing to start with PAPIBOT_PUBLIC_URL set: "
+            + "; ".join(problems)
+            + "; see README, Running in production"
+        )
 
 
 # --- parser -------------------------------------------------------------------------------
@@ -350,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the server, the channels, the scheduler")
     run.set_defaults(run=cmd_run)
+
+    secret = sub.add_parser("secret", help="print a new random PAPIBOT_SECRET_KEY")
+    secret.set_defaults(sync=cmd_secret)
     return parser
 
 
@@ -357,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     try:
+        refuse_unsafe(settings, args)
         if hasattr(args, "sync"):
             args.sync(settings, args)
             return 0

@@ -1,4 +1,4 @@
-"""The aiohttp server: health, status page, webhooks, the simulator; and `papibot run`."""
+"""The aiohttp server: health, landing page, webhooks, media, the simulator; and `papibot run`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import contextlib
 import logging
 import signal
 
+import aiohttp
 from aiohttp import web
-from sqlalchemy import text
 
 from bot.app.runtime import Runtime, add_channel_routes, build_runtime
+from bot.core import logsafe
 from bot.core.context import AppContext
 from bot.web.keys import CTX_KEY, SENDER_KEY
 from bot.web.media import add_media_routes
@@ -22,30 +23,76 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024  # webhooks carry JSON; a photo upload in the simulator is checked apart
 
 
-async def healthz(request: web.Request) -> web.Response:
-    ctx = request.app[CTX_KEY]
-    try:
-        async with ctx.db.session() as session:
-            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-    except Exception as exc:  # noqa: BLE001  (health must answer, not raise)
-        return web.json_response({"status": "error", "database": str(exc)[:200]}, status=503)
-    return web.json_response({"status": "ok"})
+def body_deadline(seconds: float):  # noqa: ANN201
+    """A request's body must have arrived `seconds` after it began: a slow (or stalled) sender
+    gets 408 and the connection is closed, instead of holding a handler. A client that goes
+    away mid-body is not our error: logged at DEBUG, no traceback."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
+        if not request.body_exists or request.content.is_eof():
+            return await handler(request)
+        task = asyncio.ensure_future(handler(request))
+        try:
+            done, _pending = await asyncio.wait({task}, timeout=seconds)
+            if not done and not request.content.is_eof():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                log.info("%s %s: request body too slow; answered 408", request.method, request.path)
+                response = web.Response(status=408, text="request body too slow")
+                response.force_close()
+                return response
+            return await task
+        except (ConnectionResetError, aiohttp.ClientPayloadError) as error:
+            if request.content.exception() is None:
+                raise  # not this request's body: a call the handler made failed
+            log.debug("%s %s: client went away (%s)", request.method, request.path, error)
+            response = web.Response(status=400, text="incomplete request")
+            response.force_close()
+            return response
+        finally:
+            if not task.done():
+                task.cancel()
+
+    return middleware
 
 
 def build_app(runtime: Runtime) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    from bot.web.health import healthz
+    from bot.web.status_page import add_routes as add_landing_routes
+
+    settings = runtime.ctx.settings
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[body_deadline(settings.http_body_timeout_seconds)]
+    )
     app[CTX_KEY] = runtime.ctx
     app[SENDER_KEY] = runtime.sender
     app.router.add_get("/healthz", healthz)
-    from bot.web.status_page import add_routes as add_status_routes
-
-    add_status_routes(app)
+    add_landing_routes(app, simulator="web" in runtime.channels)
     add_channel_routes(runtime, app)
     simulator = runtime.channels.get("web")
     if isinstance(simulator, WebChannel):
         add_simulator_routes(app, simulator)
-    add_media_routes(app, runtime.ctx.settings)  # signed links to charts, evidence, exports
+    if settings.public_url:  # signed links to charts, evidence, exports need a public URL
+        add_media_routes(app, runtime.ctx)
     return app
+
+
+def served(app: web.Application) -> list[str]:
+    """What the app answers, for the start-up banner (the simulator's API as one entry)."""
+    entries: list[str] = []
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith("/sim"):
+            path, method = "/sim", "GET"
+        else:
+            method = route.method
+        entry = path if method == "GET" else f"{method} {path}"
+        if entry not in entries:
+            entries.append(entry)
+    return entries
 
 
 async def start_runtime(runtime: Runtime) -> list[asyncio.Task]:
@@ -86,6 +133,7 @@ async def stop_runtime(runtime: Runtime, tasks: list[asyncio.Task]) -> None:
 async def run_forever(ctx: AppContext) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logsafe.install(ctx.settings)
     runtime = build_runtime(ctx)
     app = build_app(runtime)
     runner = web.AppRunner(app)
@@ -94,7 +142,7 @@ async def run_forever(ctx: AppContext) -> None:
     await site.start()
     tasks = await start_runtime(runtime)
     base = f"http://{ctx.settings.http_host}:{ctx.settings.http_port}"
-    print(f"papibot is running at {base}/ — chat simulator: {base}/sim", flush=True)
+    print(f"papibot is running at {base}/ — serving {', '.join(served(app))}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,8 @@
 """Telegram: python-telegram-bot as the transport, the channel-neutral core behind it.
 
-Inbound, either a webhook (`POST /webhook/telegram`, when `public_url` is set; `start()` calls
-setWebhook with the secret) or long polling (getUpdates with an offset, when it is not). Every
+Inbound, either a webhook (`POST /webhook/telegram`, when `public_url` and the webhook secret
+are set; `start()` calls setWebhook with the secret) or long polling (getUpdates with an offset,
+when they are not; the webhook route is then not mounted at all). Every
 update becomes an `Incoming` handed to `Dispatcher.handle`, which records it by update id, so a
 redelivery changes nothing. Button presses are answered (answerCallbackQuery) and their buttons
 removed (editMessageReplyMarkup) here: those are transport concerns, not the dialog's.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import warnings
@@ -55,11 +55,6 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 TEXT_LIMIT = CAPABILITIES[CHANNEL].text_limit  # 4,096
 CAPTION_LIMIT = 1024
 PROGRESS_MEMORY = 1000  # split messages whose first parts went out before a failure
-
-
-def derived_webhook_secret(secret_key: str) -> str:
-    """The webhook secret when none is configured: never an empty (guessable) one."""
-    return hmac.new(secret_key.encode(), b"telegram-webhook", hashlib.sha256).hexdigest()
 
 
 def _retry_seconds(error: RetryAfter) -> float:
@@ -131,9 +126,9 @@ class TelegramChannel:
         settings = ctx.settings
         self.data_dir = Path(settings.data_dir)
         self.poll_timeout = poll_timeout
-        self.webhook_secret = settings.telegram_webhook_secret or derived_webhook_secret(
-            settings.secret_key
-        )
+        # Its own secret, never one derived from the secret key (anyone knowing the key, or
+        # the default one, could then forge updates).
+        self.webhook_secret = settings.telegram_webhook_secret
         api = settings.telegram_api_url.rstrip("/")
         self.bot = Bot(
             settings.telegram_token,
@@ -158,8 +153,9 @@ class TelegramChannel:
 
     @property
     def webhook_url(self) -> str:
+        """Where Telegram posts updates; empty in polling mode (no public URL or no secret)."""
         public = self.ctx.settings.public_url.rstrip("/")
-        return f"{public}{WEBHOOK_PATH}" if public else ""
+        return f"{public}{WEBHOOK_PATH}" if public and self.webhook_secret else ""
 
     async def _ensure_ready(self) -> None:
         if self._initialized:
@@ -243,10 +239,13 @@ class TelegramChannel:
     # ----------------------------------------------------------------- inbound
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post(WEBHOOK_PATH, self._webhook)
+        if self.webhook_url:  # polling mode serves nothing
+            app.router.add_post(WEBHOOK_PATH, self._webhook)
 
     async def _webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
+        if not self.webhook_url:
+            raise web.HTTPNotFound()
         if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
             return web.Response(status=403, text="forbidden")
         try:

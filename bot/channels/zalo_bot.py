@@ -6,7 +6,8 @@ Calls are `POST {zalo_bot_api_url}/bot{TOKEN}/{method}` with a JSON body, answer
 Updates arrive on `POST /webhook/zalo-bot` (header `X-Bot-Api-Secret-Token`), or, without a
 public URL, by long polling `getUpdates` (one update per answer; HTTP 408 means none came).
 Menus are numbered lines answered by number (the outbox remembers the menu for the router),
-photos are sent as a signed link to `GET /media/{token}` because sendPhoto takes only a URL.
+photos are sent as a signed link to `GET /media/{token}` (naming the outbox row, not the file)
+because sendPhoto takes only a URL.
 
 `ZaloHTTPChannel` holds what the two Zalo channels share: the HTTP client, downloads from the
 Zalo CDN, and handing a webhook's updates to the inbox.
@@ -31,7 +32,7 @@ from bot.channels.media_source import PublicResolver, check_source
 from bot.core.capabilities import CAPABILITIES
 from bot.core.context import AppContext
 from bot.core.inbox import ChannelHooks
-from bot.core.media_links import MediaError, media_url
+from bot.core.media_links import MediaError, MediaRef, media_url
 from bot.core.messages import (
     FetchRefused,
     Incoming,
@@ -130,12 +131,13 @@ class ZaloHTTPChannel:
                 await session.close()
         self._http = self._media_http = None
 
-    def link(self, path: str) -> str | None:
-        """A signed public link to a file under the data directory; None when impossible."""
+    def link(self, idempotency_key: str, part: str) -> str | None:
+        """A signed public link to the photo or document of the outbox message being sent;
+        None when impossible."""
         try:
-            return media_url(self.settings, path)
+            return media_url(self.settings, MediaRef.outbox(idempotency_key, part))
         except MediaError as error:
-            log.warning("%s: no media link for %s: %s", self.name, path, error)
+            log.warning("%s: no media link for %s: %s", self.name, idempotency_key, error)
             return None
 
 
@@ -219,13 +221,13 @@ class ZaloBotChannel(ZaloHTTPChannel):
     async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
         text, _menu = numbered_menu(message)  # no buttons on this platform
         if message.document_path:
-            url = self.link(message.document_path)
+            url = self.link(idempotency_key, "document")
             name = message.document_name or "tệp"
             text = f"{text}\n\n📎 {name}: {url}" if url else text
         parts = split_text(text, TEXT_LIMIT) if text else []
         last_id = ""
         if message.photo_path:
-            url = self.link(message.photo_path)
+            url = self.link(idempotency_key, "photo")
             if url:
                 payload: dict[str, Any] = {"chat_id": external_id, "photo": url}
                 if len(parts) == 1:
@@ -306,6 +308,8 @@ class ZaloBotChannel(ZaloHTTPChannel):
         return []
 
     async def webhook(self, request: web.Request) -> web.Response:
+        if not self.webhook_mode:
+            raise web.HTTPNotFound()
         expected = self.settings.zalo_bot_webhook_secret
         given = request.headers.get(SECRET_HEADER, "")
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -349,12 +353,17 @@ class ZaloBotChannel(ZaloHTTPChannel):
     def webhook_url(self) -> str:
         return self.settings.public_url.rstrip("/") + WEBHOOK_PATH
 
+    @property
+    def webhook_mode(self) -> bool:
+        return bool(self.settings.public_url and self.settings.zalo_bot_webhook_secret)
+
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post(WEBHOOK_PATH, self.webhook)
+        if self.webhook_mode:  # polling mode serves nothing
+            app.router.add_post(WEBHOOK_PATH, self.webhook)
 
     async def start(self) -> None:
         """Webhook when there is a public URL and a secret; long polling otherwise."""
-        if self.settings.public_url and self.settings.zalo_bot_webhook_secret:
+        if self.webhook_mode:
             await self.call(
                 "setWebhook",
                 {"url": self.webhook_url, "secret_token": self.settings.zalo_bot_webhook_secret},

@@ -222,7 +222,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
             text, _menu = numbered_menu(message)
             buttons = []
         if message.document_path:
-            url = self.link(message.document_path)
+            url = self.link(idempotency_key, "document")
             name = message.document_name or "tệp"
             text = f"{text}\n\n📎 {name}: {url}" if url else text
         parts = split_text(text, TEXT_LIMIT) if text else []

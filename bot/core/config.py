@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FRAMEWORK_DIR = PACKAGE_ROOT / "framework_data"
+DEFAULT_SECRET_KEY = "change-me"
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -31,7 +33,8 @@ class Settings(BaseSettings):
         default=None, description="A province's folder of YAML files merged over the shipped ones"
     )
     secret_key: str = Field(
-        default="change-me", description="Signs media links and invite deep links"
+        default=DEFAULT_SECRET_KEY,
+        description="Signs media links; at least 32 characters once PUBLIC_URL is set",
     )
     structure: str = Field(default="three_tier", description="three_tier or two_tier")
     district_substitute: str = Field(
@@ -95,6 +98,14 @@ class Settings(BaseSettings):
         "downloaded from; names must resolve to public addresses, an IP address listed here "
         "is trusted as it is (tests, a local mirror)",
     )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body must have arrived this long after the request began (408)",
+    )
+    min_free_disk_mb: int = Field(
+        default=200, ge=0, description="/healthz answers 503 below this much free space"
+    )
 
     @property
     def simulator_on(self) -> bool:
@@ -117,5 +128,43 @@ class Settings(BaseSettings):
         return self.data_dir / "evidence"
 
     @property
+    def digests_dir(self) -> Path:
+        return self.data_dir / "digests"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, None on PostgreSQL."""
+        url = self.effective_database_url
+        if not url.startswith("sqlite"):
+            return None
+        _scheme, _sep, rest = url.partition(":///")
+        return Path(rest.split("?", 1)[0]) if rest else None
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What makes these settings unsafe on the internet: one phrase per setting, each naming
+    it. Empty without a public URL (local use: `make demo` needs no secrets)."""
+    if not settings.public_url:
+        return []
+    problems = []
+    key = settings.secret_key
+    if key == DEFAULT_SECRET_KEY or len(key) < MIN_SECRET_KEY_LENGTH:
+        problems.append(
+            f"PAPIBOT_SECRET_KEY is the default or shorter than {MIN_SECRET_KEY_LENGTH} characters"
+            " (`papibot secret` makes one)"
+        )
+    # Each channel's webhook is authenticated by a secret of its own, never one derived from
+    # the key: whoever learns one secret must not be able to compute another.
+    if settings.telegram_token and not settings.telegram_webhook_secret:
+        problems.append("PAPIBOT_TELEGRAM_WEBHOOK_SECRET is empty while Telegram is enabled")
+    if settings.zalo_bot_token and not settings.zalo_bot_webhook_secret:
+        problems.append("PAPIBOT_ZALO_BOT_WEBHOOK_SECRET is empty while Zalo Bot is enabled")
+    if settings.zalo_oa_app_id and not settings.zalo_oa_secret_key:
+        problems.append("PAPIBOT_ZALO_OA_SECRET_KEY is empty while Zalo OA is enabled")
+    if settings.simulator_on:
+        problems.append("PAPIBOT_SIMULATOR_ENABLED is on (the simulator has no login)")
+    return problems

@@ -1,14 +1,17 @@
-"""Signed, expiring links to files under the data directory (charts, evidence, exports).
+"""Signed, expiring links to the file a database row points to (digest charts and workbooks
+sent through the outbox, evidence photos); served by bot/web/media.py.
 
 Zalo cannot receive a file upload for everything we send (the Zalo Bot API's sendPhoto takes
 only a URL; neither platform takes an XLSX), so such files are served at
-`GET {public_url}/media/{token}` (bot/web/media.py). The token names the file (relative to the
-data directory) and an expiry, signed with HMAC-SHA256 under `settings.secret_key`.
+`GET {public_url}/media/{token}`. The token names a row, never a path: an outbox message (by its
+idempotency key) and which of its files, or an evidence row (by id), with an expiry, signed
+with HMAC-SHA256 under `settings.secret_key`.
 
-    token = base64url(json {"p": relative path, "e": unix expiry}) "." base64url(signature)
+    token = base64url(json {"r": "outbox"|"evidence", "i": key, "k": part, "e": expiry})
+            "." base64url(signature)
 
-The links are made here, in the core, because the channels that send them (Zalo) must not
-import the web pages that serve them.
+Links are made here, in the core, because the channels that send them (Zalo) must not import
+the web pages that serve them.
 """
 
 from __future__ import annotations
@@ -19,19 +22,39 @@ import hashlib
 import hmac
 import json
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 from bot.core.config import Settings
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600  # long enough for a chat client to load it again later
+_DOMAIN = b"papibot-media-record:"  # links of the older, path-naming form never verify
+PARTS = ("photo", "document")
 
 
 class MediaError(Exception):
-    """Why a token or a path is refused: `forbidden` (bad, expired) or `missing`."""
+    """Why a token or a file is refused: `forbidden` (bad, expired, not ours) or `missing`."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """The row a link names: `outbox` (key = idempotency key, part = photo | document) or
+    `evidence` (key = its id)."""
+
+    record: str
+    key: str
+    part: str = "photo"
+
+    @classmethod
+    def outbox(cls, idempotency_key: str, part: str = "photo") -> MediaRef:
+        return cls("outbox", idempotency_key, part)
+
+    @classmethod
+    def evidence(cls, evidence_id: int) -> MediaRef:
+        return cls("evidence", str(evidence_id))
 
 
 def _b64(data: bytes) -> str:
@@ -43,45 +66,33 @@ def _unb64(text: str) -> bytes:
 
 
 def _signature(secret: str, body: str) -> bytes:
-    return hmac.new(
-        secret.encode("utf-8"), b"papibot-media:" + body.encode(), hashlib.sha256
-    ).digest()
+    return hmac.new(secret.encode("utf-8"), _DOMAIN + body.encode(), hashlib.sha256).digest()
 
 
-def relative_to_data(settings: Settings, path: str | Path) -> str:
-    """The path as stored in a token: relative to the data directory, which it must be under."""
-    root = Path(settings.data_dir).resolve()
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    resolved = candidate.resolve()
-    if not resolved.is_relative_to(root) or resolved == root:
-        raise MediaError("forbidden")
-    return resolved.relative_to(root).as_posix()
-
-
-def sign_path(
+def sign_ref(
     settings: Settings,
-    path: str | Path,
+    ref: MediaRef,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
+    if ref.record not in ("outbox", "evidence") or ref.part not in PARTS:
+        raise MediaError("forbidden")
     expires = int((time.time() if now is None else now) + ttl_seconds)
-    body = _b64(json.dumps({"p": relative_to_data(settings, path), "e": expires}).encode())
+    claims = {"r": ref.record, "i": ref.key, "k": ref.part, "e": expires}
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{body}.{_b64(_signature(settings.secret_key, body))}"
 
 
-def media_url(settings: Settings, path: str | Path, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> str:
-    """The public link to a file under the data directory (settings.public_url must be set)."""
+def media_url(settings: Settings, ref: MediaRef, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> str:
+    """The public link to the file a row names (settings.public_url must be set)."""
     base = settings.public_url.rstrip("/")
     if not base:
         raise MediaError("no public_url configured: media links cannot be made")
-    return f"{base}/media/{sign_path(settings, path, ttl_seconds)}"
+    return f"{base}/media/{sign_ref(settings, ref, ttl_seconds)}"
 
 
-def resolve_token(settings: Settings, token: str, now: float | None = None) -> Path:
-    """The file a token names. Raises MediaError('forbidden') for a bad, forged or expired
-    token or a path outside the data directory, MediaError('missing') when the file is gone."""
+def read_token(settings: Settings, token: str, now: float | None = None) -> MediaRef:
+    """The row a token names. MediaError('forbidden') for a bad, forged or expired token."""
     body, dot, signature = token.partition(".")
     if not dot or not body or not signature or len(token) > 2048:
         raise MediaError("forbidden")
@@ -93,17 +104,12 @@ def resolve_token(settings: Settings, token: str, now: float | None = None) -> P
         raise MediaError("forbidden")
     try:
         claims = json.loads(_unb64(body))
-        relative, expires = str(claims["p"]), int(claims["e"])
+        ref = MediaRef(str(claims["r"]), str(claims["i"]), str(claims["k"]))
+        expires = int(claims["e"])
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise MediaError("forbidden") from None
     if expires < (time.time() if now is None else now):
         raise MediaError("forbidden")
-    root = Path(settings.data_dir).resolve()
-    if Path(relative).is_absolute() or "\x00" in relative:
+    if ref.record not in ("outbox", "evidence") or ref.part not in PARTS:
         raise MediaError("forbidden")
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or target == root:
-        raise MediaError("forbidden")  # a signed token never says this; defence in depth
-    if not target.is_file():
-        raise MediaError("missing")
-    return target
+    return ref

@@ -7,7 +7,9 @@ webhook; the transcript is the chat's sent outbox rows. Errors are JSON with a V
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import mimetypes
 from functools import partial
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
 from bot.channels.base import loads_body
@@ -24,6 +27,7 @@ from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, Unit, User
 from bot.core.services.evidence import MAX_PHOTO_BYTES
 from bot.core.services.people import link_identity
 from bot.web.keys import SENDER_KEY
+from bot.web.media import MediaError, confined
 from bot.web.sim_channel import (
     WebChannel,
     button_update,
@@ -35,6 +39,7 @@ from bot.web.sim_channel import (
     valid_update_id,
 )
 
+log = logging.getLogger(__name__)
 _dumps = partial(json.dumps, ensure_ascii=False)  # readable Vietnamese in the answers
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TEXT_LIMIT = 4096
@@ -247,16 +252,6 @@ async def api_messages(request: web.Request) -> web.Response:
     return _json({"chat": chat, "messages": messages, "last_id": last_id})
 
 
-def _data_file(data_dir: Path, stored: str) -> Path | None:
-    """A file the bot sent, only if it lies inside the data directory."""
-    root = data_dir.resolve()
-    candidate = Path(stored)
-    target = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        return None
-    return target
-
-
 async def api_media(request: web.Request) -> web.StreamResponse:
     """The photo or document of a delivered simulator message (never an arbitrary path)."""
     outbox_id, kind = int(request.match_info["id"]), request.match_info["kind"]
@@ -267,9 +262,10 @@ async def api_media(request: web.Request) -> web.StreamResponse:
         raise ApiProblem(404, "not_found", "Không tìm thấy tệp.")
     message = Outgoing.from_payload(row.payload)
     stored = message.photo_path if kind == "photo" else message.document_path
-    target = _data_file(ctx.settings.data_dir, stored) if stored else None
-    if target is None:
-        raise ApiProblem(404, "not_found", "Không tìm thấy tệp.")
+    try:  # only evidence and digests, never the database or a backup
+        target = confined(ctx.settings, stored)
+    except MediaError:
+        raise ApiProblem(404, "not_found", "Không tìm thấy tệp.") from None
     response = web.FileResponse(target)
     if kind == "document":
         name = message.document_name or target.name
@@ -372,12 +368,27 @@ async def page_slash(request: web.Request) -> web.Response:
     raise web.HTTPFound("/sim")
 
 
+DISK_FULL = "Máy chủ đã hết chỗ lưu trữ nên chưa nhận được. Vui lòng thử lại sau ít phút."
+
+
+def _disk_full(error: BaseException) -> bool:
+    """A full disk, as the file system (ENOSPC) or SQLite ("database or disk is full") says."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(error)
+
+
 def _guard(handler):  # noqa: ANN001, ANN202
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiProblem as problem:
             return problem.response()
+        except (OSError, OperationalError) as error:
+            if not _disk_full(error):
+                raise
+            log.warning("simulator: %s %s: the disk is full", request.method, request.path)
+            return ApiProblem(503, "disk_full", DISK_FULL).response()
 
     guarded.__name__ = handler.__name__
     return guarded

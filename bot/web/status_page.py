@@ -1,37 +1,38 @@
-"""A plain status page for operations: what is due, and where."""
+"""The page at `/`: it says where the work is seen, and shows no unit's data (it has no login).
+
+The dashboard is reached by a personal link the bot sends in chat; `landing_html` is the one
+place to change when the page should say more.
+"""
 
 from __future__ import annotations
 
-import html
-
 from aiohttp import web
 
-from bot.core.services.status import status_rows
-from bot.web.keys import CTX_KEY
+PAGE = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>papibot</title></head>
+<body style="font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em">
+<h1>papibot</h1>
+<p>Theo dõi các nhiệm vụ nâng cao Chỉ số PAPI theo Quyết định 3012/QĐ-UBND của UBND tỉnh
+Khánh Hòa.</p>
+<p>Trang theo dõi công việc được mở bằng đường liên kết mà bot gửi cho anh/chị trong Zalo hoặc
+Telegram. Nếu chưa có, hãy nhắn <b>/help</b> cho bot.</p>
+{extra}</body></html>
+"""
 
 
-async def status_page(request: web.Request) -> web.Response:
-
-    ctx = request.app[CTX_KEY]
-    async with ctx.db.session() as session:
-        rows = await status_rows(session, limit=200)
-    tz = ctx.settings.tz
-    body = "".join(
-        f"<tr><td>{html.escape(r.unit_name)}</td><td>{html.escape(r.task_key)}</td>"
-        f"<td>{html.escape(r.period)}</td><td>{r.due_at.astimezone(tz):%d/%m/%Y}</td>"
-        f"<td>{html.escape(r.status)}</td></tr>"
-        for r in rows
+def landing_html(simulator: bool = False) -> str:
+    extra = (
+        "<p><a href='/sim'>Mô phỏng trò chuyện (chạy thử trên máy)</a></p>\n" if simulator else ""
     )
-    page = (
-        "<!doctype html><html lang='vi'><meta charset='utf-8'><title>papibot</title>"
-        "<body style='font-family:sans-serif'><h1>papibot</h1>"
-        "<p><a href='/sim'>Mô phỏng trò chuyện (web)</a> · <a href='/healthz'>healthz</a></p>"
-        "<h2>Việc sắp đến hạn (200 dòng đầu)</h2><table border=1 cellpadding=4>"
-        "<tr><th>Đơn vị</th><th>Nhiệm vụ</th><th>Kỳ</th><th>Hạn</th><th>Trạng thái</th></tr>"
-        f"{body}</table></body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
+    return PAGE.format(extra=extra)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", status_page)
+def add_routes(app: web.Application, simulator: bool = False) -> None:
+    page = landing_html(simulator)
+
+    async def landing(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    app.router.add_get("/", landing)

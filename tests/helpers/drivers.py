@@ -242,6 +242,8 @@ class BaseDriver:
         # The platforms' own pacing (Telegram: about one message a second per chat) would make
         # every journey wait for seconds; pacing has tests of its own.
         self.runtime.sender.limits = {self.name: RateLimiter(per_second=1000, per_chat_interval=0)}
+        # Webhook mode is known when the routes are mounted; the port only once listening.
+        self.settings.public_url = "http://127.0.0.1"
         self._runner = web.AppRunner(build_app(self.runtime), shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

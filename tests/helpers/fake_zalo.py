@@ -490,8 +490,10 @@ async def start_stack(app: AppContext, channel_class: type, **settings: Any) -> 
     sender = Sender(app.db, {channel.name: channel}, limits={}, max_attempts=3)
     holder["sender"] = sender
     web_app = web.Application(client_max_size=1024 * 1024)
+    # Webhook mode is known when the routes are mounted; the port only once listening.
+    config.public_url = config.public_url or "http://127.0.0.1"
     channel.add_routes(web_app)
-    add_media_routes(web_app, app.settings)
+    add_media_routes(web_app, app)
     runner = web.AppRunner(web_app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -166,6 +166,8 @@ async def harness(
     # Telegram's real pacing (1 message per second per chat) would make each test wait for
     # seconds; the platform's own limit is what the rate-limit test exercises.
     runtime.sender.limits["telegram"] = RateLimiter(per_second=1000, per_chat_interval=0)
+    # Webhook mode is known when the routes are mounted; the port only once listening.
+    settings.public_url = "http://127.0.0.1" if webhook else ""
     runner = web.AppRunner(build_app(runtime), shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 from dataclasses import asdict, dataclass
@@ -18,7 +19,8 @@ GPS_IFD = 0x8825
 
 
 class EvidenceProblem(Exception):
-    """`too_large` or `not_image`: the person is told, nothing is stored."""
+    """`too_large`, `not_image` or `no_space` (the disk is full): the person is told, nothing
+    is stored."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -104,10 +106,16 @@ def store_photo(data: bytes, data_dir: Path) -> StoredPhoto:
     relative = Path("evidence") / digest[:2] / digest
     target = data_dir / relative
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_suffix(".part")
-        temporary.write_bytes(data)
-        temporary.replace(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(data)
+            temporary.replace(target)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)  # no partial file left behind
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise EvidenceProblem("no_space") from None
+            raise
     return StoredPhoto(
         sha256=digest,
         path=str(relative),
