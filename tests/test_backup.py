@@ -138,7 +138,11 @@ async def test_postgres_backup_and_restore_round_trip(tmp_path, framework):
         assert all((settings.data_dir / path).exists() for path in paths)
         await db.dispose()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # The restore keeps the replaced database beside, as `<name>_before_restore_<time>`.
+        for row in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{name}%"
+        ):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await admin.close()
 
 
