@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     )
     scheduler_enabled: bool = True
 
+    upload_files_per_hour: int = Field(
+        default=30, ge=1, description="Photos one person may send in any hour"
+    )
+    upload_bytes_per_day: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="Bytes of photos one person may send a day"
+    )
+    upload_max_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Largest photo accepted, in pixels (a 48-megapixel iPhone photo fits)",
+    )
+
     @property
     def simulator_on(self) -> bool:
         if self.simulator_enabled is not None:

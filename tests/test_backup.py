@@ -17,7 +17,7 @@ from bot.backup import BackupError, backup, restore
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Evidence, Occurrence, Report, Unit
-from bot.services.evidence import store_photo
+from bot.services.evidence import keep, store_photo
 from bot.services.framework_sync import sync_task_definitions
 from tests.conftest import POSTGRES_URL
 from tests.helpers.world import build_world
@@ -33,6 +33,8 @@ async def seed_with_evidence(settings: Settings, db: Database, framework) -> lis
     world = await build_world(settings, db, framework)
     user = await world.person("Trưởng thôn", world.villages[0], "village_head")
     photos = [store_photo(jpeg(colour), settings.data_dir) for colour in ("red", "blue")]
+    for photo in photos:  # as when their report is submitted
+        photo.path = keep(settings.data_dir, photo.path)
     async with db.session() as session:
         occurrence = (
             await session.exec(select(Occurrence).where(Occurrence.unit_id == world.villages[0].id))

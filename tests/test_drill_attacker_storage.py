@@ -16,16 +16,22 @@ import os
 import re
 import sqlite3
 import stat
+import struct
 import tarfile
 import tomllib
 import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from aiohttp import FormData
+from PIL import Image
+from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
+from sqlmodel import select
 
 from bot.backup import BackupError, _manifest_mac, backup, restore
 from bot.channels.zalo_oa import ZaloOAChannel
@@ -33,12 +39,16 @@ from bot.channels.zalo_tokens import ZaloTokenStore
 from bot.cli import main as cli_main
 from bot.config import Settings
 from bot.context import AppContext
+from bot.i18n import translator
 from bot.messages import Outgoing
-from bot.models import PlatformToken, Unit, utcnow
+from bot.models import AuditLog, Evidence, PlatformToken, Unit, utcnow
 from bot.sealed import is_sealed
+from bot.services.evidence import purge_uploads
 from bot.services.people import add_user, link_identity
 from tests.conftest import POSTGRES_URL
-from tests.helpers.fake_zalo import ZaloStack, start_stack
+from tests.helpers.drivers import ChannelDriver, make_driver
+from tests.helpers.fake_zalo import ZaloStack, noisy_png, start_stack
+from tests.helpers.rows import count
 
 pytestmark = pytest.mark.drill
 
@@ -368,3 +378,212 @@ async def test_a_failed_postgres_restore_leaves_the_live_database_untouched(tmp_
         ):
             await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await admin.close()
+
+
+# --------------------------------------------------------------------------- uploads
+
+vi = translator("vi")
+NOT_IMAGE = vi("I can only take photos as evidence. Please send a picture (JPG or PNG).")
+TOO_MANY_PIXELS = vi(
+    "This picture is too big to keep (more than {limit} megapixels). "
+    "Please send an ordinary photo taken with your phone."
+)
+QUOTA_FILES = vi(
+    "You have sent {count} photos in the last hour, the most that can be received. "
+    "Please wait a while, then send the rest. The photos already received are kept."
+)
+QUOTA_BYTES = vi(
+    "You have sent {size} MB of photos in the last 24 hours, the most that can be received. "
+    "Please send the rest tomorrow. The photos already received are kept."
+)
+RECEIVED = vi("Received photo {count}. Send more, or tap Continue.")
+UPLOAD_CHANNELS = ("telegram", "web")  # a file as a person sends it: a document, a form upload
+
+
+@pytest.fixture(params=UPLOAD_CHANNELS)
+async def driver(request: pytest.FixtureRequest, settings: Settings, db, framework):  # noqa: ANN001
+    async with make_driver(request.param, settings, db, framework) as channel_driver:
+        yield channel_driver
+
+
+def picture(fmt: str, size: tuple[int, int] = (64, 48), colour: str = "green") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of width×height that is small on disk (a few hundred kB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\0" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\nshowpage\n%%EOF\n"
+GIF_WITH_HTML = picture("GIF") + b"<html><script>alert(document.cookie)</script></html>"
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
+
+
+async def send_file(d: ChannelDriver, chat: str, content: bytes, name: str, mime: str) -> None:
+    """A file as the channel lets a person send it: a Telegram document, a simulator upload."""
+    if d.name == "telegram":
+        update = d.fake.document(d._chat(chat), content, name, mime)  # type: ignore[attr-defined]
+        await d._update(chat, update)  # type: ignore[attr-defined]
+        return
+    form = FormData()
+    form.add_field("chat", d.external_id(chat))
+    form.add_field("update_id", uuid.uuid4().hex)
+    form.add_field("file", content, filename=name, content_type=mime)
+    await d._api("/sim/api/photo", data=form)  # type: ignore[attr-defined]
+    await d.flush()
+
+
+async def open_draft(d: ChannelDriver, chat: str = "head") -> tuple[int, int]:
+    """A registered village head who tapped ✅ on a task: (occurrence id, draft report id)."""
+    village = d.world.villages[0]
+    invite = await d.world.invite(village, "village_head")
+    await d.start(chat, invite.code)
+    await d.say(chat, "/viec")
+    done = [b for sent in await d.messages(chat) for b in sent.buttons if b.startswith("done:")]
+    await d.tap(chat, done[0])
+    drafts = [b for sent in await d.messages(chat) for b in sent.buttons if b.startswith("next:")]
+    return int(done[0].split(":")[1]), int(drafts[-1].split(":")[1])
+
+
+async def last_text(d: ChannelDriver, chat: str = "head") -> str:
+    return (await d.messages(chat))[-1].text
+
+
+def files_under(settings: Settings, folder: str) -> list[Path]:
+    root = settings.data_dir / folder
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.mark.parametrize("size", [(20000, 20000), (9000, 9000)])
+async def test_a_picture_with_too_many_pixels_gets_a_clear_answer_and_nothing_is_kept(
+    driver: ChannelDriver, size: tuple[int, int]
+) -> None:
+    d, settings = driver, driver.world.app.settings
+    await open_draft(d)
+    huge = huge_png(*size)
+    assert len(huge) < 2 * 1024 * 1024  # small on disk, 400 or 81 megapixels once decoded
+    await send_file(d, "head", huge, "ban-do.png", "image/png")
+    assert await last_text(d) == TOO_MANY_PIXELS.format(limit=50)
+    assert await count(d.world.db, Evidence) == 0
+    assert files_under(settings, "uploads") == files_under(settings, "evidence") == []
+    refused = await count(d.world.db, AuditLog, AuditLog.action == "evidence.too_many_pixels")
+    assert refused == 1
+
+
+async def test_only_jpeg_png_webp_and_heic_are_taken_as_evidence(driver: ChannelDriver) -> None:
+    d = driver
+    _occurrence, report_id = await open_draft(d)
+    for content, name, mime in (
+        (EPS, "so-do.eps", "image/x-eps"),
+        (GIF_WITH_HTML, "anh.gif", "image/gif"),
+        (SVG, "anh.svg", "image/svg+xml"),
+        (HTML, "anh.jpg", "image/jpeg"),  # renamed, lying about its type
+        (picture("TIFF"), "anh.tif", "image/tiff"),
+    ):
+        await send_file(d, "head", content, name, mime)
+        assert await last_text(d) == NOT_IMAGE, name
+    assert await count(d.world.db, Evidence) == 0
+    accepted = {
+        "JPEG": ("anh.jpg", "image/jpeg"),
+        "PNG": ("anh.png", "image/png"),
+        "WEBP": ("anh.webp", "image/webp"),
+        "HEIF": ("IMG_0001.HEIC", "image/heic"),  # what an iPhone sends
+    }
+    for number, (fmt, (name, mime)) in enumerate(accepted.items(), start=1):
+        await send_file(d, "head", picture(fmt, colour="orange"), name, mime)
+        assert await last_text(d) == RECEIVED.format(count=number), fmt
+    await d.tap("head", f"next:{report_id}")
+    await d.tap("head", f"skip:{report_id}")
+    await d.tap("head", f"send:{report_id}")
+    async with d.world.db.session() as session:
+        rows = (await session.exec(select(Evidence).where(Evidence.report_id == report_id))).all()
+    assert sorted(row.mime for row in rows) == [
+        "image/heif",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+    ]
+
+
+async def test_a_photo_is_kept_in_evidence_only_once_its_report_is_submitted(
+    driver: ChannelDriver,
+) -> None:
+    d, settings = driver, driver.world.app.settings
+    _occurrence, report_id = await open_draft(d)
+    photo = picture("JPEG", (320, 240), "red")
+    digest = hashlib.sha256(photo).hexdigest()
+    await send_file(d, "head", photo, "anh.jpg", "image/jpeg")
+    assert [p.name for p in files_under(settings, "uploads")] == [digest]
+    assert files_under(settings, "evidence") == []  # a draft's photo is not evidence yet
+
+    await d.tap("head", f"next:{report_id}")
+    await d.tap("head", f"skip:{report_id}")
+    await d.tap("head", f"send:{report_id}")
+    async with d.world.db.session() as session:
+        row = (await session.exec(select(Evidence).where(Evidence.report_id == report_id))).one()
+    assert row.path == f"evidence/{digest[:2]}/{digest}"
+    assert (settings.data_dir / row.path).read_bytes() == photo
+
+    # A photo of a draft that is cancelled stays in the temporary area, purged after a day.
+    await d.say("head", "/viec")
+    done = [b for sent in await d.messages("head") for b in sent.buttons if b.startswith("done:")]
+    await d.tap("head", done[-1])
+    other = [b for sent in await d.messages("head") for b in sent.buttons if b.startswith("next:")]
+    abandoned = picture("PNG", (100, 80), "blue")
+    await send_file(d, "head", abandoned, "anh.png", "image/png")
+    await d.tap("head", f"cancel:{other[-1].split(':')[1]}")
+    assert len(files_under(settings, "evidence")) == 1
+    now = datetime.now(UTC)
+    assert purge_uploads(settings.data_dir, now + timedelta(hours=23)) == 0
+    assert purge_uploads(settings.data_dir, now + timedelta(hours=25)) == 2  # both, unclaimed
+    assert files_under(settings, "uploads") == []
+    assert (settings.data_dir / row.path).read_bytes() == photo  # evidence is never purged
+
+
+async def test_uploads_are_bounded_per_person_by_files_an_hour_and_bytes_a_day(
+    driver: ChannelDriver,
+) -> None:
+    d, settings = driver, driver.world.app.settings
+    settings.upload_files_per_hour = 3
+    await open_draft(d)
+    for colour in ("red", "green", "blue"):
+        await send_file(d, "head", picture("JPEG", colour=colour), "a.jpg", "image/jpeg")
+    await send_file(d, "head", picture("JPEG", colour="white"), "a.jpg", "image/jpeg")
+    assert await last_text(d) == QUOTA_FILES.format(count=3)
+    assert await count(d.world.db, Evidence) == 3
+    assert len(files_under(settings, "uploads")) == 3
+    assert await count(d.world.db, AuditLog, AuditLog.action == "evidence.quota_files") == 1
+
+    # An hour on, files are allowed again, but not past the bytes of a day.
+    async with d.world.db.session() as session:
+        await session.exec(  # type: ignore[call-overload]
+            update(AuditLog)
+            .where(AuditLog.action == "evidence.received")
+            .values(at=datetime.now(UTC) - timedelta(minutes=61))
+        )
+        await session.commit()
+        received = (
+            await session.exec(select(AuditLog).where(AuditLog.action == "evidence.received"))
+        ).all()
+    already = sum(row.detail["size"] for row in received)
+    settings.upload_bytes_per_day = already + 2**20
+    big = noisy_png(640, 640)  # random pixels: about 1.2 MB as PNG
+    assert len(big) > 2**20
+    await send_file(d, "head", big, "b.png", "image/png")
+    assert await last_text(d) == QUOTA_BYTES.format(size=settings.upload_bytes_per_day // 2**20)
+    assert await count(d.world.db, Evidence) == 3
