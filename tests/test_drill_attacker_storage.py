@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ import sqlite3
 import stat
 import struct
 import tarfile
+import time
 import tomllib
 import uuid
 import zlib
@@ -45,6 +47,7 @@ from bot.models import AuditLog, Evidence, PlatformToken, Unit, utcnow
 from bot.sealed import is_sealed
 from bot.services.evidence import purge_uploads
 from bot.services.people import add_user, link_identity
+from scheduler.jobs import start_scheduler
 from tests.conftest import POSTGRES_URL
 from tests.helpers.drivers import ChannelDriver, make_driver
 from tests.helpers.fake_zalo import ZaloStack, noisy_png, start_stack
@@ -587,3 +590,24 @@ async def test_uploads_are_bounded_per_person_by_files_an_hour_and_bytes_a_day(
     await send_file(d, "head", big, "b.png", "image/png")
     assert await last_text(d) == QUOTA_BYTES.format(size=settings.upload_bytes_per_day // 2**20)
     assert await count(d.world.db, Evidence) == 3
+
+
+async def test_the_scheduler_purges_unclaimed_photos_at_start(settings: Settings, db, framework):  # noqa: ANN001
+    async with make_driver("web", settings, db, framework) as d:
+        stale = settings.data_dir / "uploads" / "ab" / ("ab" + "0" * 62)
+        fresh = stale.with_name("ab" + "1" * 62)
+        stale.parent.mkdir(parents=True)
+        stale.write_bytes(b"left by a draft two days ago")
+        fresh.write_bytes(b"a draft of this morning")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(stale, (two_days_ago, two_days_ago))
+        scheduler = start_scheduler(d.runtime)  # type: ignore[attr-defined]
+        try:
+            assert scheduler.get_job("uploads") is not None
+            for _ in range(200):  # the job's first run is due at once; give it 10 s
+                if not stale.exists():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            scheduler.shutdown(wait=False)
+        assert not stale.exists() and fresh.exists()
