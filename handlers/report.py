@@ -112,6 +112,9 @@ async def _receive_photo(convo: Conversation) -> StoredPhoto | None:
     try:
         await check_quota(convo.session, convo.user, limits, now, size)  # before downloading
         data = await file.fetch()
+        if len(data) > MAX_PHOTO_BYTES:
+            size = len(data)
+            raise EvidenceProblem("too_large")
         if len(data) > size:  # the platform did not say, or said less
             size = len(data)
             await check_quota(convo.session, convo.user, limits, now, size)
@@ -143,8 +146,7 @@ def _refusal(convo: Conversation, reason: str, limits: UploadLimits) -> str:
     if reason == "quota_bytes":
         return _(
             "You have sent {size} MB of photos in the last 24 hours, the most that can be "
-            "received. "
-            "Please send the rest tomorrow. The photos already received are kept."
+            "received. Please send the rest tomorrow. The photos already received are kept."
         ).format(size=limits.bytes_per_day // (1024 * 1024))
     return _("I can only take photos as evidence. Please send a picture (JPG or PNG).")
 
