@@ -34,7 +34,7 @@ async def seed_with_evidence(settings: Settings, db: Database, framework) -> lis
     user = await world.person("Trưởng thôn", world.villages[0], "village_head")
     photos = [store_photo(jpeg(colour), settings.data_dir) for colour in ("red", "blue")]
     for photo in photos:  # as when their report is submitted
-        photo.path = keep(settings.data_dir, photo.path)
+        photo.path = keep(settings.data_dir, photo.path) or ""
     async with db.session() as session:
         occurrence = (
             await session.exec(select(Occurrence).where(Occurrence.unit_id == world.villages[0].id))

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from bot.backup import BackupError, _manifest_mac, backup, restore
+from bot.channels.base import DeliveryError
 from bot.channels.zalo_oa import ZaloOAChannel
 from bot.channels.zalo_tokens import ZaloTokenStore
 from bot.cli import main as cli_main
@@ -43,7 +44,7 @@ from bot.config import Settings
 from bot.context import AppContext
 from bot.i18n import translator
 from bot.messages import Outgoing
-from bot.models import AuditLog, Evidence, PlatformToken, Unit, utcnow
+from bot.models import AuditLog, Evidence, Occurrence, PlatformToken, Report, Unit, utcnow
 from bot.sealed import is_sealed
 from bot.services.evidence import purge_uploads
 from bot.services.people import add_user, link_identity
@@ -105,9 +106,9 @@ async def test_a_stolen_database_holds_no_usable_zalo_oa_token(oa_stack: ZaloSta
     # Another key (a thief's guess) cannot open them: the send fails for good, nothing leaks.
     other = stack.app.settings.model_copy(update={"secret_key": "a-guess-" + "x" * 30})
     thief = ZaloTokenStore(db, other, stack.channel.http)
-    with pytest.raises(Exception, match="PAPIBOT_SECRET_KEY") as failed:
+    with pytest.raises(DeliveryError, match="PAPIBOT_SECRET_KEY") as failed:
         await thief.current()
-    assert "oa-access" not in str(failed.value)
+    assert failed.value.permanent and "oa-access" not in str(failed.value)
 
 
 async def test_a_token_pair_stored_in_plain_text_is_read_once_and_sealed(
@@ -556,6 +557,25 @@ async def test_a_photo_is_kept_in_evidence_only_once_its_report_is_submitted(
     assert purge_uploads(settings.data_dir, now + timedelta(hours=25)) == 2  # both, unclaimed
     assert files_under(settings, "uploads") == []
     assert (settings.data_dir / row.path).read_bytes() == photo  # evidence is never purged
+
+
+async def test_a_draft_left_open_past_the_purge_is_sent_without_the_purged_photo(
+    driver: ChannelDriver,
+) -> None:
+    d, settings = driver, driver.world.app.settings
+    occurrence_id, report_id = await open_draft(d)
+    await send_file(d, "head", picture("JPEG", colour="red"), "anh.jpg", "image/jpeg")
+    assert purge_uploads(settings.data_dir, datetime.now(UTC) + timedelta(days=2)) == 1
+    await d.tap("head", f"next:{report_id}")
+    await d.tap("head", f"skip:{report_id}")
+    await d.tap("head", f"send:{report_id}")
+    async with d.world.db.session() as session:
+        report = await session.get(Report, report_id)
+        occurrence = await session.get(Occurrence, occurrence_id)
+    assert (report.status, occurrence.status) == ("submitted", "done")
+    # No row claims a photo that is not on disk.
+    assert await count(d.world.db, Evidence, Evidence.report_id == report_id) == 0
+    assert files_under(settings, "evidence") == []
 
 
 async def test_uploads_are_bounded_per_person_by_files_an_hour_and_bytes_a_day(

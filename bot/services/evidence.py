@@ -181,11 +181,12 @@ def store_photo(data: bytes, data_dir: Path, max_pixels: int = 50_000_000) -> St
 # --------------------------------------------------------------------------- kept, or purged
 
 
-def keep(data_dir: Path, path: str) -> str:
-    """The photo at `path` (temporary area) in the evidence folder; returns its new path.
+def keep(data_dir: Path, path: str) -> str | None:
+    """The photo at `path` (temporary area) in the evidence folder; returns its new path, or
+    None when it is gone (purged: its draft was left open for more than a day).
 
     A hard link: the same bytes may still be waiting in another person's draft, and the
-    temporary name is purged by age anyway. Already kept, or unknown: `path` unchanged."""
+    temporary name is purged by age anyway. A path outside the temporary area is unchanged."""
     relative = Path(path)
     if relative.parts[:1] != (UPLOADS,) or len(relative.parts) != 3:
         return path
@@ -193,7 +194,7 @@ def keep(data_dir: Path, path: str) -> str:
     source, target = data_dir / relative, data_dir / kept
     if not target.exists():
         if not source.exists():
-            return path
+            return None
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, target)
@@ -205,11 +206,14 @@ def keep(data_dir: Path, path: str) -> str:
 
 
 async def keep_report_evidence(session: AsyncSession, report_id: int, data_dir: Path) -> None:
-    """A report is being submitted: its photos move out of the temporary area."""
+    """A report is being submitted: its photos move out of the temporary area. A photo that
+    was purged meanwhile is no evidence any more: its row goes too."""
     rows = await session.exec(select(Evidence).where(Evidence.report_id == report_id))
     for row in rows.all():
         kept = keep(data_dir, row.path)
-        if kept != row.path:
+        if kept is None:
+            await session.delete(row)
+        elif kept != row.path:
             row.path = kept
             session.add(row)
 
