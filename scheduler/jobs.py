@@ -32,7 +32,7 @@ JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 600}
 
 
 def _job(
-    runtime: Runtime, name: str, action: Callable[..., Awaitable[object]]
+    runtime: Runtime, name: str, action: Callable[..., Awaitable[object]], wake: bool = True
 ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         try:
@@ -41,7 +41,8 @@ def _job(
             log.exception("scheduler job %s failed", name)
             return
         log.info("%s: %s", name, result)
-        runtime.sender.wake()
+        if wake:  # it may have queued messages
+            runtime.sender.wake()
 
     run.__name__ = f"papibot_{name}"
     return run
@@ -78,7 +79,7 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         next_run_time=now + timedelta(seconds=40),
     )
     scheduler.add_job(
-        _job(runtime, "uploads", run_purge_uploads),
+        _job(runtime, "uploads", run_purge_uploads, wake=False),
         CronTrigger(hour=3, minute=30, timezone=tz),
         id="uploads",
         next_run_time=now,
