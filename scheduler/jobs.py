@@ -20,9 +20,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.context import AppContext
-from bot.runtime import Runtime
-from bot.services.evidence import purge_uploads
+from bot.app.runtime import Runtime
+from bot.core.context import AppContext
+from bot.core.services.evidence import purge_uploads
 from scheduler.commands import run_digest, run_plan, run_sweep
 from scheduler.policy import load_policies
 

@@ -35,19 +35,19 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from bot.backup import BackupError, _manifest_mac, backup, restore
+from bot.app.backup import BackupError, _manifest_mac, backup, restore
+from bot.app.cli import main as cli_main
 from bot.channels.base import DeliveryError
 from bot.channels.zalo_oa import ZaloOAChannel
 from bot.channels.zalo_tokens import ZaloTokenStore
-from bot.cli import main as cli_main
-from bot.config import Settings
-from bot.context import AppContext
-from bot.i18n import translator
-from bot.messages import Outgoing
-from bot.models import AuditLog, Evidence, Occurrence, PlatformToken, Report, Unit, utcnow
-from bot.sealed import is_sealed
-from bot.services.evidence import purge_uploads
-from bot.services.people import add_user, link_identity
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.i18n import translator
+from bot.core.messages import Outgoing
+from bot.core.models import AuditLog, Evidence, Occurrence, PlatformToken, Report, Unit, utcnow
+from bot.core.sealed import is_sealed
+from bot.core.services.evidence import purge_uploads
+from bot.core.services.people import add_user, link_identity
 from scheduler.jobs import start_scheduler
 from tests.conftest import POSTGRES_URL
 from tests.helpers.drivers import ChannelDriver, make_driver

@@ -9,7 +9,7 @@ serialises refreshes in this process, and after taking it the row is read again 
 version moved on, someone else already refreshed and that token is used. On PostgreSQL the row
 is also locked (SELECT … FOR UPDATE) for the refresh, which covers other worker processes.
 
-Both tokens are stored sealed (`bot.sealed`: Fernet, key derived from PAPIBOT_SECRET_KEY): the
+Both tokens are stored sealed (`bot.core.sealed`: Fernet, key derived from PAPIBOT_SECRET_KEY): the
 pair grants the whole Official Account, and the database travels in backups. A row written
 before sealing existed is sealed the first time it is read.
 """
@@ -27,11 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.channels.base import DeliveryError
-from bot.config import Settings
-from bot.db import Database
-from bot.models import PlatformToken, utcnow
-from bot.sealed import SealError, is_sealed, seal, unseal
-from bot.sqlutil import dialect_name
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.models import PlatformToken, utcnow
+from bot.core.sealed import SealError, is_sealed, seal, unseal
+from bot.core.sqlutil import dialect_name
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
+from bot.core.config import Settings
 
 MANIFEST = "MANIFEST.json"
 DATABASE_NAMES = ("database.sqlite", "database.pgdump")

@@ -21,8 +21,8 @@ from pillow_heif import register_heif_opener
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import AuditLog, Evidence, User
-from bot.timeutil import from_db, to_db
+from bot.core.models import AuditLog, Evidence, User
+from bot.core.timeutil import from_db, to_db
 
 register_heif_opener()  # iPhones send HEIC
 
@@ -54,7 +54,7 @@ class UploadLimits:
     max_pixels: int
 
     @classmethod
-    def of(cls, settings) -> UploadLimits:  # noqa: ANN001  (bot.config.Settings)
+    def of(cls, settings) -> UploadLimits:  # noqa: ANN001  (bot.core.config.Settings)
         return cls(
             settings.upload_files_per_hour,
             settings.upload_bytes_per_day,
