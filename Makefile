@@ -5,15 +5,28 @@ BIN := $(VENV)/bin
 SAMPLE_UNITS := framework_data/units/khanh-hoa-2022.csv
 SCALE ?= province
 
-.PHONY: install demo test lint format bench i18n clean
+.PHONY: install constraints demo test lint format bench i18n clean
 
-$(BIN)/papibot: pyproject.toml
+$(BIN)/papibot: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(BIN)/papibot
 
 install: $(BIN)/papibot
+
+# The pins (constraints.txt) again, from what pyproject.toml allows today: a throwaway venv
+# resolves it with no pins at all, so a new or dropped dependency never fights the old file.
+CONSTRAINTS_VENV := .venv-constraints
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CONSTRAINTS_VENV)/bin/pip install --quiet -e '.[dev]'
+	$(CONSTRAINTS_VENV)/bin/pip freeze --exclude-editable --exclude papibot > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(CONSTRAINTS_VENV)
+	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins; run make test, then commit it"
 
 demo: install
 	$(BIN)/papibot init --units $(SAMPLE_UNITS)

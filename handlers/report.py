@@ -14,7 +14,16 @@ from sqlmodel import col, select
 
 from bot.core.messages import Button
 from bot.core.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, Unit, utcnow
-from bot.core.services.evidence import MAX_PHOTO_BYTES, EvidenceProblem, StoredPhoto, store_photo
+from bot.core.services.evidence import (
+    MAX_PHOTO_BYTES,
+    EvidenceProblem,
+    StoredPhoto,
+    UploadLimits,
+    check_quota,
+    keep_report_evidence,
+    record_received,
+    store_photo,
+)
 from bot.core.services.evidence_checks import (
     FlagContext,
     check_report,
@@ -106,28 +115,56 @@ async def _receive_photo(convo: Conversation) -> StoredPhoto | None:
         )
         await audit(convo.session, "evidence.not_image", convo.subject, convo.user, mime=file.mime)
         return None
-    data = await file.fetch()
+    limits = UploadLimits.of(convo.app.settings)
+    now = datetime.now(UTC)
+    size = file.size or 0
     try:
-        return store_photo(data, convo.app.settings.data_dir)
+        await check_quota(convo.session, convo.user, limits, now, size)  # before downloading
+        data = await file.fetch()
+        if len(data) > MAX_PHOTO_BYTES:
+            size = len(data)
+            raise EvidenceProblem("too_large")
+        if len(data) > size:  # the platform did not say, or said less
+            size = len(data)
+            await check_quota(convo.session, convo.user, limits, now, size)
+        photo = store_photo(data, convo.app.settings.data_dir, limits.max_pixels)
     except EvidenceProblem as problem:
-        if problem.reason == "too_large":
-            await convo.reply(_("This file is larger than 20 MB. Please send a smaller photo."))
-        elif problem.reason == "no_space":
+        if problem.reason == "no_space":
             log.warning("evidence not stored: the data directory's disk is full")
-            await convo.reply(
-                _(
-                    "The server has no room to store photos right now, so this photo was not "
-                    "received. Please send it again later; your report is kept."
-                )
-            )
-        else:
-            await convo.reply(
-                _("I can only take photos as evidence. Please send a picture (JPG or PNG).")
-            )
+        await convo.reply(_refusal(convo, problem.reason, limits))
         await audit(
-            convo.session, f"evidence.{problem.reason}", convo.subject, convo.user, size=len(data)
+            convo.session, f"evidence.{problem.reason}", convo.subject, convo.user, size=size
         )
         return None
+    await record_received(convo.session, convo.user, convo.subject, photo, now)
+    return photo
+
+
+def _refusal(convo: Conversation, reason: str, limits: UploadLimits) -> str:
+    _ = convo._
+    if reason == "too_large":
+        return _("This file is larger than 20 MB. Please send a smaller photo.")
+    if reason == "too_many_pixels":
+        return _(
+            "This picture is too big to keep (more than {limit} megapixels). "
+            "Please send an ordinary photo taken with your phone."
+        ).format(limit=limits.max_pixels // 1_000_000)
+    if reason == "quota_files":
+        return _(
+            "You have sent {count} photos in the last hour, the most that can be received. "
+            "Please wait a while, then send the rest. The photos already received are kept."
+        ).format(count=limits.files_per_hour)
+    if reason == "no_space":
+        return _(
+            "The server has no room to store photos right now, so this photo was not "
+            "received. Please send it again later; your report is kept."
+        )
+    if reason == "quota_bytes":
+        return _(
+            "You have sent {size} MB of photos in the last 24 hours, the most that can be "
+            "received. Please send the rest tomorrow. The photos already received are kept."
+        ).format(size=limits.bytes_per_day // (1024 * 1024))
+    return _("I can only take photos as evidence. Please send a picture (JPG or PNG).")
 
 
 def _evidence_row(report_id: int, photo: StoredPhoto) -> Evidence:
@@ -284,6 +321,7 @@ async def submit(convo: Conversation, raw_id: str) -> None:
         return
     report.status = "submitted"
     report.submitted_at = utcnow()
+    await keep_report_evidence(convo.session, report.id, convo.app.settings.data_dir)
     mark_done(occurrence, convo.user)
     convo.session.add_all([report, occurrence])
     unit = await convo.session.get(Unit, occurrence.unit_id)

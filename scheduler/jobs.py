@@ -5,10 +5,13 @@ database (no job per reminder), so a restart or a second worker loses and repeat
 - sweep    every minute: overdue statuses, escalations, reminders
 - digests  daily at the digest time (07:30 local), and once shortly after start so that a
            morning spent down still gets today's digests (each is sent once per person and day)
+- uploads  at start and daily at 03:30 local: photos no submitted report claimed within a day
+           leave the temporary area (files only; a restart loses nothing that matters)
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.context import AppContext
+from bot.core.services.evidence import purge_uploads
 from scheduler.commands import run_digest, run_plan, run_sweep
 from scheduler.policy import load_policies
 
@@ -31,6 +35,7 @@ def _job(
     wake_sender: Callable[[], None],
     name: str,
     action: Callable[..., Awaitable[object]],
+    wake: bool = True,
 ) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         try:
@@ -39,10 +44,16 @@ def _job(
             log.exception("scheduler job %s failed", name)
             return
         log.info("%s: %s", name, result)
-        wake_sender()
+        if wake:  # it may have queued messages
+            wake_sender()
 
     run.__name__ = f"papibot_{name}"
     return run
+
+
+async def run_purge_uploads(ctx: AppContext, now: datetime) -> str:
+    purged = await asyncio.to_thread(purge_uploads, ctx.settings.data_dir, now)
+    return f"{purged} unclaimed photos purged"
 
 
 def start_scheduler(ctx: AppContext, wake_sender: Callable[[], None]) -> AsyncIOScheduler:
@@ -70,6 +81,12 @@ def start_scheduler(ctx: AppContext, wake_sender: Callable[[], None]) -> AsyncIO
         CronTrigger(hour=digest_at.hour, minute=digest_at.minute, timezone=tz),
         id="digest",
         next_run_time=now + timedelta(seconds=40),
+    )
+    scheduler.add_job(
+        _job(ctx, wake_sender, "uploads", run_purge_uploads, wake=False),
+        CronTrigger(hour=3, minute=30, timezone=tz),
+        id="uploads",
+        next_run_time=now,
     )
     scheduler.start()
     return scheduler

@@ -17,7 +17,7 @@ from bot.app.backup import BackupError, backup, restore
 from bot.core.config import Settings
 from bot.core.db import Database
 from bot.core.models import Evidence, Occurrence, Report, Unit
-from bot.core.services.evidence import store_photo
+from bot.core.services.evidence import keep, store_photo
 from bot.core.services.framework_sync import sync_task_definitions
 from tests.conftest import POSTGRES_URL
 from tests.helpers.world import build_world
@@ -33,6 +33,8 @@ async def seed_with_evidence(settings: Settings, db: Database, framework) -> lis
     world = await build_world(settings, db, framework)
     user = await world.person("Trưởng thôn", world.villages[0], "village_head")
     photos = [store_photo(jpeg(colour), settings.data_dir) for colour in ("red", "blue")]
+    for photo in photos:  # as when their report is submitted
+        photo.path = keep(settings.data_dir, photo.path) or ""
     async with db.session() as session:
         occurrence = (
             await session.exec(select(Occurrence).where(Occurrence.unit_id == world.villages[0].id))
@@ -138,7 +140,11 @@ async def test_postgres_backup_and_restore_round_trip(tmp_path, framework):
         assert all((settings.data_dir / path).exists() for path in paths)
         await db.dispose()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # The restore keeps the replaced database beside, as `<name>_before_restore_<time>`.
+        for row in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{name}%"
+        ):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await admin.close()
 
 

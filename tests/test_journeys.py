@@ -341,5 +341,5 @@ async def test_the_same_inbound_delivered_twice_changes_nothing(driver: ChannelD
     async with d.world.db.session() as session:
         again = await session.get(DialogState, state.id)
     assert again.data == state.data  # still "1 photo received"
-    evidence_dir = d.world.app.settings.evidence_dir
-    assert len([p for p in evidence_dir.rglob("*") if p.is_file()]) == 1
+    uploads = d.world.app.settings.data_dir / "uploads"  # a draft's photos wait there
+    assert len([p for p in uploads.rglob("*") if p.is_file()]) == 1

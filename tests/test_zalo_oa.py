@@ -38,6 +38,7 @@ from bot.core.models import (
     User,
     utcnow,
 )
+from bot.core.sealed import unseal
 from bot.core.services.outbox import enqueue, notify_user, preferred_identity
 from bot.core.services.people import add_user, link_identity
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, noisy_png, start_stack
@@ -334,7 +335,12 @@ async def test_expired_token_is_refreshed_once_for_concurrent_sends(bare_stack: 
     assert refresh_call.headers["secret_key"] == stack.fake.app_secret
     async with db.session() as session:
         row = (await session.exec(select(PlatformToken))).one()
-    assert (row.access_token, row.refresh_token, row.version) == ("oa-access-2", "oa-refresh-2", 2)
+    key = stack.app.settings.secret_key
+    assert (unseal(key, row.access_token), unseal(key, row.refresh_token), row.version) == (
+        "oa-access-2",
+        "oa-refresh-2",
+        2,
+    )
     assert row.expires_at > utcnow() + timedelta(hours=24)
 
     # Another worker (its own store) that still holds version 1 does not refresh again.
@@ -353,7 +359,8 @@ async def test_expired_token_is_refreshed_once_for_concurrent_sends(bare_stack: 
         await stack.channel.send(USER, Outgoing(text="x"), "t4")
     assert not failed.value.permanent
     async with db.session() as session:
-        assert (await session.exec(select(PlatformToken))).one().refresh_token == "oa-refresh-2"
+        stored = (await session.exec(select(PlatformToken))).one().refresh_token
+    assert unseal(stack.app.settings.secret_key, stored) == "oa-refresh-2"
 
 
 async def test_the_interaction_window_is_respected(bare_stack: ZaloStack, db):  # noqa: ANN001

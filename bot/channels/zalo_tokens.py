@@ -8,6 +8,10 @@ Two sends that see an expired token at the same moment must cause one refresh: a
 serialises refreshes in this process, and after taking it the row is read again — if its
 version moved on, someone else already refreshed and that token is used. On PostgreSQL the row
 is also locked (SELECT … FOR UPDATE) for the refresh, which covers other worker processes.
+
+Both tokens are stored sealed (`bot.core.sealed`: Fernet, key derived from PAPIBOT_SECRET_KEY): the
+pair grants the whole Official Account, and the database travels in backups. A row written
+before sealing existed is sealed the first time it is read.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from bot.channels.base import DeliveryError
 from bot.core.config import Settings
 from bot.core.db import Database
 from bot.core.models import PlatformToken, utcnow
+from bot.core.sealed import SealError, is_sealed, seal, unseal
 from bot.core.sqlutil import dialect_name
 
 log = logging.getLogger(__name__)
@@ -67,18 +72,48 @@ class ZaloTokenStore:
             query = query.with_for_update()
         return (await session.exec(query)).first()
 
+    def _seal(self, plain: str) -> str:
+        return seal(self.settings.secret_key, plain)
+
+    def _open(self, stored: str) -> str:
+        try:
+            return unseal(self.settings.secret_key, stored)
+        except SealError as error:
+            raise DeliveryError(f"Zalo OA: {error}", permanent=True) from None
+
+    async def _seal_legacy(self, session) -> PlatformToken:  # noqa: ANN001
+        """A row stored in plain text (before sealing) is sealed, read again under the refresh
+        lock so that a pair rotated meanwhile is never overwritten by the old one."""
+        await session.rollback()  # forget what was read without the lock
+        row = await self._row(session, lock=True)
+        assert row is not None
+        for column in ("access_token", "refresh_token"):
+            value = getattr(row, column)
+            if value and not is_sealed(value):
+                setattr(row, column, self._seal(value))
+        session.add(row)
+        await session.commit()
+        log.info("Zalo OA tokens stored in plain text are now sealed")
+        return row
+
     async def _initial(self) -> PlatformToken:
         """The row, created from the configured tokens the first time."""
         async with self.db.session() as session:
             row = await self._row(session)
             if row is not None:
+                if any(
+                    value and not is_sealed(value)
+                    for value in (row.access_token, row.refresh_token)
+                ):
+                    async with self._lock:
+                        row = await self._seal_legacy(session)
                 return row
             if not self.settings.zalo_oa_access_token and not self.settings.zalo_oa_refresh_token:
                 raise DeliveryError("Zalo OA has no access token configured", permanent=True)
             row = PlatformToken(
                 name=self.name,
-                access_token=self.settings.zalo_oa_access_token,
-                refresh_token=self.settings.zalo_oa_refresh_token,
+                access_token=self._seal(self.settings.zalo_oa_access_token),
+                refresh_token=self._seal(self.settings.zalo_oa_refresh_token),
                 # Unknown when the configured token was issued: trust it until Zalo says no.
                 expires_at=utcnow() + ACCESS_TOKEN_LIFETIME,
                 version=1,
@@ -97,7 +132,7 @@ class ZaloTokenStore:
         row = await self._initial()
         if not row.access_token or row.expires_at - REFRESH_MARGIN <= utcnow():
             return await self.refresh(row.version)
-        return Token(row.access_token, row.version)
+        return Token(self._open(row.access_token), row.version)
 
     async def refresh(self, seen_version: int) -> Token:
         """Replace the token that had `seen_version`; a no-op when that already happened."""
@@ -106,13 +141,13 @@ class ZaloTokenStore:
             row = await self._row(session, lock=True)
             assert row is not None
             if row.version != seen_version:  # refreshed meanwhile, here or by another worker
-                token = Token(row.access_token, row.version)
+                token = Token(self._open(row.access_token), row.version)
                 await session.rollback()  # (expires `row`: read it before)
                 return token
             return await self._refresh_locked(session, row)
 
     async def _refresh_locked(self, session, row: PlatformToken) -> Token:  # noqa: ANN001
-        data = await self._call_oauth(row.refresh_token)
+        data = await self._call_oauth(self._open(row.refresh_token))
         access = str(data.get("access_token") or "")
         refresh = str(data.get("refresh_token") or "")
         if not access or not refresh:
@@ -122,8 +157,8 @@ class ZaloTokenStore:
             lifetime = timedelta(seconds=int(str(data.get("expires_in") or "90000")))
         except ValueError:
             lifetime = ACCESS_TOKEN_LIFETIME
-        row.access_token = access
-        row.refresh_token = refresh
+        row.access_token = self._seal(access)
+        row.refresh_token = self._seal(refresh)
         row.expires_at = utcnow() + lifetime
         row.version += 1
         row.updated_at = utcnow()

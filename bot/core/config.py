@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(
         default=200, ge=0, description="/healthz answers 503 below this much free space"
     )
+    upload_files_per_hour: int = Field(
+        default=30, ge=1, description="Photos one person may send in any hour"
+    )
+    upload_bytes_per_day: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="Bytes of photos one person may send a day"
+    )
+    upload_max_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Largest photo accepted, in pixels (a 48-megapixel iPhone photo fits)",
+    )
 
     @property
     def simulator_on(self) -> bool:
