@@ -13,7 +13,8 @@ from bot.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Uni
 from bot.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
 from bot.services.people import audit
 from bot.timeutil import local_moment, to_db
-from handlers.common import load_occurrence, local_due, role_label
+from bot.unit_words import committee
+from handlers.common import load_occurrence, local_due, person, tap_any
 from handlers.conversation import Conversation
 from scheduler.planner import DUE_CLOCK
 
@@ -71,8 +72,13 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
     convo.set_state("awaiting_extension_date", occurrence_id=occurrence.id)
     await convo.reply(
         _(
-            "{title}: due {due}. Until when do you need? Tap a choice or type a date (e.g. 15/12)."
-        ).format(title=task.title, due=format_day(due, convo.locale)),
+            "{title}: due {due}. Until when do you need? {action} or type a date (e.g. {example})."
+        ).format(
+            title=task.title,
+            due=format_day(due, convo.locale),
+            action=tap_any(_, start=True),
+            example=f"{due + timedelta(days=5):%d/%m}",
+        ),
         buttons,
     )
 
@@ -84,7 +90,9 @@ async def extension_date(convo: Conversation, raw_id: str, requested: date | Non
     occurrence, _task = loaded
     _ = convo._
     if requested is None:
-        await convo.reply(_("Please type a date like 15/12, or tap one of the choices."))
+        await convo.reply(
+            _("Please type a date like 15/12, or {action}.").format(action=tap_any(_))
+        )
         return
     convo.set_state(
         "awaiting_extension_reason", occurrence_id=occurrence.id, until=requested.isoformat()
@@ -136,11 +144,8 @@ async def extension_reason(convo: Conversation) -> None:
     for approver in approvers:
         t = translator(approver.locale)
         message = Outgoing(
-            text=t(
-                '{role} of {unit} asks for more time on "{title}" until {until}.\nReason: {reason}'
-            ).format(
-                role=convo.app.framework.role_name(convo.user.role, approver.locale),
-                unit=unit.name,
+            text=t('{who} asks for more time on "{title}" until {until}.\nReason: {reason}').format(
+                who=person(convo, convo.user, unit, approver.locale),
                 title=task.title,
                 until=format_day(until, approver.locale),
                 reason=report.note or "—",
@@ -161,15 +166,19 @@ async def extension_reason(convo: Conversation) -> None:
         report_id=report.id,
         until=until.isoformat(),
     )
+    above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
+    office = committee(above, convo.locale) if above is not None else ""
     if reached:
         await convo.reply(
-            _("Your request was sent to the commune committee. I will tell you their answer.")
+            _("Your request was sent to {committee}. I will tell you their answer.").format(
+                committee=office
+            )
         )
     else:
         await convo.reply(
             _(
-                "Your request is recorded, but nobody at the level above is registered yet. Please call the commune office."
-            )
+                "Your request is recorded, but nobody at {committee} is registered yet. Please call their office."
+            ).format(committee=office)
         )
 
 
@@ -220,9 +229,9 @@ async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
         t('Your request for more time on "{title}" was approved: the new due date is {until}.')
         if approve
         else t(
-            'Your request for more time on "{title}" was declined. The due date stays the same; please call the commune office if you need help.'
+            'Your request for more time on "{title}" was declined. The due date stays the same; please call {committee} if you need help.'
         )
-    ).format(title=task.title, until=until)
+    ).format(title=task.title, until=until, committee=committee(convo.unit, requester.locale))
     await convo.notify(requester, Outgoing(text=text), f"decision:{report.id}")
     await convo.reply(
         (
@@ -268,9 +277,8 @@ async def cannot_reason(convo: Conversation) -> None:
         await convo.notify(
             approver,
             Outgoing(
-                text=t('{role} of {unit} cannot do "{title}".\nReason: {reason}').format(
-                    role=role_label(convo, convo.user.role),
-                    unit=unit.name,
+                text=t('{who} cannot do "{title}".\nReason: {reason}').format(
+                    who=person(convo, convo.user, unit, approver.locale),
                     title=task.title,
                     reason=reason,
                 )
@@ -284,8 +292,10 @@ async def cannot_reason(convo: Conversation) -> None:
         convo.user,
         report_id=report.id,
     )
+    above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
     await convo.reply(
-        _('Recorded: "{title}" cannot be done. The commune committee has been told.').format(
-            title=task.title
+        _('Recorded: "{title}" cannot be done. {committee} has been told.').format(
+            title=task.title,
+            committee=committee(above, convo.locale) if above else _("The level above"),
         )
     )

@@ -77,6 +77,7 @@ BUTTONS: dict[str, ButtonJourney] = {
     "inv": officer.invite_village_head,
     "evk": officer.event_kind,
     "fu": followup.followed_up,
+    "skipphone": onboarding.skip_phone,
 }
 
 # What free text means in each dialog state.
@@ -138,6 +139,14 @@ async def _dispatch(convo: Conversation) -> None:
         else:
             await report.photo_without_task(convo)
         return
+    if incoming.kind == Kind.contact:
+        await onboarding.contact_shared(convo)
+        return
+    if incoming.kind == Kind.text and convo.state.state in onboarding.STEPS:
+        if onboarding.takes_text(convo):
+            await onboarding.step_text(convo)
+            return
+        convo.clear_state()  # not an answer to the question asked: handled as usual below
     if incoming.kind == Kind.text:
         state_journey = STATE_TEXT.get(convo.state.state)
         if state_journey is not None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from bot.models import OccurrenceStatus
 from bot.services.occurrences import LATE_STATUSES, open_for_user
 from bot.timeutil import to_db
+from bot.unit_words import adapt_text
 from handlers.common import dimension_label, due_text, task_buttons
 from handlers.conversation import Conversation
 
@@ -45,6 +46,8 @@ async def list_tasks(convo: Conversation) -> None:
             f"{status_mark(occurrence.status)}[{dimension_label(convo, task)}] {task.title}\n"
             + due_line
             + "\n"
-            + _("Evidence: {evidence}").format(evidence=task.evidence or "—")
+            + _("Evidence: {evidence}").format(
+                evidence=adapt_text(task.evidence, convo.unit) or "—"
+            )
         )
         await convo.reply(text, task_buttons(convo, occurrence.id))

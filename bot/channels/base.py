@@ -28,6 +28,7 @@ class Capabilities:
     buttons: bool  # inline buttons; without them the numbered menu is used
     max_buttons: int  # more than this and the numbered menu is used
     text_limit: int  # characters per message; longer text is split
+    contact_button: bool = False  # a button that shares the phone number (Telegram)
 
 
 class DeliveryError(Exception):

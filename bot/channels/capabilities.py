@@ -3,7 +3,7 @@
 from bot.channels.base import Capabilities
 
 CAPABILITIES: dict[str, Capabilities] = {
-    "telegram": Capabilities(buttons=True, max_buttons=100, text_limit=4096),
+    "telegram": Capabilities(buttons=True, max_buttons=100, text_limit=4096, contact_button=True),
     "web": Capabilities(buttons=True, max_buttons=100, text_limit=4096),
     "zalo_oa": Capabilities(buttons=True, max_buttons=5, text_limit=2000),
     "zalo_bot": Capabilities(buttons=False, max_buttons=0, text_limit=2000),
@@ -15,3 +15,15 @@ def uses_numbered_menu(channel: str, button_count: int) -> bool:
     if caps is None or not caps.buttons:
         return button_count > 0
     return button_count > caps.max_buttons
+
+
+def shows_buttons(channel: str, button_count: int) -> bool:
+    """Whether the person sees buttons to tap (else numbered lines, or no choices at all)."""
+    caps = CAPABILITIES.get(channel)
+    return caps is not None and caps.buttons and button_count <= caps.max_buttons
+
+
+def asks_contact(channel: str) -> bool:
+    """Whether the channel has a button that shares the person's phone number."""
+    caps = CAPABILITIES.get(channel)
+    return caps is not None and caps.contact_button

@@ -1,0 +1,27 @@
+"""users.phone: the mobile number a person shares at registration (normalised 84xxxxxxxxx)
+
+Revision ID: rec_b_user_phone
+Revises: 7ccdee07dee8
+Create Date: 2026-12-01 09:40:00
+"""
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "rec_b_user_phone"
+down_revision = "7ccdee07dee8"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(
+            sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("phone")
