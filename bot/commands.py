@@ -11,7 +11,8 @@ ROLE_COMMAND_NAMES: dict[str, tuple[str, ...]] = {
 
 
 def commands_for(role: str) -> tuple[str, ...]:
-    return COMMON_COMMANDS + ROLE_COMMAND_NAMES.get(role, ())
+    """Everyday work first (/viec, then the role's own), then /help and /lang."""
+    return ("start", "viec", *ROLE_COMMAND_NAMES.get(role, ()), "help", "lang")
 
 
 def overview_command(role: str) -> str:

@@ -256,9 +256,9 @@ async def _already_sent(session: AsyncSession, key: str) -> bool:
 # --- writing it down ------------------------------------------------------------------------
 
 
-def _place(line: Line) -> str:
+def _place(line: Line, locale: str = "vi") -> str:
     if line.commune is not None and line.commune.id != line.unit.id:
-        return f"{line.unit.name} ({line.commune.name})"
+        return f"{line.unit.name} ({place(line.commune, locale)})"
     return line.unit.name
 
 
@@ -402,7 +402,7 @@ def district_text(
         for escalation, line in new[:limit]:
             step = STEP_LABELS.get(escalation.step)
             lines.append(
-                f"• {_place(line)}: {line.task.title} ({_(step) if step else escalation.step})"
+                f"• {_place(line, locale)}: {line.task.title} ({_(step) if step else escalation.step})"
             )
         lines.append("")
     lines.append(
@@ -422,7 +422,7 @@ def district_text(
         for number, line in enumerate(digest.overdue[:limit], start=1):
             late = _days_late(policies, line, today)
             lines.append(
-                f"{number}. {_place(line)} — {line.task.title} — "
+                f"{number}. {_place(line, locale)} — {line.task.title} — "
                 + _("{days} day(s) late").format(days=late)
             )
         if len(digest.overdue) > limit:
