@@ -12,6 +12,7 @@ from bot.messages import Button, Outgoing
 from bot.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
 from bot.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
 from bot.services.people import audit
+from bot.task_text import task_title
 from bot.timeutil import local_moment, to_db
 from bot.unit_words import committee
 from handlers.common import load_occurrence, local_due, person, tap_any
@@ -74,7 +75,7 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
         _(
             "{title}: due {due}. Until when do you need? {action} or type a date (e.g. {example})."
         ).format(
-            title=task.title,
+            title=task_title(task, convo.locale),
             due=format_day(due, convo.locale),
             action=tap_any(_, start=True),
             example=f"{due + timedelta(days=5):%d/%m}",
@@ -146,7 +147,7 @@ async def extension_reason(convo: Conversation) -> None:
         message = Outgoing(
             text=t('{who} asks for more time on "{title}" until {until}.\nReason: {reason}').format(
                 who=person(convo, convo.user, unit, approver.locale),
-                title=task.title,
+                title=task_title(task, approver.locale),
                 until=format_day(until, approver.locale),
                 reason=report.note or "—",
             ),
@@ -231,12 +232,19 @@ async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
         else t(
             'Your request for more time on "{title}" was declined. The due date stays the same; please call {committee} if you need help.'
         )
-    ).format(title=task.title, until=until, committee=committee(convo.unit, requester.locale))
+    ).format(
+        title=task_title(task, requester.locale),
+        until=until,
+        committee=committee(convo.unit, requester.locale),
+    )
     await convo.notify(requester, Outgoing(text=text), f"decision:{report.id}")
     await convo.reply(
         (
             _("Approved: {title}, new due date {until}.") if approve else _("Declined: {title}.")
-        ).format(title=task.title, until=format_day(report.requested_until, convo.locale))
+        ).format(
+            title=task_title(task, convo.locale),
+            until=format_day(report.requested_until, convo.locale),
+        )
     )
 
 
@@ -247,7 +255,9 @@ async def ask_cannot(convo: Conversation, raw_id: str) -> None:
     occurrence, task = loaded
     convo.set_state("awaiting_cannot_reason", occurrence_id=occurrence.id)
     await convo.reply(
-        convo._("{title}: please write briefly why it cannot be done.").format(title=task.title)
+        convo._("{title}: please write briefly why it cannot be done.").format(
+            title=task_title(task, convo.locale)
+        )
     )
 
 
@@ -279,7 +289,7 @@ async def cannot_reason(convo: Conversation) -> None:
             Outgoing(
                 text=t('{who} cannot do "{title}".\nReason: {reason}').format(
                     who=person(convo, convo.user, unit, approver.locale),
-                    title=task.title,
+                    title=task_title(task, approver.locale),
                     reason=reason,
                 )
             ),
@@ -295,7 +305,7 @@ async def cannot_reason(convo: Conversation) -> None:
     above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
     await convo.reply(
         _('Recorded: "{title}" cannot be done. {committee} has been told.').format(
-            title=task.title,
+            title=task_title(task, convo.locale),
             committee=committee(above, convo.locale) if above else _("The level above"),
         )
     )

@@ -17,6 +17,7 @@ from bot.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, u
 from bot.services.evidence import MAX_PHOTO_BYTES, EvidenceProblem, StoredPhoto, store_photo
 from bot.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_user
 from bot.services.people import audit
+from bot.task_text import task_title
 from bot.timeutil import to_db
 from handlers.common import load_occurrence, more_tasks_button, tap
 from handlers.conversation import Conversation
@@ -88,7 +89,7 @@ async def begin(convo: Conversation, raw_id: str) -> None:
     await convo.session.flush()
     convo.set_state("awaiting_photos", report_id=report.id, photos=0)
     text, buttons = _photo_prompt(convo, report.id, 0)
-    await convo.reply(f"{task.title}\n{text}", buttons)
+    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons)
 
 
 async def _receive_photo(convo: Conversation) -> StoredPhoto | None:
@@ -199,7 +200,10 @@ async def photo_without_task(convo: Conversation) -> None:
         await convo.reply(_("Thank you for the photo, but you have no open task to attach it to."))
         return
     convo.set_state("choosing_task", pending_photos=pending, pending_note=caption[:NOTE_LIMIT])
-    buttons = [[Button(task.title[:60], f"pick:{occurrence.id}")] for occurrence, task in items]
+    buttons = [
+        [Button(task_title(task, convo.locale)[:60], f"pick:{occurrence.id}")]
+        for occurrence, task in items
+    ]
     await convo.reply(_("Which task is this photo for?"), buttons)
 
 
@@ -221,7 +225,7 @@ async def pick_task(convo: Conversation, raw_id: str) -> None:
         convo.session.add(_evidence_row(report.id, photo))
     convo.set_state("awaiting_photos", report_id=report.id, photos=len(pending))
     text, buttons = _photo_prompt(convo, report.id, len(pending))
-    await convo.reply(f"{task.title}\n{text}", buttons)
+    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons)
 
 
 async def _own_draft(convo: Conversation, raw_id: str) -> Report | None:
@@ -279,7 +283,7 @@ async def show_summary(convo: Conversation, raw_id: str) -> None:
     convo.set_state("confirming", report_id=report.id)
     lines = [
         _("Please check your report:"),
-        _("Task: {title}").format(title=task.title),
+        _("Task: {title}").format(title=task_title(task, convo.locale)),
         _("Photos: {count}").format(count=len(photos)),
         _("Note: {note}").format(note=report.note or "—"),
     ]
@@ -318,7 +322,7 @@ async def submit(convo: Conversation, raw_id: str) -> None:
     convo.clear_state()
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     await convo.reply(
-        _("Recorded as done: {title}. Thank you!").format(title=task.title),
+        _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale)),
         more_tasks_button(_),
     )
 
@@ -365,7 +369,7 @@ async def quick_done(convo: Conversation) -> None:
         return
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     await convo.reply(
-        _('Have you finished "{title}"?').format(title=task.title),
+        _('Have you finished "{title}"?').format(title=task_title(task, convo.locale)),
         [[Button(_("Yes, it is done"), f"qdone:{occurrence.id}"), Button(_("No"), "menu:viec")]],
     )
 
@@ -390,7 +394,7 @@ async def confirm_quick_done(convo: Conversation, raw_id: str) -> None:
     convo.session.add_all([report, occurrence])
     await audit(convo.session, "report.quick_done", f"occurrence:{occurrence.id}", convo.user)
     await convo.reply(
-        _("Recorded as done: {title}. Thank you!").format(title=task.title)
+        _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale))
         + "\n"
         + _("You can still send a photo of the evidence at any time."),
     )

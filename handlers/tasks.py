@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from bot.models import OccurrenceStatus
 from bot.services.occurrences import LATE_STATUSES, open_for_user
+from bot.task_text import task_evidence, task_title
 from bot.timeutil import to_db
-from bot.unit_words import adapt_text
 from handlers.common import dimension_label, due_text, task_buttons
 from handlers.conversation import Conversation
 
@@ -43,11 +43,11 @@ async def list_tasks(convo: Conversation) -> None:
             else _("Due: {due} (overdue)").format(due=due)
         )
         text = (
-            f"{status_mark(occurrence.status)}[{dimension_label(convo, task)}] {task.title}\n"
+            f"{status_mark(occurrence.status)}[{dimension_label(convo, task)}] {task_title(task, convo.locale)}\n"
             + due_line
             + "\n"
             + _("Evidence: {evidence}").format(
-                evidence=adapt_text(task.evidence, convo.unit) or "—"
+                evidence=task_evidence(task, convo.locale, convo.unit) or "—"
             )
         )
         await convo.reply(text, task_buttons(convo, occurrence.id))

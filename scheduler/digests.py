@@ -47,6 +47,7 @@ from bot.models import (
 )
 from bot.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
 from bot.services.outbox import enqueue, preferred_identity
+from bot.task_text import task_title
 from bot.timeutil import from_db, to_db
 from bot.unit_words import collective, place
 from bot.vietnamese_order import sort_key
@@ -190,7 +191,9 @@ async def _items(
         )
         .order_by(col(Occurrence.due_at), col(Unit.name), col(Occurrence.id))
     )
-    return [Line(occ, task, unit, scope.commune_of.get(unit.id)) for occ, task, unit in rows.all()]
+    lines = [Line(occ, task, unit, scope.commune_of.get(unit.id)) for occ, task, unit in rows.all()]
+    # Same due time: Vietnamese order of the unit's name (SQL sorts by code point).
+    return sorted(lines, key=lambda line: (line.occurrence.due_at, sort_key(line.unit.name)))
 
 
 async def _new_escalations(
@@ -346,7 +349,7 @@ async def build_district_digest(
                 [
                     line.commune.name if line.commune else "",
                     line.unit.name,
-                    line.task.title,
+                    task_title(line.task, locale),
                     dimension.short if dimension else line.task.dimension,
                     line.occurrence.period,
                     policies.local_day(from_db(line.occurrence.due_at)),
@@ -402,7 +405,7 @@ def district_text(
         for escalation, line in new[:limit]:
             step = STEP_LABELS.get(escalation.step)
             lines.append(
-                f"• {_place(line, locale)}: {line.task.title} ({_(step) if step else escalation.step})"
+                f"• {_place(line, locale)}: {task_title(line.task, locale)} ({_(step) if step else escalation.step})"
             )
         lines.append("")
     lines.append(
@@ -422,7 +425,7 @@ def district_text(
         for number, line in enumerate(digest.overdue[:limit], start=1):
             late = _days_late(policies, line, today)
             lines.append(
-                f"{number}. {_place(line, locale)} — {line.task.title} — "
+                f"{number}. {_place(line, locale)} — {task_title(line.task, locale)} — "
                 + _("{days} day(s) late").format(days=late)
             )
         if len(digest.overdue) > limit:

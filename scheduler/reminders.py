@@ -45,8 +45,9 @@ from bot.models import (
 from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
 from bot.services.outbox import Queued, enqueue_many
 from bot.sqlutil import dialect_name, insert_new
+from bot.task_text import task_evidence, task_title
 from bot.timeutil import from_db, to_db
-from bot.unit_words import adapt_text, collective, place
+from bot.unit_words import collective, place
 from bot.vietnamese_order import sort_key
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
 from scheduler.policy import Policies, Stage, load_policies
@@ -538,10 +539,13 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
             due = format_day(notice.due_day, locale)
             where = _place(notice, locale)
             if kind == "unreachable":
-                lines.append(f"• {where}: {notice.task.title} — " + _("due {due}").format(due=due))
+                lines.append(
+                    f"• {where}: {task_title(notice.task, locale)} — "
+                    + _("due {due}").format(due=due)
+                )
             else:
                 lines.append(
-                    f"• {where}: {notice.task.title} — "
+                    f"• {where}: {task_title(notice.task, locale)} — "
                     + _("due {due}, {days} day(s) late").format(due=due, days=notice.days_late)
                 )
         if len(ordered) > NOTICE_LIMIT:
@@ -561,16 +565,16 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         numbered = len(items) > 1
         for number, item in enumerate(items[:limit], start=1):
             lines.append(
-                f"{number}. [{_dimension(app, item.task, locale)}] {item.task.title}"
+                f"{number}. [{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}"
                 if numbered
-                else f"[{_dimension(app, item.task, locale)}] {item.task.title}"
+                else f"[{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}"
             )
             lines.append(
                 "   "
                 + _("Due: {due}").format(due=format_day(item.stage.due_day, locale))
                 + f" ({_due_phrase(_, item.stage, today)})"
             )
-            evidence = adapt_text(item.task.evidence, None) or "—"
+            evidence = task_evidence(item.task, locale) or "—"
             lines.append("   " + _("Evidence: {evidence}").format(evidence=evidence))
             buttons += task_buttons(_, item.occurrence.id, number if numbered else None)
         if len(items) > limit:
