@@ -36,14 +36,16 @@ def no_units_below(convo: Conversation, level: str) -> str:
     )
 
 
-def ranked_header(convo: Conversation, units: list[Unit], level: str) -> str:
+def ranked_header(
+    convo: Conversation, units: list[Unit], level: str, above: Unit | None = None
+) -> str:
     """ "Các tổ dân phố thuộc phường Vĩnh Hòa (3 tháng gần đây), kém nhất trước: …" """
     children = collective(units, level, convo.locale)
     return convo._(
         "{children} of {unit} (last 3 months), worst first: done / open / overdue"
     ).format(
         children=children[:1].upper() + children[1:] if convo.locale != "vi" else children,
-        unit=place(convo.unit, convo.locale),
+        unit=place(above or convo.unit, convo.locale),
     )
 
 

@@ -78,6 +78,7 @@ BUTTONS: dict[str, ButtonJourney] = {
     "evk": officer.event_kind,
     "fu": followup.followed_up,
     "skipphone": onboarding.skip_phone,
+    "com": district.commune_detail,
 }
 
 # What free text means in each dialog state.

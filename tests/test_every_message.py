@@ -190,6 +190,7 @@ async def test_every_message_names_only_what_its_reader_can_use(
     # The district officer: the report, a follow-up.
     await district.tap(f"fu:{world.commune.id}")
     await district.tap("menu:baocao")
+    await district.tap(f"com:{world.commune.id}")
 
     # Weeks later: reminders, escalations (to the commune and the district), the digests.
     later = next_monday(date.today() + timedelta(days=40))
@@ -239,3 +240,29 @@ def test_help_lists_exactly_the_readers_commands(role: str) -> None:
     for buttons in (True, False):
         listed = [line.split()[0] for line in command_lines(translator("vi"), role, buttons)]
         assert listed == [f"/{name}" for name in commands_for(role) if name != "start"]
+
+
+@pytest.mark.parametrize("channel", ["telegram", "zalo_bot"])
+async def test_the_district_drills_from_baocao_into_a_communes_villages(
+    channel: str, settings: Settings, db: Database, framework: Framework
+) -> None:
+    world = await build_world(settings, db, framework)
+    await world.person("Lê Văn Cường", world.district, "district_committee", channel, "d")
+    district = Chat(Dispatcher(world.app), channel, "d")
+    await district.say("/baocao")
+    async with db.session() as session:
+        report = (await session.exec(select(Outbox).where(Outbox.external_id == "d"))).all()[-1]
+    taps = [b["data"] for row in report.payload["buttons"] for b in row]
+    assert f"com:{world.commune.id}" in taps
+    await district.tap(f"com:{world.commune.id}")
+    async with db.session() as session:
+        detail = (await session.exec(select(Outbox).where(Outbox.external_id == "d"))).all()[-1]
+    text = detail.payload["text"]
+    assert text.startswith("Các tổ dân phố thuộc phường Vĩnh Hòa") and "kém nhất trước" in text
+    assert all(village.name in text for village in world.villages)
+    outside = await world.person("Trần B", world.commune, "commune_committee", channel, "c")
+    officer = Chat(Dispatcher(world.app), channel, "c")
+    await officer.tap(f"com:{world.commune.id}")  # not a district: the button is not theirs
+    async with db.session() as session:
+        refused = (await session.exec(select(Outbox).where(Outbox.user_id == outside.id))).all()
+    assert refused[-1].payload["text"] == "Đơn vị này không thuộc phường Vĩnh Hòa."
