@@ -123,3 +123,22 @@ async def test_a_photo_caption_is_the_note_and_a_long_note_is_refused_whole(
         sent = await session.get(Report, report_id)
     assert (sent.status, sent.user_id) == ("submitted", head.id)
     assert sent.note.endswith("Ảnh thứ hai")
+
+
+def test_telegram_shows_the_contact_button_as_a_reply_keyboard() -> None:
+    from telegram import ReplyKeyboardMarkup
+
+    from bot.channels.telegram import _markup
+    from bot.messages import Button, Outgoing
+
+    markup = _markup(
+        Outgoing(
+            text="…",
+            buttons=[[Button("⏭️ Bỏ qua", "skipphone:")]],
+            contact_label="📱 Gửi số điện thoại",
+        )
+    )
+    assert isinstance(markup, ReplyKeyboardMarkup)
+    first, second = markup.keyboard
+    assert first[0].request_contact and first[0].text == "📱 Gửi số điện thoại"
+    assert second[0].text == "⏭️ Bỏ qua"  # sent back as text, read as "skip"
