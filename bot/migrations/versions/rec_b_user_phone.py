@@ -1,5 +1,8 @@
 """users.phone: the mobile number a person shares at registration (normalised 84xxxxxxxxx)
 
+A plain ADD/DROP COLUMN (SQLite has both since 3.35): rebuilding `users` in batch mode would
+drop a table that every other table points at.
+
 Revision ID: rec_b_user_phone
 Revises: 7ccdee07dee8
 Create Date: 2026-12-01 09:40:00
@@ -16,12 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
-        )
+    op.add_column(
+        "users", sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True)
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("phone")
+    op.drop_column("users", "phone")
