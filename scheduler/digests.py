@@ -624,7 +624,8 @@ async def send_monthly_summary(
             total = done + still_open + late
             rate = done / total if total else 0.0
             lines.append(
-                f"{number}. {name}: {done} / {still_open} / {late}"
+                f"{number}. {name}: "
+                + " / ".join(format_number(n, locale) for n in (done, still_open, late))
                 + (f" ({format_percent(rate, locale)})" if total else "")
             )
             chart_rows.append((f"{number}. {name}", rate))
