@@ -17,6 +17,7 @@ from bot.timeutil import local_moment, to_db
 from bot.unit_words import committee
 from handlers.common import load_occurrence, local_due, person, tap_any
 from handlers.conversation import Conversation
+from handlers.report import too_long
 from scheduler.planner import DUE_CLOCK
 
 EXTENSION_CHOICES = (3, 7, 14)
@@ -124,6 +125,8 @@ async def typed_extension_date(convo: Conversation) -> None:
 
 async def extension_reason(convo: Conversation) -> None:
     _ = convo._
+    if await too_long(convo, convo.incoming.text.strip()):
+        return  # still waiting for a reason that fits
     occurrence = await convo.session.get(Occurrence, int(convo.state_data["occurrence_id"]))
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     until = date.fromisoformat(convo.state_data["until"])
@@ -132,7 +135,7 @@ async def extension_reason(convo: Conversation) -> None:
         user_id=convo.user.id,
         kind="extension",
         status="submitted",
-        note=convo.incoming.text.strip()[:2000],
+        note=convo.incoming.text.strip(),
         requested_until=until,
         submitted_at=utcnow(),
     )
@@ -265,7 +268,9 @@ async def cannot_reason(convo: Conversation) -> None:
     _ = convo._
     occurrence = await convo.session.get(Occurrence, int(convo.state_data["occurrence_id"]))
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
-    reason = convo.incoming.text.strip()[:2000]
+    reason = convo.incoming.text.strip()
+    if await too_long(convo, reason):
+        return  # still waiting for a reason that fits
     report = Report(
         occurrence_id=occurrence.id,
         user_id=convo.user.id,

@@ -146,14 +146,14 @@ def _with_caption(note: str, caption: str) -> str:
     return f"{note}\n{caption}" if note else caption
 
 
-async def _too_long(convo: Conversation, text: str) -> bool:
-    """A note longer than the record holds is refused whole, never cut without a word."""
+async def too_long(convo: Conversation, text: str) -> bool:
+    """A note (or a reason) longer than the record holds is refused whole, never cut."""
     if len(text) <= NOTE_LIMIT:
         return False
     await convo.reply(
         convo._(
-            "This note has {length} characters; a note can hold at most {limit}. Nothing was "
-            "cut: please send a shorter note (the main points are enough)."
+            "This text has {length} characters; at most {limit} can be kept. Nothing was "
+            "saved or cut: please send a shorter one (the main points are enough)."
         ).format(
             length=format_number(len(text), convo.locale),
             limit=format_number(NOTE_LIMIT, convo.locale),
@@ -167,7 +167,7 @@ async def photo_in_report(convo: Conversation) -> None:
     report = await convo.session.get(Report, report_id)
     caption = convo.incoming.text.strip()
     note = _with_caption(report.note, caption) if report is not None else ""
-    if caption and await _too_long(convo, note):
+    if caption and await too_long(convo, note):
         return  # the photo waits for a shorter caption: nothing half-kept
     photo = await _receive_photo(convo)
     if photo is None:
@@ -263,7 +263,7 @@ async def note_text(convo: Conversation) -> None:
         convo.clear_state()
         return
     note = convo.incoming.text.strip()
-    if await _too_long(convo, note):
+    if await too_long(convo, note):
         return  # still waiting for the note
     report.note = note
     convo.session.add(report)

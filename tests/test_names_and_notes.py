@@ -142,3 +142,21 @@ def test_telegram_shows_the_contact_button_as_a_reply_keyboard() -> None:
     first, second = markup.keyboard
     assert first[0].request_contact and first[0].text == "📱 Gửi số điện thoại"
     assert second[0].text == "⏭️ Bỏ qua"  # sent back as text, read as "skip"
+
+
+async def test_an_over_long_reason_for_more_time_is_refused_whole(
+    settings: Settings, db: Database, framework: Framework
+) -> None:
+    world = await build_world(settings, db, framework)
+    await world.person("Nguyễn Văn An", world.villages[0], "village_head", "web", "h")
+    chat = Chat(Dispatcher(world.app), "web", "h")
+    occurrence_id = (await _open_ids(db, world.villages[0]))[0]
+    await chat.tap(f"ext:{occurrence_id}")
+    await chat.tap(f"extd:{occurrence_id}:7")
+    await chat.say("y" * 2400)
+    assert "2.400" in (await outbox(db, "h"))[-1].payload["text"]
+    assert await _last_report(db, "extension") is None  # nothing recorded, nothing cut
+    await chat.say("Mưa bão")
+    async with db.session() as session:
+        request = await session.get(Report, await _last_report(db, "extension"))
+    assert request.note == "Mưa bão"
