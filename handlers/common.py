@@ -100,7 +100,8 @@ async def load_occurrence(
         await convo.reply(
             convo._(
                 "This task is not one of yours, so I cannot change it. Type /viec to see your tasks."
-            )
+            ),
+            more_tasks_button(convo._),
         )
         return None
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
