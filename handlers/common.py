@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.i18n import Translator, format_day
-from bot.messages import Button, tap, tap_any
-from bot.models import Occurrence, TaskDefinition, Unit, User
-from bot.services.occurrences import may_act_on
-from bot.services.people import audit
-from bot.timeutil import from_db
-from bot.unit_words import named, titled
+from bot.core.i18n import Translator, format_day
+from bot.core.messages import Button, tap, tap_any
+from bot.core.models import Occurrence, TaskDefinition, Unit, User
+from bot.core.services.occurrences import may_act_on
+from bot.core.services.people import audit
+from bot.core.timeutil import from_db
+from bot.core.unit_words import named, titled
 from handlers.conversation import Conversation
 
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from bot.messages import Button
-from bot.models import Unit
-from bot.services.occurrences import RECENT_WINDOW, rollup_tallies, tallies
-from bot.services.people import audit
-from bot.timeutil import to_db
-from bot.unit_words import place
-from bot.vietnamese_order import sort_key
+from bot.core.messages import Button
+from bot.core.models import Unit
+from bot.core.services.occurrences import RECENT_WINDOW, rollup_tallies, tallies
+from bot.core.services.people import audit
+from bot.core.timeutil import to_db
+from bot.core.unit_words import place
+from bot.core.vietnamese_order import sort_key
 from handlers.conversation import Conversation
 from handlers.officer import counts, no_units_below, ranked_header
 

@@ -7,14 +7,14 @@ from datetime import date, timedelta
 
 from sqlmodel import col, select
 
-from bot.i18n import format_day, translator
-from bot.messages import Button, Outgoing
-from bot.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
-from bot.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
-from bot.services.people import audit
-from bot.task_text import task_title
-from bot.timeutil import local_moment, to_db
-from bot.unit_words import committee
+from bot.core.i18n import format_day, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
+from bot.core.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
+from bot.core.services.people import audit
+from bot.core.task_text import task_title
+from bot.core.timeutil import local_moment, to_db
+from bot.core.unit_words import committee
 from handlers.common import load_occurrence, local_due, person, tap_any
 from handlers.conversation import Conversation
 from handlers.report import too_long

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.channels.capabilities import shows_buttons
-from bot.commands import commands_for
-from bot.i18n import LOCALES, Translator, translator
+from bot.core.capabilities import shows_buttons
+from bot.core.commands import commands_for
+from bot.core.i18n import LOCALES, Translator, translator
 from handlers.common import main_menu
 from handlers.conversation import Conversation
 

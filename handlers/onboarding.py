@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from bot.channels.capabilities import asks_contact
-from bot.messages import Button
-from bot.models import Unit
-from bot.services.people import InviteProblem, audit, redeem_invite
-from bot.unit_words import place
+from bot.core.capabilities import asks_contact
+from bot.core.messages import Button
+from bot.core.models import Unit
+from bot.core.services.people import InviteProblem, audit, redeem_invite
+from bot.core.unit_words import place
 from handlers.common import main_menu, tap, title
 from handlers.conversation import Conversation
 from handlers.report import fold, means_done

@@ -22,9 +22,9 @@ from pathlib import Path
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.db import Database
-from bot.i18n import (
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.i18n import (
     Translator,
     format_day,
     format_number,
@@ -33,8 +33,8 @@ from bot.i18n import (
     mark,
     translator,
 )
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     CLOSED_STATUSES,
     AuditLog,
     Escalation,
@@ -45,12 +45,12 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
-from bot.services.outbox import enqueue, preferred_identity
-from bot.task_text import task_title
-from bot.timeutil import from_db, to_db
-from bot.unit_words import collective, place
-from bot.vietnamese_order import sort_key
+from bot.core.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
+from bot.core.services.outbox import enqueue, preferred_identity
+from bot.core.task_text import task_title
+from bot.core.timeutil import from_db, to_db
+from bot.core.unit_words import collective, place
+from bot.core.vietnamese_order import sort_key
 from scheduler.charts import completion_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import cli
-from bot.config import DEFAULT_FRAMEWORK_DIR
+from bot.app import cli
+from bot.core.config import DEFAULT_FRAMEWORK_DIR
 
 SAMPLE = DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -115,7 +115,7 @@ def test_an_unreachable_database_is_one_line(
 def test_a_closed_pipe_ends_without_a_traceback(operator, data_dir: Path) -> None:
     assert operator("plan") == 0  # thousands of rows: more than a pipe holds
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "status"],
+        [sys.executable, "-m", "bot.app.cli", "status"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=data_dir,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select, update
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework, FrameworkError, load_framework
-from bot.models import Outbox, User
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework, FrameworkError, load_framework
+from bot.core.models import Outbox, User
 from handlers.router import Dispatcher
 from tests.helpers.world import build_world
 from tests.test_every_message import Chat

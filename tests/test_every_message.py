@@ -20,14 +20,14 @@ import time_machine
 from PIL import Image
 from sqlmodel import col, select, update
 
-from bot.channels.capabilities import shows_buttons
-from bot.commands import commands_for
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.messages import TAP_OPEN, Incoming, IncomingFile, Kind, Outgoing, numbered_menu
-from bot.models import ChannelIdentity, Occurrence, Outbox, Report, Unit, User
+from bot.core.capabilities import shows_buttons
+from bot.core.commands import commands_for
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.messages import TAP_OPEN, Incoming, IncomingFile, Kind, Outgoing, numbered_menu
+from bot.core.models import ChannelIdentity, Occurrence, Outbox, Report, Unit, User
 from handlers.router import COMMANDS, ROLE_COMMANDS, Dispatcher
 from scheduler.commands import run_digest, run_sweep
 from tests.helpers.world import build_world
@@ -232,7 +232,7 @@ async def test_every_message_names_only_what_its_reader_can_use(
 
 @pytest.mark.parametrize("role", ROLES)
 def test_help_lists_exactly_the_readers_commands(role: str) -> None:
-    from bot.i18n import translator
+    from bot.core.i18n import translator
     from handlers.help import command_lines
 
     routed = set(COMMANDS) | set(ROLE_COMMANDS.get(role, {}))

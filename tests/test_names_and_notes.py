@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlmodel import col, select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import Outbox, Report, User
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import Outbox, Report, User
 from handlers.onboarding import clean_name, normalise_mobile
 from handlers.router import Dispatcher
 from tests.helpers.world import build_world
@@ -88,7 +88,7 @@ async def test_a_shared_telegram_contact_is_the_phone_and_a_non_name_is_handled_
 
     await chat.say("/start")
     await chat.say("Trần Thị Bình")
-    from bot.messages import Kind
+    from bot.core.messages import Kind
 
     await chat.send(Kind.contact, text="+84905123456")
     person = await the_user(db, user_id)
@@ -129,7 +129,7 @@ def test_telegram_shows_the_contact_button_as_a_reply_keyboard() -> None:
     from telegram import ReplyKeyboardMarkup
 
     from bot.channels.telegram import _markup
-    from bot.messages import Button, Outgoing
+    from bot.core.messages import Button, Outgoing
 
     markup = _markup(
         Outgoing(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from zoneinfo import ZoneInfo
 
-from bot.server import ZonedFormatter, configure_logging
+from bot.app.server import ZonedFormatter, configure_logging
 
 
 def test_log_lines_carry_the_local_time_and_its_zone() -> None:
@@ -21,7 +21,7 @@ def test_access_lines_are_quiet_and_our_lines_are_not() -> None:
     try:
         configure_logging(ZoneInfo("Asia/Ho_Chi_Minh"))
         assert not logging.getLogger("aiohttp.access").isEnabledFor(logging.INFO)
-        assert logging.getLogger("bot.sender").isEnabledFor(logging.INFO)
+        assert logging.getLogger("bot.channels.sender").isEnabledFor(logging.INFO)
         assert logging.getLogger("aiohttp.access").isEnabledFor(logging.WARNING)
     finally:
         root.handlers[:], root.level = saved

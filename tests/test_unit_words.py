@@ -9,9 +9,9 @@ from collections import defaultdict
 import pytest
 from vietnam_provinces import ProvinceCode
 
-from bot.framework import Framework
-from bot.models import Unit
-from bot.unit_words import (
+from bot.core.framework import Framework
+from bot.core.models import Unit
+from bot.core.unit_words import (
     adapt_text,
     collective,
     committee,
@@ -21,7 +21,7 @@ from bot.unit_words import (
     place,
     titled,
 )
-from bot.units import read_units_csv, vietnam_provinces_rows
+from bot.core.units import read_units_csv, vietnam_provinces_rows
 from tests.helpers.world import SAMPLE_UNITS_CSV
 
 KIND_WORDS = "xã|phường|thị trấn|đặc khu|huyện|thị xã|thành phố|quận|tỉnh|thôn|tổ dân phố"

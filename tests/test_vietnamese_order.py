@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.i18n import format_number, format_percent
-from bot.vietnamese_order import sort_key
+from bot.core.i18n import format_number, format_percent
+from bot.core.vietnamese_order import sort_key
 
 
 def test_names_sort_by_the_vietnamese_alphabet_then_tones() -> None:

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.models import Unit
+from bot.core.models import Unit
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from babel.numbers import format_decimal
 from babel.numbers import format_percent as babel_percent
 from babel.support import NullTranslations, Translations
 
-LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
 LOCALES = ("vi", "en")
 DEFAULT_LOCALE = "vi"
 

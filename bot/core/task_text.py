@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from bot.models import TaskDefinition, Unit
-from bot.unit_words import adapt_text
+from bot.core.models import TaskDefinition, Unit
+from bot.core.unit_words import adapt_text
 
 
 def task_title(task: TaskDefinition, locale: str) -> str:
