@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.core.i18n import format_day
-from bot.core.messages import Button
-from bot.core.models import Occurrence, TaskDefinition, Unit
+from bot.core.i18n import Translator, format_day
+from bot.core.messages import Button, tap, tap_any
+from bot.core.models import Occurrence, TaskDefinition, Unit, User
 from bot.core.services.occurrences import may_act_on
 from bot.core.services.people import audit
 from bot.core.timeutil import from_db
+from bot.core.unit_words import named, titled
 from handlers.conversation import Conversation
 
 
@@ -32,8 +33,19 @@ def role_label(convo: Conversation, role: str) -> str:
     return convo.app.framework.role_name(role, convo.locale)
 
 
-def unit_title(convo: Conversation, unit: Unit) -> str:
-    return unit.name
+def title(convo: Conversation, role: str, unit: Unit, locale: str | None = None) -> str:
+    """A role at a unit in the unit's own words: "Tổ trưởng Tổ dân phố 1", "UBND phường …"."""
+    return titled(convo.app.framework, role, unit, locale or convo.locale)
+
+
+def person(convo: Conversation, user: User, unit: Unit, locale: str | None = None) -> str:
+    """Someone as an officer reads it: "Tổ trưởng Tổ dân phố 1 (Nguyễn Văn An)"."""
+    return named(convo.app.framework, user.role, unit, user.name, locale or convo.locale)
+
+
+def more_tasks_button(_: Translator) -> list[list[Button]]:
+    """After a step, the way on is a button, not a command to type."""
+    return [[Button(_("📋 See what is left"), "menu:viec")]]
 
 
 def task_buttons(convo: Conversation, occurrence_id: int) -> list[list[Button]]:
@@ -88,9 +100,13 @@ async def load_occurrence(
         await convo.reply(
             convo._(
                 "This task is not one of yours, so I cannot change it. Type /viec to see your tasks."
-            )
+            ),
+            more_tasks_button(convo._),
         )
         return None
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     assert task is not None  # foreign key
     return occurrence, task
+
+
+__all__ = ["tap", "tap_any"]

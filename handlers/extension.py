@@ -12,9 +12,12 @@ from bot.core.messages import Button, Outgoing
 from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
 from bot.core.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
 from bot.core.services.people import audit
+from bot.core.task_text import task_title
 from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
-from handlers.common import load_occurrence, local_due, role_label
+from bot.core.unit_words import committee
+from handlers.common import load_occurrence, local_due, person, tap_any
 from handlers.conversation import Conversation
+from handlers.report import too_long
 
 EXTENSION_CHOICES = (3, 7, 14)
 MAX_EXTENSION_DAYS = 60  # the most one request may ask for, after the due date (or today)
@@ -71,8 +74,13 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
     convo.set_state("awaiting_extension_date", occurrence_id=occurrence.id)
     await convo.reply(
         _(
-            "{title}: due {due}. Until when do you need? Tap a choice or type a date (e.g. 15/12)."
-        ).format(title=task.title, due=format_day(due, convo.locale)),
+            "{title}: due {due}. Until when do you need? {action} or type a date (e.g. {example})."
+        ).format(
+            title=task_title(task, convo.locale),
+            due=format_day(due, convo.locale),
+            action=tap_any(_, start=True),
+            example=f"{due + timedelta(days=5):%d/%m}",
+        ),
         buttons,
     )
 
@@ -92,18 +100,22 @@ async def extension_date(convo: Conversation, raw_id: str, requested: date | Non
     occurrence, _task = loaded
     _ = convo._
     if requested is None:
-        await convo.reply(_("Please type a date like 15/12, or tap one of the choices."))
+        await convo.reply(
+            _("Please type a date like 15/12, or {action}.").format(action=tap_any(_))
+        )
         return
     first, last = extension_bounds(convo, occurrence)
     if not first <= requested <= last:
         await convo.reply(
             _(
                 "Please choose a day from {first} to {last}: at most {days} days more. "
-                "Type a date like 15/12, or tap one of the choices."
+                "Type a date like {example}, or {action}."
             ).format(
                 first=first.strftime("%d/%m/%Y"),
                 last=last.strftime("%d/%m/%Y"),
                 days=MAX_EXTENSION_DAYS,
+                example=first.strftime("%d/%m"),
+                action=tap_any(_),
             )
         )
         return
@@ -134,6 +146,8 @@ async def typed_extension_date(convo: Conversation) -> None:
 
 async def extension_reason(convo: Conversation) -> None:
     _ = convo._
+    if await too_long(convo, convo.incoming.text.strip()):
+        return  # still waiting for a reason that fits
     occurrence = await convo.session.get(Occurrence, int(convo.state_data["occurrence_id"]))
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     until = date.fromisoformat(convo.state_data["until"])
@@ -142,7 +156,7 @@ async def extension_reason(convo: Conversation) -> None:
         user_id=convo.user.id,
         kind="extension",
         status="submitted",
-        note=convo.incoming.text.strip()[:2000],
+        note=convo.incoming.text.strip(),
         requested_until=until,
         submitted_at=utcnow(),
     )
@@ -155,12 +169,9 @@ async def extension_reason(convo: Conversation) -> None:
     for approver in approvers:
         t = translator(approver.locale)
         message = Outgoing(
-            text=t(
-                '{role} of {unit} asks for more time on "{title}" until {until}.\nReason: {reason}'
-            ).format(
-                role=convo.app.framework.role_name(convo.user.role, approver.locale),
-                unit=unit.name,
-                title=task.title,
+            text=t('{who} asks for more time on "{title}" until {until}.\nReason: {reason}').format(
+                who=person(convo, convo.user, unit, approver.locale),
+                title=task_title(task, approver.locale),
                 until=format_day(until, approver.locale),
                 reason=report.note or "—",
             ),
@@ -180,15 +191,19 @@ async def extension_reason(convo: Conversation) -> None:
         report_id=report.id,
         until=until.isoformat(),
     )
+    above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
+    office = committee(above, convo.locale) if above is not None else ""
     if reached:
         await convo.reply(
-            _("Your request was sent to the commune committee. I will tell you their answer.")
+            _("Your request was sent to {committee}. I will tell you their answer.").format(
+                committee=office
+            )
         )
     else:
         await convo.reply(
             _(
-                "Your request is recorded, but nobody at the level above is registered yet. Please call the commune office."
-            )
+                "Your request is recorded, but nobody at {committee} is registered yet. Please call their office."
+            ).format(committee=office)
         )
 
 
@@ -239,14 +254,21 @@ async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
         t('Your request for more time on "{title}" was approved: the new due date is {until}.')
         if approve
         else t(
-            'Your request for more time on "{title}" was declined. The due date stays the same; please call the commune office if you need help.'
+            'Your request for more time on "{title}" was declined. The due date stays the same; please call {committee} if you need help.'
         )
-    ).format(title=task.title, until=until)
+    ).format(
+        title=task_title(task, requester.locale),
+        until=until,
+        committee=committee(convo.unit, requester.locale),
+    )
     await convo.notify(requester, Outgoing(text=text), f"decision:{report.id}")
     await convo.reply(
         (
             _("Approved: {title}, new due date {until}.") if approve else _("Declined: {title}.")
-        ).format(title=task.title, until=format_day(report.requested_until, convo.locale))
+        ).format(
+            title=task_title(task, convo.locale),
+            until=format_day(report.requested_until, convo.locale),
+        )
     )
 
 
@@ -257,7 +279,9 @@ async def ask_cannot(convo: Conversation, raw_id: str) -> None:
     occurrence, task = loaded
     convo.set_state("awaiting_cannot_reason", occurrence_id=occurrence.id)
     await convo.reply(
-        convo._("{title}: please write briefly why it cannot be done.").format(title=task.title)
+        convo._("{title}: please write briefly why it cannot be done.").format(
+            title=task_title(task, convo.locale)
+        )
     )
 
 
@@ -265,7 +289,9 @@ async def cannot_reason(convo: Conversation) -> None:
     _ = convo._
     occurrence = await convo.session.get(Occurrence, int(convo.state_data["occurrence_id"]))
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
-    reason = convo.incoming.text.strip()[:2000]
+    reason = convo.incoming.text.strip()
+    if await too_long(convo, reason):
+        return  # still waiting for a reason that fits
     report = Report(
         occurrence_id=occurrence.id,
         user_id=convo.user.id,
@@ -287,10 +313,9 @@ async def cannot_reason(convo: Conversation) -> None:
         await convo.notify(
             approver,
             Outgoing(
-                text=t('{role} of {unit} cannot do "{title}".\nReason: {reason}').format(
-                    role=role_label(convo, convo.user.role),
-                    unit=unit.name,
-                    title=task.title,
+                text=t('{who} cannot do "{title}".\nReason: {reason}').format(
+                    who=person(convo, convo.user, unit, approver.locale),
+                    title=task_title(task, approver.locale),
                     reason=reason,
                 )
             ),
@@ -303,8 +328,10 @@ async def cannot_reason(convo: Conversation) -> None:
         convo.user,
         report_id=report.id,
     )
+    above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
     await convo.reply(
-        _('Recorded: "{title}" cannot be done. The commune committee has been told.').format(
-            title=task.title
+        _('Recorded: "{title}" cannot be done. {committee} has been told.').format(
+            title=task_title(task, convo.locale),
+            committee=committee(above, convo.locale) if above else _("The level above"),
         )
     )

@@ -7,6 +7,7 @@ from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.models import Unit
 from bot.core.services.occurrences import ancestor_ids
 from bot.core.services.people import audit
+from bot.core.unit_words import place
 from handlers.conversation import Conversation
 
 
@@ -31,11 +32,11 @@ async def followed_up(convo: Conversation, arg: str) -> None:
         or not await _supervises(convo, commune)
     ):
         await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
-        await convo.reply(_("This commune is not one your unit supervises."))
+        await convo.reply(_("This unit is not one that yours supervises."))
         return
     await audit(convo.session, FOLLOWED_UP, f"unit:{commune.id}", convo.user, commune=commune.name)
     await convo.reply(
         _("Noted: you followed up with {commune}. It will show in your next digest.").format(
-            commune=commune.name
+            commune=place(commune, convo.locale)
         )
     )

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
-from bot.core.i18n import LOCALES, translator
+from bot.core.capabilities import shows_buttons
+from bot.core.commands import commands_for
+from bot.core.i18n import LOCALES, Translator, translator
 from handlers.common import main_menu
 from handlers.conversation import Conversation
 
 
+def command_lines(_: Translator, role: str, buttons: bool) -> list[str]:
+    """One line per command the role has, in the order of `commands_for`."""
+    lines = {
+        "viec": _("/viec — your open tasks; answer each with a tap")
+        if buttons
+        else _("/viec — your open tasks; answer each by typing the number of your choice"),
+        "tinhhinh": _("/tinhhinh — the state of every village and residential group, worst first"),
+        "moi": _("/moi — invite a village head or group leader"),
+        "sukien": _("/sukien — declare an election, a review, public works …"),
+        "baocao": _("/baocao — every commune and ward, worst first"),
+        "lang": _("/lang vi | en — change the language"),
+        "help": _("/help — this list"),
+    }
+    return [lines[name] for name in commands_for(role) if name in lines]
+
+
 async def show_help(convo: Conversation) -> None:
     _ = convo._
-    lines = [
-        _("What you can do:"),
-        _("/viec — your open tasks; answer each with a tap"),
-        _("Send a photo — evidence for a task"),
+    role = convo.user.role if convo.user else ""
+    buttons = shows_buttons(convo.incoming.channel, 1)
+    lines = [_("What you can do:"), *command_lines(_, role, buttons)]
+    lines += [
+        _("Send a photo — evidence for a task (a caption is kept as the note)"),
         _('Type "xong" — mark the last reminded task done'),
     ]
-    role = convo.user.role if convo.user else ""
-    if role == "commune_committee":
-        lines += [
-            _("/tinhhinh — the state of every village"),
-            _("/moi — invite a village head"),
-            _("/sukien — declare an election, a review, public works …"),
-        ]
-    if role == "district_committee":
-        lines.append(_("/baocao — every commune, worst first"))
-    lines.append(_("/lang vi | en — change the language"))
     await convo.reply("\n".join(lines), main_menu(convo))
 
 

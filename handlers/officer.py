@@ -6,11 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 
+from bot.core.i18n import format_number
 from bot.core.messages import Button
 from bot.core.models import Event, Occurrence, TaskDefinition, Unit
 from bot.core.services.occurrences import RECENT_WINDOW, may_act_on, tallies
 from bot.core.services.people import audit, create_invite
 from bot.core.timeutil import to_db
+from bot.core.unit_words import collective, head_title, head_word, place
+from bot.core.vietnamese_order import sort_key
 from handlers.common import due_text
 from handlers.conversation import Conversation
 from handlers.extension import parse_day
@@ -24,26 +27,45 @@ STATUS_LABELS = {"open": "⏳", "overdue": "⚠️", "escalated": "🔺", "done"
 
 async def _villages(convo: Conversation) -> list[Unit]:
     rows = await convo.session.exec(
-        select(Unit)
-        .where(Unit.parent_id == convo.user.unit_id, Unit.level == "village")
-        .order_by(Unit.name)
+        select(Unit).where(Unit.parent_id == convo.user.unit_id, Unit.level == "village")
     )
-    return list(rows.all())
+    return sorted(rows.all(), key=lambda unit: sort_key(unit.name))
+
+
+def no_units_below(convo: Conversation, level: str) -> str:
+    """ "Chưa có thôn, tổ dân phố nào thuộc phường Vĩnh Hòa trong hệ thống." """
+    return convo._("No {children} are recorded under {unit} yet.").format(
+        children=collective([], level, convo.locale), unit=place(convo.unit, convo.locale)
+    )
+
+
+def ranked_header(
+    convo: Conversation, units: list[Unit], level: str, above: Unit | None = None
+) -> str:
+    """ "Các tổ dân phố thuộc phường Vĩnh Hòa (3 tháng gần đây), kém nhất trước: …" """
+    children = collective(units, level, convo.locale)
+    return convo._(
+        "{children} of {unit} (last 3 months), worst first: done / open / overdue"
+    ).format(
+        children=children[:1].upper() + children[1:] if convo.locale != "vi" else children,
+        unit=place(above or convo.unit, convo.locale),
+    )
+
+
+def counts(convo: Conversation, *numbers: int) -> str:
+    return " / ".join(format_number(number, convo.locale) for number in numbers)
 
 
 async def village_overview(convo: Conversation) -> None:
-    _ = convo._
     villages = await _villages(convo)
     if not villages:
-        await convo.reply(_("No villages are recorded under your commune yet."))
+        await convo.reply(no_units_below(convo, "village"))
         return
     now = datetime.now(UTC)
     rows = await tallies(convo.session, villages, to_db(now - RECENT_WINDOW), to_db(now))
-    rows.sort(key=lambda t: (-t.overdue, t.rate, t.unit.name))
-    lines = [
-        _("Villages of {unit} (last 3 months): done / open / overdue").format(unit=convo.unit.name)
-    ]
-    lines += [f"• {t.unit.name}: {t.done} / {t.open} / {t.overdue}" for t in rows]
+    rows.sort(key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
+    lines = [ranked_header(convo, villages, "village")]
+    lines += [f"• {t.unit.name}: {counts(convo, t.done, t.open, t.overdue)}" for t in rows]
     buttons = [[Button(t.unit.name[:40], f"vil:{t.unit.id}")] for t in rows[:20]]
     await convo.reply("\n".join(lines), buttons)
 
@@ -53,7 +75,9 @@ async def village_detail(convo: Conversation, raw_id: str) -> None:
     village = await convo.session.get(Unit, int(raw_id)) if raw_id.isdigit() else None
     if village is None or convo.user.unit_id not in (village.parent_id, village.id):
         await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
-        await convo.reply(_("This village is not under your commune."))
+        await convo.reply(
+            _("This unit is not under {unit}.").format(unit=place(convo.unit, convo.locale))
+        )
         return
     now = datetime.now(UTC)
     rows = await convo.session.exec(
@@ -80,10 +104,16 @@ async def invite_menu(convo: Conversation) -> None:
     _ = convo._
     villages = await _villages(convo)
     if not villages:
-        await convo.reply(_("No villages are recorded under your commune yet."))
+        await convo.reply(no_units_below(convo, "village"))
         return
+    heads = list(dict.fromkeys(head_word(v, convo.locale) for v in villages))
     buttons = [[Button(v.name[:40], f"inv:{v.id}")] for v in villages[:30]]
-    await convo.reply(_("Invite the village head of which village?"), buttons)
+    await convo.reply(
+        _("Invite the {head} of which {kind}?").format(
+            head=", ".join(heads), kind=collective(villages, "village", convo.locale)
+        ),
+        buttons,
+    )
 
 
 async def invite_village_head(convo: Conversation, raw_id: str) -> None:
@@ -91,19 +121,31 @@ async def invite_village_head(convo: Conversation, raw_id: str) -> None:
     village = await convo.session.get(Unit, int(raw_id)) if raw_id.isdigit() else None
     if village is None or village.parent_id != convo.user.unit_id:
         await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
-        await convo.reply(_("This village is not under your commune."))
+        await convo.reply(
+            _("This unit is not under {unit}.").format(unit=place(convo.unit, convo.locale))
+        )
         return
     ttl = timedelta(hours=convo.app.settings.invite_ttl_hours)
     invite = await create_invite(convo.session, village, "village_head", ttl, created_by=convo.user)
     await audit(convo.session, "invite.created", f"unit:{village.id}", convo.user, code=invite.code)
+    settings = convo.app.settings
+    expires = invite.expires_at.astimezone(settings.tz)
     text = _(
-        "Registration code for the village head of {village}: {code}\n"
-        "Valid for {hours} hours, for one person. They open the bot on Zalo or Telegram and type the code."
-    ).format(village=village.name, code=invite.code, hours=convo.app.settings.invite_ttl_hours)
-    username = convo.app.settings.telegram_bot_username
-    if username:
+        "Registration code for {title}: {code}\n"
+        "Valid until {time} on {day}, for one person. Please give the code to the {head}: they "
+        "open papibot on Zalo or Telegram (links below) and type the code."
+    ).format(
+        title=head_title(village, convo.locale),
+        code=invite.code,
+        time=f"{expires:%H:%M}",
+        day=f"{expires:%d/%m/%Y}",
+        head=head_word(village, convo.locale),
+    )
+    if settings.zalo_oa_link:
+        text += "\n" + _("Zalo: {link}").format(link=settings.zalo_oa_link)
+    if settings.telegram_bot_username:
         text += "\n" + _("Telegram link: {link}").format(
-            link=f"https://t.me/{username}?start={invite.code}"
+            link=f"https://t.me/{settings.telegram_bot_username}?start={invite.code}"
         )
     await convo.reply(text)
 
@@ -162,10 +204,17 @@ async def event_date(convo: Conversation) -> None:
         kind=kind,
     )
     convo.clear_state()
+    villages = await _villages(convo)
     await convo.reply(
         _(
-            "Recorded: {name} on {date}. {count} task(s) were created for your commune and its villages."
-        ).format(name=event.name, date=starts.strftime("%d/%m/%Y"), count=report.inserted)
+            "Recorded: {name} on {date}. {count} task(s) were created for {unit} and its {children}."
+        ).format(
+            name=event.name,
+            date=starts.strftime("%d/%m/%Y"),
+            count=format_number(report.inserted, convo.locale),
+            unit=place(convo.unit, convo.locale),
+            children=collective(villages, "village", convo.locale),
+        )
     )
 
 

@@ -1,18 +1,70 @@
-"""Registration: `/start CODE`, a typed code, or following the OA — binds the chat to a role."""
+"""Registration: `/start CODE`, a typed code, or following the OA — binds the chat to a role,
+then asks the person's name and, if they wish, a phone number."""
 
 from __future__ import annotations
 
 import re
 
+from bot.core.capabilities import asks_contact
+from bot.core.messages import Button
+from bot.core.models import Unit
 from bot.core.services.people import InviteProblem, audit, redeem_invite
-from handlers.common import main_menu, role_label
+from bot.core.unit_words import place
+from handlers.common import main_menu, tap, title
 from handlers.conversation import Conversation
+from handlers.report import fold, means_done
 
 CODE_SHAPE = re.compile(r"^[A-Za-z0-9\- ]{6,12}$")
+NAME_MAX = 80
+AWAITING_NAME, AWAITING_PHONE = "awaiting_name", "awaiting_phone"
+STEPS = (AWAITING_NAME, AWAITING_PHONE)
+SKIP_WORDS = {"bo qua", "skip", "khong", "no"}
+# Vietnamese mobile numbers: 0 or +84/84, then 3x, 5x, 7x, 8x or 9x and 8 more digits.
+MOBILE = re.compile(r"^(?:\+?84|0)([35789]\d{8})$")
 
 
 def looks_like_code(text: str) -> bool:
     return bool(CODE_SHAPE.match(text.strip()))
+
+
+def clean_name(text: str) -> str | None:
+    """A typed full name, tidied ("nguyễn  văn an" → "Nguyễn Văn An"); None if it is not one."""
+    words = text.split()
+    name = " ".join(words)
+    if not words or len(name) > NAME_MAX or means_done(name):
+        return None
+    if not all(ch.isalpha() or ch in " .'-" for ch in name):
+        return None  # digits, slashes, payloads: not a name
+    if name.isupper() and looks_like_code(name) and len(words) == 1:
+        return None  # a registration code typed again
+    return " ".join(word[:1].upper() + word[1:] for word in words)
+
+
+def normalise_mobile(text: str) -> str | None:
+    """ "0905 123 456", "+84 905-123-456" → "84905123456"; None if not a Vietnamese mobile."""
+    digits = re.sub(r"[\s.\-()]", "", text.strip())
+    match = MOBILE.match(digits)
+    return f"84{match.group(1)}" if match else None
+
+
+def _has_digits(text: str) -> bool:
+    return sum(ch.isdigit() for ch in text) >= 6
+
+
+def takes_text(convo: Conversation) -> bool:
+    """Whether free text answers the registration question being asked (else it is handled as
+    usual: a village head who types "xong" instead of a name still gets their task)."""
+    text = convo.incoming.text
+    if convo.state.state == AWAITING_NAME:
+        return clean_name(text) is not None
+    if convo.state.state == AWAITING_PHONE:
+        return _has_digits(text) or _means_skip(text)  # a number, or Telegram's "Bỏ qua" key
+    return False
+
+
+def _means_skip(text: str) -> bool:
+    words = [word for word in fold(text).split() if any(ch.isalnum() for ch in word)]
+    return " ".join(words) in SKIP_WORDS
 
 
 async def greet_stranger(convo: Conversation) -> None:
@@ -25,6 +77,17 @@ async def greet_stranger(convo: Conversation) -> None:
             "for one."
         )
     )
+
+
+async def _where(convo: Conversation) -> str:
+    """ "Tổ trưởng Tổ dân phố 1, phường Vĩnh Hòa": the title and, for a village, its commune."""
+    unit = convo.unit
+    text = title(convo, convo.user.role, unit)
+    if unit.level == "village" and unit.parent_id is not None:
+        parent = await convo.session.get(Unit, unit.parent_id)
+        if parent is not None:
+            text += f", {place(parent, convo.locale)}"
+    return text
 
 
 async def register(convo: Conversation, code: str) -> None:
@@ -45,18 +108,89 @@ async def register(convo: Conversation, code: str) -> None:
     convo.user, convo.unit = registration.user, registration.unit
     await audit(convo.session, "invite.redeemed", convo.subject, registration.user, code=code)
     convo.clear_state()
-    role = role_label(convo, registration.user.role)
-    text = _("You are registered as {role} of {unit}.").format(
-        role=role, unit=registration.unit.name
-    )
+    where = await _where(convo)
     if registration.linked_existing:
-        text = _("This chat is now linked to your account: {role} of {unit}.").format(
-            role=role, unit=registration.unit.name
+        text = _("This chat is now linked to your account: {title}.").format(title=where)
+    else:
+        text = _("Welcome to papibot! You are registered as {title}.").format(title=where)
+    text += "\n" + _("Type /viec to see your tasks, or {action}.").format(
+        action=tap(_, _("📋 My tasks"), "menu:viec")
+    )
+    if not registration.linked_existing:
+        # The name the platform shows (kept until then) is often a nickname: ask the real one.
+        convo.set_state(AWAITING_NAME)
+        text += "\n\n" + _(
+            "So that the commune knows who reports, please type your full name "
+            "(for example: Nguyễn Văn An)."
         )
+    await convo.reply(text, main_menu(convo))
+
+
+async def step_text(convo: Conversation) -> None:
+    """A typed answer to the name or phone question (see `takes_text`)."""
+    if convo.state.state == AWAITING_NAME:
+        await _name_given(convo, clean_name(convo.incoming.text) or "")
+    elif _has_digits(convo.incoming.text):
+        await phone_given(convo, convo.incoming.text)
+    else:
+        await skip_phone(convo, "")
+
+
+async def _name_given(convo: Conversation, name: str) -> None:
+    _ = convo._
+    convo.user.name = name
+    convo.session.add(convo.user)
+    await audit(convo.session, "user.named", f"user:{convo.user.id}", convo.user)
+    convo.set_state(AWAITING_PHONE)
+    skip = _("⏭️ Skip")
+    if asks_contact(convo.incoming.channel):
+        how = _("tap “{label}” below, or type it").format(label=_("📱 Share my phone number"))
+    else:
+        how = _("type it (for example 0905 123 456)")
     await convo.reply(
-        text + "\n" + _("Type /viec to see your tasks, or tap a button below."),
+        _(
+            "Thank you, {name}. If you wish, leave your mobile number so the commune can call "
+            "you when a message cannot reach you: {how}. Or {action}."
+        ).format(name=name, how=how, action=tap(_, skip, "skipphone:")),
+        [[Button(skip, "skipphone:")]],
+        contact_label=_("📱 Share my phone number") if asks_contact(convo.incoming.channel) else "",
+    )
+
+
+async def phone_given(convo: Conversation, text: str) -> None:
+    """A typed number or a shared contact."""
+    _ = convo._
+    phone = normalise_mobile(text)
+    if phone is None:
+        await convo.reply(
+            _(
+                "{number} is not a Vietnamese mobile number (10 digits, for example "
+                "0905 123 456). Please type it again, or {action}."
+            ).format(number=text.strip(), action=tap(_, _("⏭️ Skip"), "skipphone:")),
+            [[Button(_("⏭️ Skip"), "skipphone:")]],
+        )
+        return
+    convo.user.phone = phone
+    convo.session.add(convo.user)
+    await audit(convo.session, "user.phone", f"user:{convo.user.id}", convo.user)
+    convo.clear_state()
+    await convo.reply(
+        _("Saved: {phone}.").format(phone="0" + phone[2:]) + "\n" + _("What would you like to do?"),
         main_menu(convo),
     )
+
+
+async def skip_phone(convo: Conversation, _arg: str) -> None:
+    convo.clear_state()
+    await convo.reply(convo._("What would you like to do?"), main_menu(convo))
+
+
+async def contact_shared(convo: Conversation) -> None:
+    """Telegram's contact button: only the person's own number is taken."""
+    if convo.state.state != AWAITING_PHONE:
+        await convo.reply(convo._("Sorry, I did not understand. Please choose:"), main_menu(convo))
+        return
+    await phone_given(convo, convo.incoming.text)
 
 
 async def _refuse(convo: Conversation, reason: str, code: str) -> None:
@@ -91,7 +225,7 @@ async def _refuse(convo: Conversation, reason: str, code: str) -> None:
 
 
 async def start(convo: Conversation) -> None:
-    """`/start` with or without a code."""
+    """`/start` with or without a code; a registered person is greeted by name."""
     code = convo.incoming.text.strip()
     if code:
         await register(convo, code)
@@ -100,12 +234,19 @@ async def start(convo: Conversation) -> None:
         await greet_stranger(convo)
         return
     _ = convo._
-    await convo.reply(
-        _("Welcome back, {role} of {unit}.").format(
-            role=role_label(convo, convo.user.role), unit=convo.unit.name if convo.unit else ""
-        ),
-        main_menu(convo),
-    )
+    where = await _where(convo) if convo.unit else ""
+    if convo.user.name:
+        text = _("Hello {name} ({title}). What would you like to do today?").format(
+            name=convo.user.name, title=where
+        )
+    else:
+        text = _("Hello ({title}). What would you like to do today?").format(title=where)
+        text += "\n" + _(
+            "So that the commune knows who reports, please type your full name "
+            "(for example: Nguyễn Văn An)."
+        )
+        convo.set_state(AWAITING_NAME)
+    await convo.reply(text, main_menu(convo))
 
 
 async def stranger(convo: Conversation) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
+from bot.core.i18n import format_number
 from bot.core.messages import Button
 from bot.core.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, Unit, utcnow
 from bot.core.services.evidence import (
@@ -32,11 +33,14 @@ from bot.core.services.evidence_checks import (
 )
 from bot.core.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_user
 from bot.core.services.people import audit
+from bot.core.task_text import task_title
 from bot.core.timeutil import to_db
-from handlers.common import load_occurrence
+from handlers.common import load_occurrence, more_tasks_button, tap
 from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
+
+NOTE_LIMIT = 2000  # Report.note's column
 
 DONE_WORDS = {
     "xong",
@@ -67,17 +71,22 @@ def _photo_prompt(
     convo: Conversation, report_id: int, count: int
 ) -> tuple[str, list[list[Button]]]:
     _ = convo._
+    label = _("➡️ Continue")
     buttons = [
-        [Button(_("➡️ Continue"), f"next:{report_id}")],
+        [Button(label, f"next:{report_id}")],
         [Button(_("✖️ Cancel"), f"cancel:{report_id}")],
     ]
+    go_on = tap(_, label, f"next:{report_id}")
     if count == 0:
         text = _(
-            "Please send one or more photos of the evidence (as photos or image files). "
-            "When you have sent them all, tap Continue. No photo? Tap Continue."
-        )
+            "Please send one or more photos of the evidence (as photos or image files); "
+            "a caption you write under a photo is kept as the note. When you have sent them "
+            "all, {action}. No photo? Also {action}."
+        ).format(action=go_on)
     else:
-        text = _("Received photo {count}. Send more, or tap Continue.").format(count=count)
+        text = _("Received photo {count}. Send more, or {action}.").format(
+            count=count, action=go_on
+        )
     return text, buttons
 
 
@@ -89,7 +98,8 @@ async def begin(convo: Conversation, raw_id: str) -> None:
     occurrence, task = loaded
     if occurrence.status not in ACTIVE_STATUSES:
         await convo.reply(
-            convo._("This task is already closed. Type /viec to see your open tasks.")
+            convo._("This task is already closed. Type /viec to see your open tasks."),
+            more_tasks_button(convo._),
         )
         return
     report = Report(occurrence_id=occurrence.id, user_id=convo.user.id, kind="done")
@@ -97,7 +107,7 @@ async def begin(convo: Conversation, raw_id: str) -> None:
     await convo.session.flush()
     convo.set_state("awaiting_photos", report_id=report.id, photos=0)
     text, buttons = _photo_prompt(convo, report.id, 0)
-    await convo.reply(f"{task.title}\n{text}", buttons)
+    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons)
 
 
 async def _receive_photo(convo: Conversation) -> StoredPhoto | None:
@@ -182,15 +192,49 @@ def _evidence_row(report_id: int, photo: StoredPhoto) -> Evidence:
     )
 
 
+def _with_caption(note: str, caption: str) -> str:
+    """A photo's caption is the note (several captions: one line each)."""
+    caption = caption.strip()
+    if not caption or caption in note.splitlines():
+        return note
+    return f"{note}\n{caption}" if note else caption
+
+
+async def too_long(convo: Conversation, text: str) -> bool:
+    """A note (or a reason) longer than the record holds is refused whole, never cut."""
+    if len(text) <= NOTE_LIMIT:
+        return False
+    await convo.reply(
+        convo._(
+            "This text has {length} characters; at most {limit} can be kept. Nothing was "
+            "saved or cut: please send a shorter one (the main points are enough)."
+        ).format(
+            length=format_number(len(text), convo.locale),
+            limit=format_number(NOTE_LIMIT, convo.locale),
+        )
+    )
+    return True
+
+
 async def photo_in_report(convo: Conversation) -> None:
+    report_id = int(convo.state_data["report_id"])
+    report = await convo.session.get(Report, report_id)
+    caption = convo.incoming.text.strip()
+    note = _with_caption(report.note, caption) if report is not None else ""
+    if caption and await too_long(convo, note):
+        return  # the photo waits for a shorter caption: nothing half-kept
     photo = await _receive_photo(convo)
     if photo is None:
         return
-    report_id = int(convo.state_data["report_id"])
     convo.session.add(_evidence_row(report_id, photo))
+    if report is not None and note != report.note:
+        report.note = note
+        convo.session.add(report)
     count = int(convo.state_data.get("photos", 0)) + 1
     convo.set_state("awaiting_photos", report_id=report_id, photos=count)
     text, buttons = _photo_prompt(convo, report_id, count)
+    if caption:
+        text = convo._("Kept as the note: {caption}").format(caption=caption) + "\n" + text
     await convo.reply(text, buttons)
 
 
@@ -201,6 +245,7 @@ async def photo_without_task(convo: Conversation) -> None:
     if photo is None:
         return
     pending = [*convo.state_data.get("pending_photos", []), photo.as_dict()]
+    caption = _with_caption(convo.state_data.get("pending_note", ""), convo.incoming.text)
     items = await open_for_user(
         convo.session, convo.app.framework, convo.user, to_db(datetime.now(UTC)), 8
     )
@@ -208,8 +253,11 @@ async def photo_without_task(convo: Conversation) -> None:
         convo.clear_state()
         await convo.reply(_("Thank you for the photo, but you have no open task to attach it to."))
         return
-    convo.set_state("choosing_task", pending_photos=pending)
-    buttons = [[Button(task.title[:60], f"pick:{occurrence.id}")] for occurrence, task in items]
+    convo.set_state("choosing_task", pending_photos=pending, pending_note=caption[:NOTE_LIMIT])
+    buttons = [
+        [Button(task_title(task, convo.locale)[:60], f"pick:{occurrence.id}")]
+        for occurrence, task in items
+    ]
     await convo.reply(_("Which task is this photo for?"), buttons)
 
 
@@ -219,20 +267,28 @@ async def pick_task(convo: Conversation, raw_id: str) -> None:
         return
     occurrence, task = loaded
     pending = [StoredPhoto.from_dict(item) for item in convo.state_data.get("pending_photos", [])]
-    report = Report(occurrence_id=occurrence.id, user_id=convo.user.id, kind="done")
+    report = Report(
+        occurrence_id=occurrence.id,
+        user_id=convo.user.id,
+        kind="done",
+        note=convo.state_data.get("pending_note", ""),
+    )
     convo.session.add(report)
     await convo.session.flush()
     for photo in pending:
         convo.session.add(_evidence_row(report.id, photo))
     convo.set_state("awaiting_photos", report_id=report.id, photos=len(pending))
     text, buttons = _photo_prompt(convo, report.id, len(pending))
-    await convo.reply(f"{task.title}\n{text}", buttons)
+    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons)
 
 
 async def _own_draft(convo: Conversation, raw_id: str) -> Report | None:
     report = await convo.session.get(Report, int(raw_id)) if raw_id.isdigit() else None
     if report is None or report.user_id != convo.user.id or report.status != "draft":
-        await convo.reply(convo._("This report is no longer open. Type /viec to start again."))
+        await convo.reply(
+            convo._("This report is no longer open. Type /viec to start again."),
+            more_tasks_button(convo._),
+        )
         return None
     return report
 
@@ -243,10 +299,16 @@ async def ask_note(convo: Conversation, raw_id: str) -> None:
         return
     _ = convo._
     convo.set_state("awaiting_note", report_id=report.id)
-    await convo.reply(
-        _("Would you like to add a note? Type it now, or tap Skip."),
-        [[Button(_("Skip"), f"skip:{report.id}")]],
-    )
+    label = _("⏭️ Skip")
+    action = tap(_, label, f"skip:{report.id}")
+    if report.note:
+        text = _(
+            "Note from your photo caption: {note}\nType another note to replace it, or {action} "
+            "to keep it."
+        ).format(note=report.note, action=action)
+    else:
+        text = _("Would you like to add a note? Type it now, or {action}.").format(action=action)
+    await convo.reply(text, [[Button(label, f"skip:{report.id}")]])
 
 
 async def note_text(convo: Conversation) -> None:
@@ -254,7 +316,10 @@ async def note_text(convo: Conversation) -> None:
     if report is None:
         convo.clear_state()
         return
-    report.note = convo.incoming.text.strip()[:2000]
+    note = convo.incoming.text.strip()
+    if await too_long(convo, note):
+        return  # still waiting for the note
+    report.note = note
     convo.session.add(report)
     await show_summary(convo, str(report.id))
 
@@ -272,7 +337,7 @@ async def show_summary(convo: Conversation, raw_id: str) -> None:
     convo.set_state("confirming", report_id=report.id)
     lines = [
         _("Please check your report:"),
-        _("Task: {title}").format(title=task.title),
+        _("Task: {title}").format(title=task_title(task, convo.locale)),
         _("Photos: {count}").format(count=len(photos)),
         _("Note: {note}").format(note=report.note or "—"),
     ]
@@ -340,9 +405,8 @@ async def submit(convo: Conversation, raw_id: str) -> None:
     convo.clear_state()
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     await convo.reply(
-        _("Recorded as done: {title}. Thank you!").format(title=task.title)
-        + "\n"
-        + _("Type /viec to see what is left.")
+        _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale)),
+        more_tasks_button(_),
     )
 
 
@@ -352,7 +416,10 @@ async def cancel(convo: Conversation, raw_id: str) -> None:
         report.status = "cancelled"
         convo.session.add(report)
     convo.clear_state()
-    await convo.reply(convo._("Cancelled. Nothing was recorded. Type /viec to see your tasks."))
+    await convo.reply(
+        convo._("Cancelled. Nothing was recorded. Type /viec to see your tasks."),
+        more_tasks_button(convo._),
+    )
 
 
 async def latest_reminded(convo: Conversation) -> Occurrence | None:
@@ -385,7 +452,7 @@ async def quick_done(convo: Conversation) -> None:
         return
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     await convo.reply(
-        _('Have you finished "{title}"?').format(title=task.title),
+        _('Have you finished "{title}"?').format(title=task_title(task, convo.locale)),
         [[Button(_("Yes, it is done"), f"qdone:{occurrence.id}"), Button(_("No"), "menu:viec")]],
     )
 
@@ -410,7 +477,7 @@ async def confirm_quick_done(convo: Conversation, raw_id: str) -> None:
     convo.session.add_all([report, occurrence])
     await audit(convo.session, "report.quick_done", f"occurrence:{occurrence.id}", convo.user)
     await convo.reply(
-        _("Recorded as done: {title}. Thank you!").format(title=task.title)
+        _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale))
         + "\n"
         + _("You can still send a photo of the evidence at any time."),
     )

@@ -31,7 +31,7 @@ from bot.core.models import InboundUpdate, Unit, User, utcnow
 from bot.core.services.outbox import dialog_state, enqueue
 from bot.core.services.people import audit, identity_for
 from handlers import district, extension, followup, help, officer, onboarding, report, tasks
-from handlers.common import main_menu, role_label
+from handlers.common import main_menu, role_label, title
 from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ BUTTONS: dict[str, Action] = {
     "inv": Action(officer.invite_village_head, COMMUNE),
     "evk": Action(officer.event_kind, COMMUNE),
     "fu": Action(followup.followed_up, DIGEST_READERS),
+    "skipphone": Action(onboarding.skip_phone, ANYONE),
+    "com": Action(district.commune_detail, DISTRICT),
 }
 
 # What free text means in each dialog state; allowed to the roles of the action that set it
@@ -150,7 +152,10 @@ async def _permitted(convo: Conversation, action: Action, name: str) -> bool:
 
 
 def _role_name(convo: Conversation, role: str) -> str:
+    """The person's own title at their unit ("UBND phường Vĩnh Hòa"), else the role's name."""
     known = role in convo.app.framework.roles or role.startswith("province_agency:")
+    if known and convo.unit is not None:
+        return title(convo, role, convo.unit)
     return role_label(convo, role) if known else role
 
 
@@ -209,6 +214,14 @@ async def _dispatch(convo: Conversation) -> None:
         except FetchRefused as refused:  # raised by the download, before anything is written
             await _refuse_source(convo, str(refused))
         return
+    if incoming.kind == Kind.contact:
+        await onboarding.contact_shared(convo)
+        return
+    if incoming.kind == Kind.text and convo.state.state in onboarding.STEPS:
+        if onboarding.takes_text(convo):
+            await onboarding.step_text(convo)
+            return
+        convo.clear_state()  # not an answer to the question asked: handled as usual below
     if incoming.kind == Kind.text:
         state_action = STATE_TEXT.get(convo.state.state)
         if state_action is not None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from bot.core.models import OccurrenceStatus
 from bot.core.services.occurrences import LATE_STATUSES, open_for_user
+from bot.core.task_text import task_evidence, task_title
 from bot.core.timeutil import to_db
 from handlers.common import dimension_label, due_text, task_buttons
 from handlers.conversation import Conversation
@@ -42,9 +43,11 @@ async def list_tasks(convo: Conversation) -> None:
             else _("Due: {due} (overdue)").format(due=due)
         )
         text = (
-            f"{status_mark(occurrence.status)}[{dimension_label(convo, task)}] {task.title}\n"
+            f"{status_mark(occurrence.status)}[{dimension_label(convo, task)}] {task_title(task, convo.locale)}\n"
             + due_line
             + "\n"
-            + _("Evidence: {evidence}").format(evidence=task.evidence or "—")
+            + _("Evidence: {evidence}").format(
+                evidence=task_evidence(task, convo.locale, convo.unit) or "—"
+            )
         )
         await convo.reply(text, task_buttons(convo, occurrence.id))

@@ -35,7 +35,7 @@ def completion_chart(rows: list[tuple[str, float]], title: str, path: Path) -> P
     axes.set_yticks(positions, labels=labels, fontsize=9)
     axes.invert_yaxis()
     axes.set_xlim(0, 112)
-    axes.set_xticks([0, 25, 50, 75, 100], labels=["0", "25", "50", "75", "100 %"])
+    axes.set_xticks([0, 25, 50, 75, 100], labels=["0", "25", "50", "75", "100%"])
     axes.set_title(title, fontsize=11)
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)

@@ -25,7 +25,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.context import AppContext
 from bot.core.db import Database
-from bot.core.i18n import Translator, format_day, format_short_day, mark, translator
+from bot.core.i18n import (
+    Translator,
+    format_day,
+    format_number,
+    format_percent,
+    format_short_day,
+    mark,
+    translator,
+)
 from bot.core.messages import Button, Outgoing
 from bot.core.models import (
     CLOSED_STATUSES,
@@ -40,7 +48,10 @@ from bot.core.models import (
 )
 from bot.core.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
 from bot.core.services.outbox import enqueue, preferred_identity
+from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
+from bot.core.unit_words import collective, place
+from bot.core.vietnamese_order import sort_key
 from scheduler.charts import completion_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook
@@ -95,19 +106,15 @@ class Line:
 async def _children(session: AsyncSession, parent_ids: list[int]) -> list[Unit]:
     if not parent_ids:
         return []
-    rows = await session.exec(
-        select(Unit).where(col(Unit.parent_id).in_(parent_ids)).order_by(col(Unit.name))
-    )
-    return list(rows.all())
+    rows = await session.exec(select(Unit).where(col(Unit.parent_id).in_(parent_ids)))
+    return sorted(rows.all(), key=lambda unit: sort_key(unit.name))
 
 
 async def supervised_communes(session: AsyncSession, app: AppContext, unit: Unit) -> list[Unit]:
     """The communes a district (or the two-tier substitute) follows up."""
     if app.settings.structure == "two_tier" and unit.code == app.settings.district_substitute:
-        rows = await session.exec(
-            select(Unit).where(Unit.level == "commune").order_by(col(Unit.name))
-        )
-        return list(rows.all())
+        rows = await session.exec(select(Unit).where(Unit.level == "commune"))
+        return sorted(rows.all(), key=lambda unit: sort_key(unit.name))
     if unit.level != "district":
         return []
     return [child for child in await _children(session, [unit.id]) if child.level == "commune"]
@@ -184,7 +191,9 @@ async def _items(
         )
         .order_by(col(Occurrence.due_at), col(Unit.name), col(Occurrence.id))
     )
-    return [Line(occ, task, unit, scope.commune_of.get(unit.id)) for occ, task, unit in rows.all()]
+    lines = [Line(occ, task, unit, scope.commune_of.get(unit.id)) for occ, task, unit in rows.all()]
+    # Same due time: Vietnamese order of the unit's name (SQL sorts by code point).
+    return sorted(lines, key=lambda line: (line.occurrence.due_at, sort_key(line.unit.name)))
 
 
 async def _new_escalations(
@@ -250,9 +259,9 @@ async def _already_sent(session: AsyncSession, key: str) -> bool:
 # --- writing it down ------------------------------------------------------------------------
 
 
-def _place(line: Line) -> str:
+def _place(line: Line, locale: str = "vi") -> str:
     if line.commune is not None and line.commune.id != line.unit.id:
-        return f"{line.unit.name} ({line.commune.name})"
+        return f"{line.unit.name} ({place(line.commune, locale)})"
     return line.unit.name
 
 
@@ -270,7 +279,13 @@ def _status_label(_: Translator, status: str) -> str:
 
 
 def _sorted_tallies(tallies: list[Tally]) -> list[Tally]:
-    return sorted(tallies, key=lambda t: (-t.overdue, t.rate, t.unit.name))
+    return sorted(tallies, key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
+
+
+def communes_word(scope: Scope, locale: str, capital: bool = False) -> str:
+    """ "xã, phường" for the communes this scope holds ("Xã, phường" for a heading)."""
+    word = collective(scope.communes, "commune", locale)
+    return word[:1].upper() + word[1:] if capital else word
 
 
 @dataclass
@@ -306,15 +321,17 @@ async def build_district_digest(
     _ = translator(locale)
     chart = folder / f"{kind}-{scope.unit.code}-{locale}.png"
     rows = [(tally.unit.name, tally.rate) for tally in tallies]
-    title = _("Completion rate per commune — {unit}, {day}").format(
-        unit=scope.unit.name, day=format_short_day(today)
+    title = _("Completion rate per {communes} — {unit}, {day}").format(
+        communes=communes_word(scope, locale),
+        unit=place(scope.unit, locale),
+        day=format_short_day(today),
     )
     data_dir = Path(app.settings.data_dir)
     await asyncio.to_thread(completion_chart, rows, title, data_dir / chart)
     digest.chart_path = chart.as_posix()
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
     headers = [
-        _("Commune"),
+        communes_word(scope, locale, capital=True),
         _("Unit"),
         _("Task"),
         _("Dimension"),
@@ -332,7 +349,7 @@ async def build_district_digest(
                 [
                     line.commune.name if line.commune else "",
                     line.unit.name,
-                    line.task.title,
+                    task_title(line.task, locale),
                     dimension.short if dimension else line.task.dimension,
                     line.occurrence.period,
                     policies.local_day(from_db(line.occurrence.due_at)),
@@ -343,8 +360,14 @@ async def build_district_digest(
         return result
 
     summary = Sheet(
-        _("Communes"),
-        [_("Commune"), _("Done"), _("Open"), _("Overdue"), _("Completion %")],
+        communes_word(scope, locale, capital=True),
+        [
+            communes_word(scope, locale, capital=True),
+            _("Done"),
+            _("Open"),
+            _("Overdue"),
+            _("Completion %"),
+        ],
         [[t.unit.name, t.done, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
     )
     await asyncio.to_thread(
@@ -372,32 +395,43 @@ def district_text(
     _ = translator(locale)
     limit = policies.escalation.digests.max_listed
     title = _("📊 Weekly summary") if kind == WEEKLY else _("📊 Daily digest")
-    lines = [f"{title} — {digest.scope.unit.name}", format_day(today, locale), ""]
+    lines = [f"{title} — {place(digest.scope.unit, locale)}", format_day(today, locale), ""]
     if new:
-        lines.append(_("🔺 Escalated since the last digest: {count}").format(count=len(new)))
+        lines.append(
+            _("🔺 New items escalated to you since the last digest: {count}").format(
+                count=format_number(len(new), locale)
+            )
+        )
         for escalation, line in new[:limit]:
             step = STEP_LABELS.get(escalation.step)
             lines.append(
-                f"• {_place(line)}: {line.task.title} ({_(step) if step else escalation.step})"
+                f"• {_place(line, locale)}: {task_title(line.task, locale)} ({_(step) if step else escalation.step})"
             )
         lines.append("")
-    lines.append(_("Communes (done / open / overdue):"))
+    lines.append(
+        _("{communes} (done / open / overdue), worst first:").format(
+            communes=communes_word(digest.scope, locale, capital=locale != "vi")
+        )
+    )
     for tally in digest.tallies:
         mark = "⚠️ " if tally.overdue else "• "
-        lines.append(f"{mark}{tally.unit.name}: {tally.done} / {tally.open} / {tally.overdue}")
+        numbers = " / ".join(
+            format_number(n, locale) for n in (tally.done, tally.open, tally.overdue)
+        )
+        lines.append(f"{mark}{tally.unit.name}: {numbers}")
     lines.append("")
     if digest.overdue:
         lines.append(_("Overdue, oldest first:"))
         for number, line in enumerate(digest.overdue[:limit], start=1):
             late = _days_late(policies, line, today)
             lines.append(
-                f"{number}. {_place(line)} — {line.task.title} — "
+                f"{number}. {_place(line, locale)} — {task_title(line.task, locale)} — "
                 + _("{days} day(s) late").format(days=late)
             )
         if len(digest.overdue) > limit:
             lines.append(
                 _("… and {count} more in the spreadsheet.").format(
-                    count=len(digest.overdue) - limit
+                    count=format_number(len(digest.overdue) - limit, locale)
                 )
             )
     else:
@@ -416,7 +450,12 @@ def follow_up_buttons(locale: str, digest: DistrictDigest) -> list[list[Button]]
     _ = translator(locale)
     late_communes = [tally.unit for tally in digest.tallies if tally.overdue]
     return [
-        [Button(_("✔️ Followed up: {commune}").format(commune=c.name)[:60], f"fu:{c.id}")]
+        [
+            Button(
+                _("📞 Mark as followed up: {commune}").format(commune=place(c, locale))[:60],
+                f"fu:{c.id}",
+            )
+        ]
         for c in late_communes[:20]
     ]
 
@@ -485,7 +524,12 @@ async def send_district_digests(
                 session,
                 user,
                 f"{base}:chart",
-                Outgoing(text=_("Completion rate per commune"), photo_path=digest.chart_path),
+                Outgoing(
+                    text=_("Completion rate per {communes}").format(
+                        communes=communes_word(scope, user.locale)
+                    ),
+                    photo_path=digest.chart_path,
+                ),
                 now,
             )
             await _send(
@@ -580,8 +624,9 @@ async def send_monthly_summary(
             total = done + still_open + late
             rate = done / total if total else 0.0
             lines.append(
-                f"{number}. {name}: {done} / {still_open} / {late}"
-                + (f" ({rate:.0%})" if total else "")
+                f"{number}. {name}: "
+                + " / ".join(format_number(n, locale) for n in (done, still_open, late))
+                + (f" ({format_percent(rate, locale)})" if total else "")
             )
             chart_rows.append((f"{number}. {name}", rate))
             sheet_rows.append(

@@ -15,6 +15,7 @@ at the end of their (period, task) in the index instead of into every unit's his
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -161,6 +162,7 @@ async def plan(
     until: date | None = None,
     *,
     commit_each: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PlanReport:
     """Create the occurrences due from `today` whose window opens by `until`. Caller commits.
 
@@ -189,8 +191,12 @@ async def plan(
     existing = await _existing_counts(
         session, {period.key for _task, _units, periods in work for period in periods}
     )
+    total, done = sum(len(periods) for _task, _units, periods in work), 0
     for task, unit_ids, periods in work:
         for period in periods:
+            done += 1
+            if progress is not None:
+                progress(done, total)  # `papibot plan` on a terminal: a progress bar
             count = await _plan_period(
                 session,
                 task.key,

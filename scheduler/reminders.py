@@ -27,11 +27,12 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.core.commands import overview_command
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework.schema import role_matches
-from bot.core.i18n import format_day, mark, translator
-from bot.core.messages import Button, Outgoing
+from bot.core.i18n import format_day, format_number, mark, translator
+from bot.core.messages import Button, Outgoing, tap_any
 from bot.core.models import (
     Escalation,
     Occurrence,
@@ -44,7 +45,10 @@ from bot.core.models import (
 from bot.core.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
 from bot.core.services.outbox import Queued, enqueue_many
 from bot.core.sqlutil import dialect_name, insert_new
+from bot.core.task_text import task_evidence, task_title
 from bot.core.timeutil import from_db, to_db
+from bot.core.unit_words import collective, place
+from bot.core.vietnamese_order import sort_key
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
 from scheduler.policy import Policies, Stage, load_policies
 
@@ -464,10 +468,36 @@ def _dimension(app: AppContext, task: TaskDefinition, locale: str) -> str:
     return dimension.short if locale == "vi" else dimension.short_en
 
 
-def _place(notice: Notice) -> str:
+def _place(notice: Notice, locale: str) -> str:
     if notice.above is not None and notice.unit.level == "village":
-        return f"{notice.unit.name} ({notice.above.name})"
+        return f"{notice.unit.name} ({place(notice.above, locale)})"
     return notice.unit.name
+
+
+def _header(_, kind: str, notices: list[Notice], locale: str) -> str:  # noqa: ANN001
+    if kind == "commune" and notices[0].above is not None:
+        return _("⚠️ Overdue in the {children} of {unit}:").format(
+            children=collective([n.unit for n in notices], "village", locale),
+            unit=place(notices[0].above, locale),
+        )
+    return _(NOTICE_HEADERS.get(kind, NOTICE_HEADERS["supervisor"]))
+
+
+def _more_notices(_, role: str, count: int) -> str:  # noqa: ANN001
+    """The rest of a long list: the reader's own overview command, if the role has one."""
+    command = overview_command(role)
+    if command:
+        return _("… and {count} more: type {command} to see them all.").format(
+            count=count, command=command
+        )
+    return _("… and {count} more.").format(count=count)
+
+
+def _unreachable_advice(_, role: str) -> str:  # noqa: ANN001
+    if role == "commune_committee":
+        # REPORT_ON_BEHALF: when a commune officer can report for a village, say so here.
+        return _("Please invite someone there (/moi).")
+    return _("Please contact them by phone so that someone there registers.")
 
 
 NOTICE_HEADERS = {
@@ -501,29 +531,31 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
     for notice in letter.notices:
         by_kind.setdefault(notice.kind, []).append(notice)
     for kind, notices in by_kind.items():
-        lines.append(_(NOTICE_HEADERS.get(kind, NOTICE_HEADERS["supervisor"])))
-        ordered = sorted(notices, key=lambda n: (n.due_day, n.unit.name, n.task.title))
+        lines.append(_header(_, kind, notices, locale))
+        ordered = sorted(
+            notices, key=lambda n: (n.due_day, sort_key(n.unit.name), sort_key(n.task.title))
+        )
         for notice in ordered[:NOTICE_LIMIT]:
             due = format_day(notice.due_day, locale)
+            where = _place(notice, locale)
             if kind == "unreachable":
                 lines.append(
-                    f"• {_place(notice)}: {notice.task.title} — " + _("due {due}").format(due=due)
+                    f"• {where}: {task_title(notice.task, locale)} — "
+                    + _("due {due}").format(due=due)
                 )
             else:
                 lines.append(
-                    f"• {_place(notice)}: {notice.task.title} — "
+                    f"• {where}: {task_title(notice.task, locale)} — "
                     + _("due {due}, {days} day(s) late").format(due=due, days=notice.days_late)
                 )
         if len(ordered) > NOTICE_LIMIT:
             lines.append(
-                _("… and {count} more: type /tinhhinh or /baocao to see them all.").format(
-                    count=len(ordered) - NOTICE_LIMIT
+                _more_notices(
+                    _, letter.user.role, format_number(len(ordered) - NOTICE_LIMIT, locale)
                 )
             )
         if kind == "unreachable":
-            lines.append(
-                _("Please invite someone there (/moi), or report on their behalf (/tinhhinh).")
-            )
+            lines.append(_unreachable_advice(_, letter.user.role))
         lines.append("")
     buttons: list[list[Button]] = []
     items = sorted(letter.items, key=lambda i: (i.stage.due_day, i.task.title, i.occurrence.id))
@@ -533,18 +565,17 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         numbered = len(items) > 1
         for number, item in enumerate(items[:limit], start=1):
             lines.append(
-                f"{number}. [{_dimension(app, item.task, locale)}] {item.task.title}"
+                f"{number}. [{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}"
                 if numbered
-                else f"[{_dimension(app, item.task, locale)}] {item.task.title}"
+                else f"[{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}"
             )
             lines.append(
                 "   "
                 + _("Due: {due}").format(due=format_day(item.stage.due_day, locale))
                 + f" ({_due_phrase(_, item.stage, today)})"
             )
-            lines.append(
-                "   " + _("Evidence: {evidence}").format(evidence=item.task.evidence or "—")
-            )
+            evidence = task_evidence(item.task, locale) or "—"
+            lines.append("   " + _("Evidence: {evidence}").format(evidence=evidence))
             buttons += task_buttons(_, item.occurrence.id, number if numbered else None)
         if len(items) > limit:
             lines.append(
@@ -552,7 +583,7 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                     count=len(items) - limit
                 )
             )
-        lines.append(_("Tap a button below to report."))
+        lines.append(_("{action} to report.").format(action=tap_any(_, start=True)))
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 

@@ -95,8 +95,10 @@ async def test_weekly_always_daily_only_after_an_escalation_once_per_person_and_
     ]
     body = text.payload["text"]
     assert vi("📊 Daily digest") in body and "Thứ Sáu, 27/11/2026" in body
-    assert vi("🔺 Escalated since the last digest: {count}").format(count=4) in body
-    assert "Thôn Hai (Xã An)" in body and "Thôn Ba (Xã Bình)" in body
+    assert (
+        vi("🔺 New items escalated to you since the last digest: {count}").format(count=4) in body
+    )
+    assert "Thôn Hai (xã An)" in body and "Thôn Ba (xã Bình)" in body
     assert (await run_digest(world.app, at(28, 7, 30))).daily == 0
 
 
@@ -113,7 +115,7 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
     answer = await tap_followed_up(world, district, binh, at(27, 10))
     assert answer == vi(
         "Noted: you followed up with {commune}. It will show in your next digest."
-    ).format(commune="Xã Bình")
+    ).format(commune="xã Bình")  # in running text, the kind word is lower case
     async with db.session() as session:
         (entry,) = (
             await session.exec(select(AuditLog).where(AuditLog.action == FOLLOWED_UP))
@@ -131,7 +133,7 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
         session.add(foreign)
         await session.commit()
     refused = await tap_followed_up(world, district, foreign, at(27, 10, 5))
-    assert refused == vi("This commune is not one your unit supervises.")
+    assert refused == vi("This unit is not one that yours supervises.")
     async with db.session() as session:
         actions = (await session.exec(select(AuditLog.action))).all()
         assert actions.count(FOLLOWED_UP) == 1 and "forbidden" in actions

@@ -42,6 +42,7 @@ from bot.core.models import (
 from bot.core.services.outbox import dialog_state
 from bot.core.services.people import identity_for
 from bot.core.timeutil import from_db
+from bot.core.unit_words import titled
 from handlers.extension import MAX_EXTENSION_DAYS
 from handlers.router import BUTTONS, COMMANDS, STATE_TEXT, Dispatcher
 from tests.helpers.drill_support import changed, row_counts
@@ -309,7 +310,7 @@ async def test_every_action_is_refused_to_every_role_it_is_not_declared_for(
                 assert all(not s.startswith(REFUSED[:20]) for s in said), where
                 continue
             refused_pairs += 1
-            label = framework.role_name(role, "vi")
+            label = titled(framework, role, unit, "vi")  # the reader's own title at their unit
             assert said == [REFUSED.format(role=label)], where
             attempted = {"command": f"/{name}", "button": f"{name}:"}.get(kind, name)
             assert [(a.detail["attempted"], a.detail["role"]) for a in role_refusals] == [
@@ -372,21 +373,22 @@ async def test_a_village_head_typing_evk_election_on_zalo_oa_declares_nothing(
 ) -> None:
     stack, db = oa_stack, world.db
     user = "4100000000000000001"
-    head = await world.person("Trưởng thôn", world.villages[0], "village_head", "zalo_oa", user)
+    head_unit = world.villages[0]
+    head = await world.person("Trưởng thôn", head_unit, "village_head", "zalo_oa", user)
     await oa_says(stack, oa_body("user_send_text", user, text="/help"))
     before = await row_counts(db)
 
     # Zalo OA lets anyone type a button's payload; the village head tries the officer's.
     answer = await oa_says(stack, oa_body("user_send_text", user, text="evk:election"))
 
-    assert answer == [REFUSED.format(role="Trưởng thôn")]
+    assert answer == [REFUSED.format(role=titled(world.app.framework, "village_head", head_unit))]
     grew = changed(before, await row_counts(db))
     assert grew == {"inbound_updates": 1, "outbox": 1, "audit_log": 1}, grew
     # … and the date that would have followed is just text: still no event, no plan.
     await oa_says(stack, oa_body("user_send_text", user, text="15/03/2027"))
     # The officer's menu entry, typed, is refused the same way.
     answer = await oa_says(stack, oa_body("user_send_text", user, text="menu:sukien"))
-    assert answer == [REFUSED.format(role="Trưởng thôn")]
+    assert answer == [REFUSED.format(role=titled(world.app.framework, "village_head", head_unit))]
     assert await count(db, Event) == 0
     rows = await audit_rows(db, "forbidden")
     assert [(r.actor_user_id, r.detail["attempted"], r.detail["role"]) for r in rows] == [
@@ -552,15 +554,19 @@ async def test_an_extension_of_negative_zero_or_huge_days_is_not_requested(world
         occurrence = await session.get(Occurrence, occurrence_id)
     due = from_db(occurrence.due_at).astimezone(world.app.settings.tz).date()
     base = max(due, date.today())
+    tap = "bấm một nút bên dưới"  # what "{action}" reads as on a channel with buttons
+    first = base + timedelta(days=1)
     bounded = vi(
         "Please choose a day from {first} to {last}: at most {days} days more. "
-        "Type a date like 15/12, or tap one of the choices."
+        "Type a date like {example}, or {action}."
     ).format(
-        first=(base + timedelta(days=1)).strftime("%d/%m/%Y"),
+        first=first.strftime("%d/%m/%Y"),
         last=(base + timedelta(days=MAX_EXTENSION_DAYS)).strftime("%d/%m/%Y"),
         days=MAX_EXTENSION_DAYS,
+        example=first.strftime("%d/%m"),
+        action=tap,
     )
-    retype = vi("Please type a date like 15/12, or tap one of the choices.")
+    retype = vi("Please type a date like 15/12, or {action}.").format(action=tap)
     await dispatcher.handle(tapped(chat, f"ext:{occurrence_id}"))
     forged = {
         f"extd:{occurrence_id}:-30": retype,

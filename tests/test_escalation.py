@@ -51,7 +51,10 @@ async def test_the_commune_after_one_day_the_district_after_three_each_once(
     (told,) = [
         r for r in await world.outbox() if r.user_id == officer.id and "Thôn Hai" in str(r.payload)
     ]
-    assert vi("⚠️ Overdue in the villages of your commune:") in told.payload["text"]
+    assert (
+        vi("⚠️ Overdue in the {children} of {unit}:").format(children="thôn", unit="xã An")
+        in told.payload["text"]
+    )
     assert (
         vi("due {due}, {days} day(s) late").format(due="Thứ Tư, 25/11/2026", days=1)
         in (told.payload["text"])

@@ -17,6 +17,7 @@ from bot.core.i18n import format_day, translator
 from bot.core.models import ChannelIdentity, Escalation, Occurrence, OccurrenceStatus
 from bot.core.services.occurrences import extend
 from bot.core.timeutil import to_db
+from bot.core.unit_words import adapt_text
 from scheduler.commands import run_sweep
 from scheduler.jobs import start_scheduler
 from scheduler.policy import load_policies
@@ -84,9 +85,8 @@ async def test_tasks_due_together_arrive_in_one_message_each_with_its_buttons(
     assert vi("🔔 Reminder: {count} task(s) to report").format(count=2) in text
     tasks = world.app.framework.tasks
     for task in (tasks[T1], tasks[T2]):
-        assert (
-            task.title in text and vi("Evidence: {evidence}").format(evidence=task.evidence) in text
-        )
+        evidence = adapt_text(task.evidence, None)  # "nhà văn hóa thôn/tổ dân phố"
+        assert task.title in text and vi("Evidence: {evidence}").format(evidence=evidence) in text
     assert vi("Due: {due}").format(due="Thứ Tư, 25/11/2026") in text
     assert vi("{days} day(s) left").format(days=7) in text
     data = [button["data"] for row in message.payload["buttons"] for button in row]

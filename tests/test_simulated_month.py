@@ -122,8 +122,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     assert body.index("Xã Bình: 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 2")
     t1_title = world.app.framework.tasks[T1].title
     late = translator("vi")("{days} day(s) late")
-    assert f"1. Thôn Ba (Xã Bình) — {t1_title} — {late.format(days=5)}" in body
-    assert f"Thôn Hai (Xã An) — {t1_title} — {late.format(days=5)}" in body
+    assert f"1. Thôn Ba (xã Bình) — {t1_title} — {late.format(days=5)}" in body
+    assert f"Thôn Hai (xã An) — {t1_title} — {late.format(days=5)}" in body
     assert [b["data"] for row in weekly["buttons"] for b in row] == [
         f"fu:{world.units['xa_binh'].id}",
         f"fu:{world.units['xa_an'].id}",

@@ -1,27 +1,95 @@
 """The `papibot` command: set up, inspect and operate a deployment.
 
-Errors a person can act on (a bad CSV line, an unknown unit) are printed as one line and exit 2;
-anything else is a bug and keeps its traceback.
+Errors a person can act on (a bad argument, a bad CSV line, an unknown unit, a database that
+cannot be reached, a closed pipe) are printed as one line and exit 2; anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
+import os
+import re
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.core.config import Settings, production_problems
 from bot.core.context import AppContext
 from bot.core.framework import FrameworkError, load_framework
-from bot.core.timeutil import parse_now
+from bot.core.i18n import translator
 
 
 class CliError(Exception):
     """A mistake in what the operator asked for, printed without a traceback."""
+
+
+def papibot_version() -> str:
+    try:
+        return version("papibot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# --- moments given on the command line --------------------------------------------------
+
+NOW_SHAPES = "a date (2026-12-07 or 07/12/2026) or a date-time (2026-12-07T08:00)"
+VI_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2}))?$")
+
+
+def parse_moment(text: str | None, tz: ZoneInfo, clock: time) -> datetime:
+    """`--now`: a date alone means that day at `clock` (the job's own time); a date-time
+    without an offset is local. None: the real now. Anything else: CliError, one line."""
+    if not text:
+        return datetime.now(UTC)
+    value = text.strip()
+    try:
+        if match := VI_DAY.match(value):
+            day, month, year, hour, minute = match.groups()
+            moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0))
+            if hour is None:
+                moment = datetime.combine(moment.date(), clock)
+        elif len(value) == 10:
+            moment = datetime.combine(date.fromisoformat(value), clock)
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"--now: `{text}` is not {NOW_SHAPES}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+# --- progress on a terminal ---------------------------------------------------------------
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr when it is a terminal; otherwise a callback that does nothing."""
+    if not sys.stderr.isatty():
+        yield lambda _done, _total: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit="", leave=False, file=sys.stderr)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield advance
+    finally:
+        bar.close()
 
 
 def _print_json(data: object) -> None:
@@ -83,11 +151,13 @@ async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
         if args.vietnam_provinces:
             if args.province is None:
                 raise CliError("--vietnam-provinces needs --province CODE (e.g. 56 for Khánh Hòa)")
-            report = await import_vietnam_provinces(ctx.db, args.province)
+            with progress("units") as advance:
+                report = await import_vietnam_provinces(ctx.db, args.province, advance)
         else:
             if not args.file:
                 raise CliError("give a CSV file or --vietnam-provinces --province CODE")
-            report = await import_units_csv(ctx.db, Path(args.file))
+            with progress("units") as advance:
+                report = await import_units_csv(ctx.db, Path(args.file), advance)
     except UnitImportError as exc:
         raise CliError(str(exc)) from None
     print(report.summary())
@@ -107,6 +177,13 @@ async def cmd_units_list(ctx: AppContext, args: argparse.Namespace) -> None:
         return
     for unit in units:
         print(f"{unit.code:12} {unit.level:9} {unit.name}")
+
+
+def _known_role(ctx: AppContext, role: str) -> None:
+    try:
+        ctx.framework.role_level(role)
+    except KeyError:
+        raise CliError(f"unknown role `{role}` (roles: {', '.join(ctx.framework.roles)})") from None
 
 
 def _check_role(ctx: AppContext, role: str, level: str) -> None:
@@ -133,6 +210,81 @@ async def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> None:
         print(f"user {user.id}: {args.name or '(no name)'} — {args.role} at {unit.name}")
 
 
+async def cmd_users_list(ctx: AppContext, args: argparse.Namespace) -> None:
+    from sqlmodel import col, select
+
+    from bot.core.models import ChannelIdentity, Unit, User
+    from bot.core.unit_words import titled
+    from bot.core.units import descendants_ids
+    from bot.core.vietnamese_order import sort_key
+
+    async with ctx.db.session() as session:
+        query = select(User, Unit).join(Unit, Unit.id == User.unit_id)
+        if args.unit:
+            unit = await _unit_or_fail(session, args.unit)
+            query = query.where(
+                col(User.unit_id).in_([unit.id, *await descendants_ids(session, unit.id)])
+            )
+        if args.role:
+            _known_role(ctx, args.role)
+            query = query.where(User.role == args.role)
+        if not args.all:
+            query = query.where(col(User.active).is_(True))
+        found = (await session.exec(query)).all()
+        channels: dict[int, list[str]] = {}
+        for identity in (await session.exec(select(ChannelIdentity))).all():
+            channels.setdefault(identity.user_id, []).append(identity.channel)
+    found = sorted(found, key=lambda pair: (sort_key(pair[1].name), sort_key(pair[0].name)))
+    if args.json:
+        _print_json(
+            [
+                {
+                    **user.model_dump(exclude={"created_at"}),
+                    "unit_code": unit.code,
+                    "unit_name": unit.name,
+                    "channels": sorted(channels.get(user.id, [])),
+                }
+                for user, unit in found
+            ]
+        )
+        return
+    _ = translator(ctx.settings.locale)
+    rows = [
+        [
+            str(user.id),
+            user.name or _("(no name)"),
+            titled(ctx.framework, user.role, unit, ctx.settings.locale),
+            unit.code,
+            "0" + user.phone[2:] if user.phone else "—",
+            ", ".join(sorted(channels.get(user.id, []))) or "—",
+            "" if user.active else _("deactivated"),
+        ]
+        for user, unit in found
+    ]
+    _print_table([_("ID"), _("Name"), _("Role"), _("Unit code"), _("Phone"), _("Chats"), ""], rows)
+    print(_("{count} people").format(count=len(rows)))
+
+
+async def cmd_users_deactivate(ctx: AppContext, args: argparse.Namespace) -> None:
+    from bot.core.models import User
+    from bot.core.services.people import audit
+
+    async with ctx.db.session() as session:
+        user = await session.get(User, args.id)
+        if user is None:
+            raise CliError(f"unknown user id {args.id} (see `papibot users list`)")
+        if not user.active:
+            print(f"user {user.id} ({user.name or 'no name'}) was already deactivated")
+            return
+        user.active = False
+        session.add(user)
+        await audit(session, "user.deactivated", f"user:{user.id}", None, by="cli")
+        await session.commit()
+    print(
+        f"user {user.id} ({user.name or 'no name'}) deactivated: no more messages or tasks in chat"
+    )
+
+
 async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.core.services.people import create_invite
 
@@ -146,8 +298,13 @@ async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
     print(f"code: {invite.code}")
     expires = invite.expires_at.astimezone(ctx.settings.tz)
     print(f"expires: {expires:%d/%m/%Y %H:%M} ({ctx.settings.timezone})")
-    bot_name = args.telegram_bot or "<your_bot>"
-    print(f"telegram: https://t.me/{bot_name}?start={invite.code}")
+    bot_name = (args.telegram_bot or ctx.settings.telegram_bot_username).lstrip("@")
+    if bot_name:
+        print(f"telegram: https://t.me/{bot_name}?start={invite.code}")
+    if ctx.settings.zalo_oa_link:
+        print(f"zalo: {ctx.settings.zalo_oa_link} (then type the code)")
+    if not bot_name and not ctx.settings.zalo_oa_link:
+        print("links: set PAPIBOT_TELEGRAM_BOT_USERNAME or PAPIBOT_ZALO_OA_LINK to print them")
 
 
 async def cmd_events_add(ctx: AppContext, args: argparse.Namespace) -> None:
@@ -177,8 +334,13 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
     from scheduler.planner import plan
 
     today = args.today or date.today()
+    if args.until is not None and args.until < today:
+        raise CliError(f"--until {args.until} is before the planning day {today}")
     async with ctx.db.session() as session:
-        report = await plan(session, ctx.framework, ctx.settings, today, args.until)
+        with progress("plan") as advance:
+            report = await plan(
+                session, ctx.framework, ctx.settings, today, args.until, progress=advance
+            )
         await session.commit()
     print(report.summary())
 
@@ -187,34 +349,78 @@ async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.core.services.status import status_rows
     from bot.core.units import descendants_ids
 
+    if args.task and args.task not in ctx.framework.tasks:
+        raise CliError(f"unknown task `{args.task}` (see `papibot framework list`)")
     async with ctx.db.session() as session:
         unit_ids = None
         if args.unit:
             unit = await _unit_or_fail(session, args.unit)
             unit_ids = [unit.id, *await descendants_ids(session, unit.id)]
         rows = await status_rows(session, unit_ids)
+    rows = [
+        row
+        for row in rows
+        if (not args.status or row.status == args.status)
+        and (not args.task or row.task_key == args.task)
+    ]
     if args.json:
-        _print_json([row.as_json() for row in rows])
+        _print_json([row.as_json() for row in rows])  # codes, for scripts
         return
+    _ = translator(ctx.settings.locale)
+    labels = status_labels(_)
     tz = ctx.settings.tz
-    for row in rows:
-        due = row.due_at.astimezone(tz).strftime("%d/%m/%Y %H:%M")
-        print(f"{row.unit_code:12} {row.task_key:45} {row.period:24} {due} {row.status}")
-    print(f"{len(rows)} occurrences")
+    table = [
+        [
+            row.unit_code,
+            row.unit_name,
+            row.task_key,
+            row.period,
+            row.due_at.astimezone(tz).strftime("%d/%m/%Y %H:%M"),
+            labels.get(row.status, row.status),
+        ]
+        for row in rows
+    ]
+    _print_table([_("Unit code"), _("Unit"), _("Task"), _("Period"), _("Due"), _("Status")], table)
+    print(_("{count} occurrences").format(count=len(rows)))
+
+
+def status_labels(_: Callable[[str], str]) -> dict[str, str]:
+    return {
+        "open": _("open"),
+        "done": _("done"),
+        "excused": _("excused"),
+        "overdue": _("overdue"),
+        "escalated": _("escalated"),
+    }
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns as wide as their widest cell, so they line up whatever the names."""
+    widths = [max([len(headers[i]), *(len(row[i]) for row in rows)]) for i in range(len(headers))]
+    for line in [headers, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
 
 
 async def cmd_sweep(ctx: AppContext, args: argparse.Namespace) -> None:
     from scheduler.commands import run_sweep
+    from scheduler.policy import load_policies
 
-    report = await run_sweep(ctx, parse_now(args.now, ctx.settings.tz))
+    clock = load_policies(ctx.settings).reminders.send_at
+    report = await run_sweep(ctx, parse_moment(args.now, ctx.settings.tz, clock))
     print(report.summary())
 
 
 async def cmd_digest(ctx: AppContext, args: argparse.Namespace) -> None:
     from scheduler.commands import run_digest
+    from scheduler.policy import load_policies
 
-    report = await run_digest(ctx, parse_now(args.now, ctx.settings.tz))
+    clock = load_policies(ctx.settings).escalation.digests.at
+    report = await run_digest(ctx, parse_moment(args.now, ctx.settings.tz, clock))
     print(report.summary())
+    for file in dict.fromkeys(report.files):
+        print(f"wrote {ctx.settings.data_dir / file}")
 
 
 async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
@@ -281,8 +487,16 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-30") from None
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line (and exit 2, as argparse does)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="papibot", description=__doc__.splitlines()[0])
+    parser = Parser(prog="papibot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"papibot {papibot_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     init = sub.add_parser("init", help="create or upgrade the database and load the framework")
@@ -320,11 +534,20 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--channel", choices=["telegram", "zalo_bot", "zalo_oa", "web"])
     user_add.add_argument("--external-id", default="")
     user_add.set_defaults(run=cmd_users_add)
+    user_list = users.add_parser("list", help="people, by unit")
+    user_list.add_argument("--unit", help="this unit and everything below it")
+    user_list.add_argument("--role")
+    user_list.add_argument("--all", action="store_true", help="deactivated people too")
+    user_list.add_argument("--json", action="store_true")
+    user_list.set_defaults(run=cmd_users_list)
+    user_off = users.add_parser("deactivate", help="stop messaging someone (kept on record)")
+    user_off.add_argument("id", type=_positive_int, help="the user id (see `users list`)")
+    user_off.set_defaults(run=cmd_users_deactivate)
 
     invite = sub.add_parser("invite", help="a single-use registration code for the chat")
     invite.add_argument("--unit", required=True)
     invite.add_argument("--role", required=True)
-    invite.add_argument("--telegram-bot", default="", help="bot username for the deep link")
+    invite.add_argument("--telegram-bot", default="", help="default: PAPIBOT_TELEGRAM_BOT_USERNAME")
     invite.set_defaults(run=cmd_invite)
 
     events = sub.add_parser("events", help="events that start tasks").add_subparsers(
@@ -345,14 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="every occurrence with its status")
     status.add_argument("--unit", help="this unit and everything below it")
+    status.add_argument(
+        "--status", choices=["open", "done", "excused", "overdue", "escalated"], help="only these"
+    )
+    status.add_argument("--task", help="only this task key")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
 
     sweep = sub.add_parser("sweep", help="one pass of reminders and escalation")
-    sweep.add_argument("--now", help="as if it were this moment (ISO, local time unless offset)")
+    sweep.add_argument(
+        "--now", help="as if it were then: a date (at the reminder time) or a date-time"
+    )
     sweep.set_defaults(run=cmd_sweep)
     digest = sub.add_parser("digest", help="one pass of the digests that are due")
-    digest.add_argument("--now", help="as if it were this moment (ISO, local time unless offset)")
+    digest.add_argument(
+        "--now", help="as if it were then: a date (at the digest time) or a date-time"
+    )
     digest.set_defaults(run=cmd_digest)
 
     demo = sub.add_parser("demo-seed", help="demo users for the web chat simulator")
@@ -373,17 +604,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return int(text)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
     try:
+        settings = Settings()
         refuse_unsafe(settings, args)
         if hasattr(args, "sync"):
             args.sync(settings, args)
-            return 0
-        return asyncio.run(_run_async(args.run, settings, args))
+        else:
+            asyncio.run(_run_async(args.run, settings, args))
+        sys.stdout.flush()
+        return 0
+    except BrokenPipeError:
+        # `papibot status | head`: the reader left; say nothing more, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 2
     except (CliError, FrameworkError) as exc:
         print(f"papibot: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        print(f"papibot: setting {where.upper()}: {first.get('msg')}", file=sys.stderr)
+        return 2
+    except (OSError, OperationalError, InterfaceError) as exc:  # a wrong URL, a stopped server
+        unreachable = isinstance(exc, OperationalError | InterfaceError | ConnectionError) or (
+            getattr(exc, "errno", None) in (errno.ECONNREFUSED, errno.EHOSTUNREACH)
+        )
+        hint = "cannot reach the database (PAPIBOT_DATABASE_URL): " if unreachable else ""
+        print(f"papibot: {hint}{_one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -130,10 +132,31 @@ async def stop_runtime(runtime: Runtime, tasks: list[asyncio.Task]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class ZonedFormatter(logging.Formatter):
+    """Log times in the deployment's zone, with the zone: `2026-12-01 09:30:00 +07`."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return datetime.fromtimestamp(record.created, self.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def configure_logging(tz: ZoneInfo) -> None:
+    """What an operator wants to read: our INFO lines, the libraries' warnings, and no access
+    line per request (the simulator polls every second)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(ZonedFormatter(tz))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for noisy in ("aiohttp.access", "httpx", "apscheduler", "telegram"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 async def run_forever(ctx: AppContext) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logsafe.install(ctx.settings)
+    configure_logging(ctx.settings.tz)
+    logsafe.install(ctx.settings)  # after the handlers exist: it guards each of them
     runtime = build_runtime(ctx)
     app = build_app(runtime)
     runner = web.AppRunner(app)

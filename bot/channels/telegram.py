@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+)
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -85,7 +93,13 @@ def _chat_id(external_id: str) -> int | str:
     return int(external_id) if stripped.isdigit() else external_id
 
 
-def _markup(message: Outgoing) -> InlineKeyboardMarkup | None:
+def _markup(message: Outgoing) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+    if message.contact_label:
+        # Sharing a contact needs a reply keyboard, which cannot hold inline buttons: the other
+        # buttons become keys that send their label as text (the handler reads it as such).
+        keys = [[KeyboardButton(message.contact_label, request_contact=True)]]
+        keys += [[KeyboardButton(button.label) for button in row] for row in message.buttons]
+        return ReplyKeyboardMarkup(keys, one_time_keyboard=True, resize_keyboard=True)
     if not message.buttons:
         return None
     return InlineKeyboardMarkup(

@@ -21,10 +21,11 @@ class Capabilities:
     text_limit: int  # characters per message; longer text is split
     reply_window: timedelta | None = None  # may write only this long after the person wrote
     free_window: timedelta | None = None  # ... and at no cost this long
+    contact_button: bool = False  # a button that shares the phone number (Telegram)
 
 
 CAPABILITIES: dict[str, Capabilities] = {
-    "telegram": Capabilities(buttons=True, max_buttons=100, text_limit=4096),
+    "telegram": Capabilities(buttons=True, max_buttons=100, text_limit=4096, contact_button=True),
     "web": Capabilities(buttons=True, max_buttons=100, text_limit=4096),
     "zalo_oa": Capabilities(
         buttons=True,
@@ -64,3 +65,15 @@ def within_free_window(identity: ChannelIdentity, now: datetime | None = None) -
     """Within the time in which a message costs nothing (48 hours on Zalo OA)."""
     caps = CAPABILITIES.get(identity.channel)
     return _within(identity, caps.free_window if caps else None, now)
+
+
+def shows_buttons(channel: str, button_count: int) -> bool:
+    """Whether the person sees buttons to tap (else numbered lines, or no choices at all)."""
+    caps = CAPABILITIES.get(channel)
+    return caps is not None and caps.buttons and button_count <= caps.max_buttons
+
+
+def asks_contact(channel: str) -> bool:
+    """Whether the channel has a button that shares the person's phone number."""
+    caps = CAPABILITIES.get(channel)
+    return caps is not None and caps.contact_button

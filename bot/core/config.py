@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         default="", description="For invite deep links (t.me/<name>?start=CODE)"
     )
 
+    zalo_oa_link: str = Field(
+        default="", description="The OA's follow link (https://zalo.me/<OA id>) shown in invites"
+    )
+
     zalo_bot_token: str = ""
     zalo_bot_api_url: str = "https://bot-api.zaloplatforms.com"
     zalo_bot_webhook_secret: str = ""

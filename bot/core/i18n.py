@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.numbers import format_percent as babel_percent
 from babel.support import NullTranslations, Translations
 
 LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
@@ -52,6 +54,20 @@ def format_day(day: date, locale: str) -> str:
     """`Thứ Hai, 30/11/2026` in Vietnamese, `Monday, 30/11/2026` in English."""
     text = format_date(day, "EEEE, dd/MM/yyyy", locale=locale if locale in LOCALES else "vi")
     return text[:1].upper() + text[1:]
+
+
+def _babel_locale(locale: str) -> str:
+    return locale if locale in LOCALES else DEFAULT_LOCALE
+
+
+def format_number(number: float, locale: str) -> str:
+    """`1.498` in Vietnamese, `1,498` in English."""
+    return format_decimal(number, locale=_babel_locale(locale))
+
+
+def format_percent(rate: float, locale: str) -> str:
+    """A rate 0..1 as the locale writes a whole percentage: `75%`."""
+    return babel_percent(rate, format="#,##0%", locale=_babel_locale(locale))
 
 
 def format_short_day(day: date) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -110,6 +111,9 @@ class Outgoing:
     # Numbered menus: the number of the first button. Several menus in one reply (the task
     # cards of /viec) are numbered on from each other, so every number stays answerable.
     menu_start: int = 1
+    # A channel that can ask for the phone number (Telegram's contact button) shows a button
+    # with this label; elsewhere the text says to type the number.
+    contact_label: str = ""
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +128,7 @@ class Outgoing:
             document_path=payload.get("document_path", ""),
             document_name=payload.get("document_name", ""),
             menu_start=int(payload.get("menu_start", 1)),
+            contact_label=payload.get("contact_label", ""),
         )
 
     def flat_buttons(self) -> list[Button]:
@@ -145,6 +150,55 @@ def numbered_menu(message: Outgoing) -> tuple[str, list[str]]:
         for number, button in enumerate(buttons, start=message.menu_start)
     ]
     return "\n".join(lines), [button.data for button in buttons]
+
+
+# A phrase that names a button ("bấm «Tiếp tục»") is only true where buttons show; where the
+# menu is numbered it must say "gõ số 2". Handlers write both, and the outbox keeps the one that
+# fits the recipient's channel once it knows (see `resolve_taps`).
+TAP_OPEN, TAP_SEP, TAP_CLOSE = "\u27e6", "\u2502", "\u27e7"
+TAP_PATTERN = re.compile(f"{TAP_OPEN}([^{TAP_CLOSE}]*){TAP_CLOSE}")
+
+
+def tap_phrase(tap_text: str, type_text: str, data: str = "") -> str:
+    """How to choose one button (`data`) or, without data, any of them: `tap_text` where buttons
+    are shown, `type_text` (which may hold `{number}`, the button's number) in a numbered menu."""
+    for part in (tap_text, type_text, data):
+        if TAP_SEP in part or TAP_CLOSE in part:
+            raise ValueError(f"tap phrase part {part!r} holds a reserved character")
+    return f"{TAP_OPEN}{data}{TAP_SEP}{tap_text}{TAP_SEP}{type_text}{TAP_CLOSE}"
+
+
+def tap(_: Callable[[str], str], label: str, data: str, start: bool = False) -> str:
+    """ "bấm «➡️ Tiếp tục»" where buttons show, "gõ số 1" in a numbered menu (`start`: the
+    phrase begins a sentence)."""
+    if start:
+        return tap_phrase(_("Tap “{label}”").format(label=label), _("Type {number}"), data)
+    return tap_phrase(_("tap “{label}”").format(label=label), _("type {number}"), data)
+
+
+def tap_any(_: Callable[[str], str], start: bool = False) -> str:
+    """ "bấm một nút bên dưới" where buttons show, "gõ số của mục cần chọn" elsewhere."""
+    if start:
+        return tap_phrase(_("Tap a button below"), _("Type the number of your choice"))
+    return tap_phrase(_("tap a button below"), _("type the number of your choice"))
+
+
+def resolve_taps(message: Outgoing, numbered: bool) -> Outgoing:
+    """The message with every tap phrase resolved for a channel with buttons or numbers."""
+    if TAP_OPEN not in message.text:
+        return message
+    numbers = {
+        button.data: number
+        for number, button in enumerate(message.flat_buttons(), start=message.menu_start)
+    }
+
+    def choose(match: re.Match[str]) -> str:
+        data, tap_text, type_text = match.group(1).split(TAP_SEP)
+        if not numbered:
+            return tap_text
+        return type_text.replace("{number}", str(numbers.get(data, message.menu_start)))
+
+    return replace(message, text=TAP_PATTERN.sub(choose, message.text))
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -67,6 +67,7 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(default="", max_length=200)
+    phone: str | None = Field(default=None, max_length=16)  # normalised mobile: 84xxxxxxxxx
     role: str = Field(index=True, max_length=120)
     unit_id: int = Field(foreign_key="units.id", index=True)
     locale: str = Field(default="vi", max_length=8)

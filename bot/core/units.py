@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,8 +177,13 @@ def _differences(unit: Unit, row: UnitRow, parent_id: int | None, codes: dict[in
     return ", ".join(parts)
 
 
-async def upsert_units(session: AsyncSession, rows: list[UnitRow]) -> ImportReport:
-    """Create or update `rows` by code; validates parents first. The caller commits."""
+async def upsert_units(
+    session: AsyncSession,
+    rows: list[UnitRow],
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Create or update `rows` by code; validates parents first. The caller commits.
+    `progress(done, total)` is told after each row (a progress bar on a terminal)."""
     existing = {unit.code: unit for unit in (await session.exec(select(Unit))).all()}
     _check_parents(rows, existing)
     report = ImportReport()
@@ -190,7 +195,9 @@ async def upsert_units(session: AsyncSession, rows: list[UnitRow]) -> ImportRepo
             existing[row.code] = unit
     await session.flush()  # ids for the new units, so children can point at them
     codes = {unit.id: code for code, unit in existing.items() if unit.id is not None}
-    for row in rows:
+    for done, row in enumerate(rows, start=1):
+        if progress is not None:
+            progress(done, len(rows))
         unit = existing[row.code]
         parent_id = existing[row.parent_code].id if row.parent_code else None
         if row.code in new_codes:
@@ -209,17 +216,21 @@ async def upsert_units(session: AsyncSession, rows: list[UnitRow]) -> ImportRepo
     return report
 
 
-async def _import_rows(db: Database, rows: list[UnitRow]) -> ImportReport:
+async def _import_rows(
+    db: Database, rows: list[UnitRow], progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
     """One transaction: on any error the session closes uncommitted and nothing is kept."""
     async with db.session() as session:
-        report = await upsert_units(session, rows)
+        report = await upsert_units(session, rows, progress)
         await session.commit()
     return report
 
 
-async def import_units_csv(db: Database, path: Path) -> ImportReport:
+async def import_units_csv(
+    db: Database, path: Path, progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
     """Import a `code,name,level,parent_code[,sample]` file; all or nothing."""
-    return await _import_rows(db, read_units_csv(path))
+    return await _import_rows(db, read_units_csv(path), progress)
 
 
 # --- the current (2025) structure from the vietnam-provinces package -------------------------
@@ -252,14 +263,16 @@ def vietnam_provinces_rows(province_code: int) -> list[UnitRow]:
     return rows
 
 
-async def import_vietnam_provinces(db: Database, province_code: int) -> ImportReport:
+async def import_vietnam_provinces(
+    db: Database, province_code: int, progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
     """Import one province's 2025 communes under the province; all or nothing.
 
     Codes are GSO codes, and the 2025 reform reused some old commune codes for new, merged
     communes: on a database holding the 2022 structure those units are renamed and moved
     under the province (listed in the report's changes).
     """
-    return await _import_rows(db, vietnam_provinces_rows(province_code))
+    return await _import_rows(db, vietnam_provinces_rows(province_code), progress)
 
 
 # --- queries ---------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ class TaskRecord(Strict):
     timing: str
     schedule: str
     evidence: str
+    # Optional English versions, shown to people who chose English (else the Vietnamese).
+    title_en: str | None = Field(default=None, min_length=1, max_length=60)
+    evidence_en: str | None = Field(default=None, min_length=1, max_length=300)
     source: str = ""  # where the row stands in the decision's appendix
 
     @field_validator("key")

@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core.capabilities import uses_numbered_menu
-from bot.core.messages import Outgoing
+from bot.core.capabilities import shows_buttons, uses_numbered_menu
+from bot.core.messages import Outgoing, resolve_taps
 from bot.core.models import ChannelIdentity, DialogState, Outbox, User, utcnow
 from bot.core.services.people import preferred_identities
 from bot.core.sqlutil import INSERT_CHUNK, insert_new
@@ -52,6 +52,7 @@ async def enqueue(
     if uses_numbered_menu(channel, len(message.flat_buttons())):
         state = state or await dialog_state(session, channel, external_id)
         message = _remember_menu(session, state, message, burst)
+    message = resolve_taps(message, not shows_buttons(channel, len(message.flat_buttons())))
     row = Outbox(
         idempotency_key=key,
         user_id=user_id,
@@ -169,6 +170,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Queued]) -> set
         if _needs_menu(queued):
             state = states[(queued.channel, queued.external_id)]
             message = _remember_menu(session, state, message, burst="")
+        message = resolve_taps(
+            message, not shows_buttons(queued.channel, len(message.flat_buttons()))
+        )
         rows.append(_outbox_values(queued, message))
     # A key a concurrent worker added meanwhile is skipped.
     added = await insert_new(session, Outbox.__table__, rows, ("idempotency_key",))
