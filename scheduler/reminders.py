@@ -407,6 +407,10 @@ async def remind(
         people = await directory.reachable(
             occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
         )
+        if not people and (fallback := app_fallbacks(directory, task.roles)):
+            # Nobody holds the role here yet: its stand-in is reminded (roles.yaml `fallback`);
+            # the gap goes to the coverage report, not up the chain.
+            people = await directory.reachable(occurrence.unit_id, fallback.__contains__)
         if not people:
             nobody.append((occurrence, task))
         latest = pending[-1]
@@ -443,6 +447,10 @@ async def remind(
         news, counts = await escalate_unreachable(session, directory, policies, nobody, now)
         mailbag.add_notices(news)
         report.count_escalations(counts)
+
+
+def app_fallbacks(directory: Directory, task_roles: list[str]) -> set[str]:
+    return directory.app.framework.fallback_roles(task_roles)
 
 
 # --- the message ----------------------------------------------------------------------------

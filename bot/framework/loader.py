@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from bot.framework.schema import (
+    LEVELS,
     Dimension,
     Framework,
     RolesFile,
@@ -120,8 +121,15 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
                 f"{roles_path}: supervisor `{name}`: field `agency`: unknown agency "
                 f"`{target.agency}`"
             )
+    for name, role in roles_file.roles.items():
+        if role.fallback is not None and role.fallback not in roles_file.roles:
+            raise FrameworkError(
+                f"{roles_path}: role `{name}`: field `fallback`: unknown role `{role.fallback}`"
+            )
     for name, rule in sched_file.schedules.items():
         _check_rule(name, rule, sched_file.event_kinds, sched_path)
+    for name, rule in sched_file.schedules.items():
+        _check_cadence(f"{sched_path}: schedule `{name}`", rule.cadence, sched_file.schedules)
 
     tasks = {}
     for task in tasks_file.tasks:
@@ -147,6 +155,15 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
                     raise FrameworkError(f"{where}: field `roles`: unknown agency `{agency}`")
             elif role not in roles_file.roles:
                 raise FrameworkError(f"{where}: field `roles`: unknown role `{role}`")
+        if task.phases:
+            known = [phase.key for phase in rule.phases]
+            unknown = [key for key in task.phases if key not in known]
+            if rule.kind != "event" or unknown:
+                raise FrameworkError(
+                    f"{where}: field `phases`: {unknown or task.phases} not among the phases "
+                    f"of schedule `{task.schedule}` ({', '.join(known) or 'none'})"
+                )
+        _check_cadence(where, task.cadence, sched_file.schedules)
         if task.supervisor not in roles_file.supervisors:
             raise FrameworkError(
                 f"{where}: field `supervisor`: {task.supervisor!r} has no entry under "
@@ -165,6 +182,19 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
     )
 
 
+def _check_cadence(where: str, cadence: dict[str, str], schedules: dict[str, Any]) -> None:
+    for level, name in cadence.items():
+        if level != "*" and level not in LEVELS:
+            raise FrameworkError(
+                f"{where}: field `cadence`: unknown level `{level}` (levels: *, {', '.join(LEVELS)})"
+            )
+        target = schedules.get(name)
+        if target is None or target.kind != "periodic":
+            raise FrameworkError(
+                f"{where}: field `cadence.{level}`: `{name}` is not a periodic schedule"
+            )
+
+
 def _check_rule(name: str, rule: Any, event_kinds: dict[str, str], path: Path) -> None:
     where = f"{path}: schedule `{name}`"
     if rule.kind == "periodic":
@@ -175,10 +205,17 @@ def _check_rule(name: str, rule: Any, event_kinds: dict[str, str], path: Path) -
         needed = {"semiannual": 2, "annual": 1}.get(rule.period)
         if needed and len(rule.due_dates) != needed:
             raise FrameworkError(f"{where}: field `due_dates`: {rule.period} needs {needed}")
+        if rule.spread_days and rule.period not in ("monthly", "quarterly"):
+            raise FrameworkError(f"{where}: field `spread_days`: only for monthly or quarterly")
+        if any(not 1 <= day <= 28 for day in rule.spread_days):
+            raise FrameworkError(f"{where}: field `spread_days`: days must be 1 to 28")
         if rule.period == "school_year" and not rule.due_dates:
             raise FrameworkError(f"{where}: field `due_dates`: school_year needs at least one")
     elif rule.kind == "event":
-        if rule.event not in event_kinds:
-            raise FrameworkError(f"{where}: field `event`: unknown event kind `{rule.event}`")
+        unknown = [kind for kind in rule.events if kind not in event_kinds]
+        if not rule.events or unknown:
+            raise FrameworkError(
+                f"{where}: field `event`: unknown event kind `{(unknown or [None])[0]}`"
+            )
         if not rule.phases:
             raise FrameworkError(f"{where}: field `phases`: an event schedule needs phases")
