@@ -56,7 +56,6 @@ CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
 SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
 SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
-NOTICE_LIMIT = 15  # escalation lines per kind in one message; the rest are counted
 
 
 @dataclass
@@ -511,7 +510,8 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
     for kind, notices in by_kind.items():
         lines.append(_(NOTICE_HEADERS.get(kind, NOTICE_HEADERS["supervisor"])))
         ordered = sorted(notices, key=lambda n: (n.due_day, n.unit.name, n.task.title))
-        for notice in ordered[:NOTICE_LIMIT]:
+        notice_limit = policies.reminders.max_notices_per_message
+        for notice in ordered[:notice_limit]:
             due = format_day(notice.due_day, locale)
             if kind == "unreachable":
                 lines.append(
@@ -522,10 +522,10 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                     f"• {_place(notice)}: {notice.task.title} — "
                     + _("due {due}, {days} day(s) late").format(due=due, days=notice.days_late)
                 )
-        if len(ordered) > NOTICE_LIMIT:
+        if len(ordered) > notice_limit:
             lines.append(
                 _("… and {count} more: type /tinhhinh or /baocao to see them all.").format(
-                    count=len(ordered) - NOTICE_LIMIT
+                    count=len(ordered) - notice_limit
                 )
             )
         if kind == "unreachable":

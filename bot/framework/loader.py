@@ -115,12 +115,15 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
     tasks_file: TasksFile = _validate(TasksFile, raw_tasks, tasks_path, list_field="tasks")
 
     agencies = {agency.key: agency for agency in roles_file.agencies}
-    for name, target in roles_file.supervisors.items():
-        if target.target == "agency" and target.agency not in agencies:
-            raise FrameworkError(
-                f"{roles_path}: supervisor `{name}`: field `agency`: unknown agency "
-                f"`{target.agency}`"
-            )
+    for name, supervisor in roles_file.supervisors.items():
+        for where, target in [("", supervisor)] + [
+            (f"at.{k}.", v) for k, v in supervisor.at.items()
+        ]:
+            if target.target == "agency" and target.agency not in agencies:
+                raise FrameworkError(
+                    f"{roles_path}: supervisor `{name}`: field `{where}agency`: unknown agency "
+                    f"`{target.agency}`"
+                )
     for name, role in roles_file.roles.items():
         if role.fallback is not None and role.fallback not in roles_file.roles:
             raise FrameworkError(

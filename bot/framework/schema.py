@@ -20,6 +20,11 @@ KEY_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 
+LEVELS = ("province", "district", "commune", "village", "agency")
+Level = Literal["province", "district", "commune", "village", "agency"]
+LOCAL_LEVELS = ("village",)  # supervised through the commune and district above
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,13 +53,27 @@ class Agency(Strict):
     company: bool = False  # a business: never one of "Các cơ quan, đơn vị, địa phương"
 
 
-class SupervisorTarget(Strict):
-    """Where an escalation goes for a supervisor phrase of the decision."""
-
+class LevelTarget(Strict):
     # parent_district: the district above the occurrence's unit (three-tier);
     # agency: the provincial agency `agency`; province: the provincial committee.
     target: Literal["parent_district", "agency", "province"]
     agency: str | None = None
+
+
+class SupervisorTarget(LevelTarget):
+    """Where an escalation goes for a supervisor phrase of the decision."""
+
+    # Another target for occurrences at a level (line 82 names two supervisors). Without one,
+    # a village's occurrence goes to its district even when the supervisor is a provincial
+    # agency: a Sở does not follow up a village head; it supervises through the districts.
+    at: dict[Level, LevelTarget] = {}
+
+    def for_level(self, level: str) -> LevelTarget:
+        if level in self.at:
+            return self.at[level]
+        if level in LOCAL_LEVELS and self.target != "parent_district":
+            return LevelTarget(target="parent_district")
+        return self
 
 
 class RolesFile(Strict):
@@ -70,10 +89,6 @@ class EventPhase(Strict):
     anchor: Literal["start", "end"] = "start"
     open_days: int
     due_days: int
-
-
-LEVELS = ("province", "district", "commune", "village", "agency")
-Level = Literal["province", "district", "commune", "village", "agency"]
 
 
 class ScheduleRule(Strict):

@@ -1,0 +1,211 @@
+"""A year of the shipped rules for one commune: what its committee and a village head receive.
+
+One district, one commune with three villages, every task of the framework; the scheduler runs
+as deployed (the plan on the 1st of each month, a sweep at the reminder time every day). Two
+ways of answering: promptly (everything a message lists is reported done the same day) and
+never. Counted per person: messages, the most in one day, the longest message, the tasks to
+report each month and the taps that takes.
+
+    python -m tests.helpers.workload          # prints the figures (README, reminder policy)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlmodel import SQLModel, col, select
+
+from bot.config import Settings
+from bot.context import AppContext
+from bot.db import Database
+from bot.framework import Framework
+from bot.framework.loader import load_framework
+from bot.models import Occurrence, Outbox, Reminder, Unit, User
+from bot.services.framework_sync import sync_task_definitions
+from bot.services.occurrences import ACTIVE_STATUSES, mark_done
+from bot.services.people import add_user, link_identity
+from bot.timeutil import from_db, to_db
+from scheduler.commands import run_plan, run_sweep
+
+HCM = ZoneInfo("Asia/Ho_Chi_Minh")
+# Reporting one task done without a photo: ✅ Done → ➡️ Continue → Skip → ✅ Send report
+# (handlers/report.py). A photo adds the picture and nothing else.
+TAPS_PER_REPORT = 4
+
+UNITS = [
+    # code, name, level, parent code
+    ("56", "Tỉnh Khánh Hòa", "province", None),
+    ("570", "Huyện Diên Khánh", "district", "56"),
+    ("22480", "Xã Diên An", "commune", "570"),
+    ("22480-01", "Thôn Một", "village", "22480"),
+    ("22480-02", "Thôn Hai", "village", "22480"),
+    ("22480-03", "Thôn Ba", "village", "22480"),
+    ("so-noi-vu", "Sở Nội vụ", "agency", "56"),
+    ("so-thong-tin-va-truyen-thong", "Sở Thông tin và Truyền thông", "agency", "56"),
+]
+PEOPLE = [
+    # key, unit code, role
+    ("commune", "22480", "commune_committee"),
+    ("village", "22480-01", "village_head"),
+    ("village2", "22480-02", "village_head"),
+    ("village3", "22480-03", "village_head"),
+    ("district", "570", "district_committee"),
+]
+MEASURED = ("commune", "village")
+
+
+@dataclass
+class Load:
+    messages: int = 0
+    busiest_day: int = 0  # messages on the day with the most
+    longest: int = 0  # characters
+    per_month: Counter = field(default_factory=Counter)  # messages
+    tasks_per_month: Counter = field(default_factory=Counter)  # distinct tasks reminded, by due
+
+    @property
+    def max_month(self) -> int:
+        return max(self.per_month.values(), default=0)
+
+    @property
+    def max_tasks(self) -> int:
+        return max(self.tasks_per_month.values(), default=0)
+
+    @property
+    def max_taps(self) -> int:
+        return TAPS_PER_REPORT * self.max_tasks
+
+
+async def _world(settings: Settings, framework: Framework) -> tuple[AppContext, dict[str, User]]:
+    db = Database(settings.effective_database_url)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(SQLModel.metadata.create_all)
+    app = AppContext(settings=settings, db=db, framework=framework)
+    users: dict[str, User] = {}
+    async with db.session() as session:
+        made: dict[str, Unit] = {}
+        for code, name, level, parent in UNITS:
+            unit = Unit(
+                code=code, name=name, level=level, parent_id=made[parent].id if parent else None
+            )
+            session.add(unit)
+            await session.flush()
+            made[code] = unit
+        await sync_task_definitions(session, framework)
+        for key, code, role in PEOPLE:
+            user = await add_user(session, made[code], role, key)
+            await link_identity(session, user, "telegram", f"{key}-chat", key)
+            users[key] = user
+        await session.commit()
+    return app, users
+
+
+async def _answer(app: AppContext, users: dict[str, User], now: datetime) -> None:
+    """Everything reminded at `now` is reported done at once, by whoever was reminded."""
+    by_id = {user.id: user for user in users.values()}
+    async with app.db.session() as session:
+        rows = await session.exec(select(Reminder).where(Reminder.created_at == to_db(now)))
+        for reminder in rows.all():
+            occurrence = await session.get(Occurrence, reminder.occurrence_id)
+            who = next((by_id[i] for i in reminder.user_ids if i in by_id), None)
+            if who is not None and occurrence.status in ACTIVE_STATUSES:
+                mark_done(occurrence, who)
+                session.add(occurrence)
+        await session.commit()
+
+
+async def simulate(
+    framework: Framework, year: int, prompt: bool, base: Settings | None = None
+) -> dict[str, Load]:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = (base or Settings(_env_file=None)).model_copy(
+            update={
+                "data_dir": Path(folder),
+                "database_url": f"sqlite+aiosqlite:///{folder}/load.db",
+            }
+        )
+        app, users = await _world(settings, framework)
+        send_at = time(8, 0)
+        day = date(year, 1, 1)
+        seen: dict[str, set[int]] = defaultdict(set)
+        loads = {key: Load() for key in MEASURED}
+        last_id = 0
+        while day.year == year:
+            if day.day == 1:
+                await run_plan(app, datetime.combine(day, time(0, 5), tzinfo=HCM))
+            now = datetime.combine(day, send_at, tzinfo=HCM)
+            await run_sweep(app, now)
+            async with app.db.session() as session:
+                rows = list(
+                    (await session.exec(select(Outbox).where(col(Outbox.id) > last_id))).all()
+                )
+                today: Counter = Counter()
+                for row in rows:
+                    last_id = max(last_id, row.id)
+                    key = next((k for k in MEASURED if users[k].id == row.user_id), None)
+                    if key is None:
+                        continue
+                    load = loads[key]
+                    load.messages += 1
+                    load.per_month[day.month] += 1
+                    load.longest = max(load.longest, len(row.payload.get("text", "")))
+                    today[key] += 1
+                for key, count in today.items():
+                    loads[key].busiest_day = max(loads[key].busiest_day, count)
+                reminded = await session.exec(
+                    select(Reminder, Occurrence)
+                    .join(Occurrence)
+                    .where(Reminder.created_at == to_db(now), Reminder.outcome == "sent")
+                )
+                for reminder, occurrence in reminded.all():
+                    for key in MEASURED:
+                        if users[key].id in reminder.user_ids and occurrence.id not in seen[key]:
+                            seen[key].add(occurrence.id)
+                            due = from_db(occurrence.due_at).astimezone(HCM).date()
+                            loads[key].tasks_per_month[due.month] += 1
+            if prompt:
+                await _answer(app, users, now)
+            day += timedelta(days=1)
+        await app.db.dispose()
+        return loads
+
+
+def table(figures: dict[tuple[str, bool], Load]) -> str:
+    lines = [
+        "| who | answers | messages a year | most a month | most a day | longest message "
+        "| tasks a month (most) | taps a month (most) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (who, prompt), load in figures.items():
+        lines.append(
+            f"| {who} | {'promptly' if prompt else 'never'} | {load.messages} | {load.max_month} "
+            f"| {load.busiest_day} | {load.longest} | {load.max_tasks} | {load.max_taps} |"
+        )
+    return "\n".join(lines)
+
+
+async def _main(framework_dir: Path, year: int) -> None:
+    framework = load_framework(framework_dir)
+    base = Settings(_env_file=None, framework_dir=framework_dir)
+    figures = {}
+    for prompt in (True, False):
+        loads = await simulate(framework, year, prompt, base)
+        for who in MEASURED:
+            figures[(who, prompt)] = loads[who]
+    print(table(figures))
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(
+        _main(
+            Path(sys.argv[1]) if len(sys.argv) > 1 else Settings(_env_file=None).framework_dir,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 2027,
+        )
+    )
