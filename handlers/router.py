@@ -26,7 +26,17 @@ from bot.messages import Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
 from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import identity_for
-from handlers import district, extension, followup, help, officer, onboarding, report, tasks
+from handlers import (
+    checklist,
+    district,
+    extension,
+    followup,
+    help,
+    officer,
+    onboarding,
+    report,
+    tasks,
+)
 from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
@@ -68,6 +78,8 @@ BUTTONS: dict[str, ButtonJourney] = {
     "cancel": report.cancel,
     "pick": report.pick_task,
     "qdone": report.confirm_quick_done,
+    "all": checklist.review,
+    "allok": checklist.confirm,
     "ext": extension.ask_extension,
     "extd": extension.extension_days,
     "cant": extension.ask_cannot,

@@ -56,6 +56,7 @@ CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
 SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
 SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
+FOOTER_RESERVE = 160  # the "… and N more" and "All done?" lines after the last task
 
 
 @dataclass
@@ -539,28 +540,43 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         limit = policies.reminders.max_tasks_per_message
         lines.append(_("🔔 Reminder: {count} task(s) to report").format(count=len(items)))
         numbered = len(items) > 1
+        budget = policies.reminders.max_message_chars - FOOTER_RESERVE
+        shown = 0
         for number, item in enumerate(items[:limit], start=1):
-            lines.append(
+            block = [
                 f"{number}. [{_dimension(app, item.task, locale)}] {item.task.title}"
                 if numbered
-                else f"[{_dimension(app, item.task, locale)}] {item.task.title}"
-            )
-            lines.append(
+                else f"[{_dimension(app, item.task, locale)}] {item.task.title}",
                 "   "
                 + _("Due: {due}").format(due=format_day(item.stage.due_day, locale))
-                + f" ({_due_phrase(_, item.stage, today)})"
-            )
-            lines.append(
-                "   " + _("Evidence: {evidence}").format(evidence=item.task.evidence or "—")
-            )
+                + f" ({_due_phrase(_, item.stage, today)})",
+                "   " + _("Evidence: {evidence}").format(evidence=item.task.evidence or "—"),
+            ]
+            if shown and len("\n".join(lines + block)) > budget:
+                break  # the rest is counted: a message stays within a phone screen and a half
+            lines += block
             buttons += task_buttons(_, item.occurrence.id, number if numbered else None)
+            shown += 1
+        limit = shown
         if len(items) > limit:
             lines.append(
                 _("… and {count} more: type /viec to see them all.").format(
                     count=len(items) - limit
                 )
             )
-        lines.append(_("Tap a button below to report."))
+        if numbered:
+            # One answer for the lot (handlers/checklist.py); exceptions first, on their own.
+            lines.append(_("All done? Tap ✅ All done. Not all? First answer those one by one."))
+            buttons.insert(
+                0,
+                [
+                    Button(
+                        _("✅ All done ({count})").format(count=len(items)), f"all:{today:%Y%m%d}"
+                    )
+                ],
+            )
+        else:
+            lines.append(_("Tap a button below to report."))
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 

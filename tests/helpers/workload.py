@@ -2,8 +2,8 @@
 
 One district, one commune with three villages, every task of the framework; the scheduler runs
 as deployed (the plan on the 1st of each month, a sweep at the reminder time every day). Two
-ways of answering: promptly (everything a message lists is reported done the same day) and
-never. Counted per person: messages, the most in one day, the longest message, the tasks to
+ways of answering: promptly (each reminder answered at once through the real dispatcher, see
+`Answerer`) and never. Counted per person: messages, the most in one day, the longest message, the tasks to
 report each month and the taps that takes.
 
     python -m tests.helpers.workload          # prints the figures (README, reminder policy)
@@ -26,11 +26,12 @@ from bot.context import AppContext
 from bot.db import Database
 from bot.framework import Framework
 from bot.framework.loader import load_framework
+from bot.messages import Incoming, Kind
 from bot.models import Occurrence, Outbox, Reminder, Unit, User
 from bot.services.framework_sync import sync_task_definitions
-from bot.services.occurrences import ACTIVE_STATUSES, mark_done
 from bot.services.people import add_user, link_identity
 from bot.timeutil import from_db, to_db
+from handlers.router import Dispatcher
 from scheduler.commands import run_plan, run_sweep
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -65,8 +66,10 @@ class Load:
     messages: int = 0
     busiest_day: int = 0  # messages on the day with the most
     longest: int = 0  # characters
+    longest_text: str = ""
     per_month: Counter = field(default_factory=Counter)  # messages
     tasks_per_month: Counter = field(default_factory=Counter)  # distinct tasks reminded, by due
+    taps_per_month: Counter = field(default_factory=Counter)  # answering promptly
 
     @property
     def max_month(self) -> int:
@@ -78,6 +81,10 @@ class Load:
 
     @property
     def max_taps(self) -> int:
+        """Answering promptly: the taps it took; never answering: what one report per task
+        (✅ Done → Continue → Skip → Send) would take."""
+        if self.taps_per_month:
+            return max(self.taps_per_month.values())
         return TAPS_PER_REPORT * self.max_tasks
 
 
@@ -105,18 +112,41 @@ async def _world(settings: Settings, framework: Framework) -> tuple[AppContext, 
     return app, users
 
 
-async def _answer(app: AppContext, users: dict[str, User], now: datetime) -> None:
-    """Everything reminded at `now` is reported done at once, by whoever was reminded."""
-    by_id = {user.id: user for user in users.values()}
-    async with app.db.session() as session:
-        rows = await session.exec(select(Reminder).where(Reminder.created_at == to_db(now)))
-        for reminder in rows.all():
-            occurrence = await session.get(Occurrence, reminder.occurrence_id)
-            who = next((by_id[i] for i in reminder.user_ids if i in by_id), None)
-            if who is not None and occurrence.status in ACTIVE_STATUSES:
-                mark_done(occurrence, who)
-                session.add(occurrence)
-        await session.commit()
+class Answerer:
+    """Plays each reminded person answering at once, through the real dispatcher: "✅ All done"
+    and its confirmation under a message listing several tasks, "xong" and its confirmation
+    under a message with one. Counts the taps (a typed "xong" counts as one)."""
+
+    def __init__(self, app: AppContext, users: dict[str, User]) -> None:
+        self.dispatcher = Dispatcher(app)
+        self.users = users
+        self.taps: Counter = Counter()  # (person, month) → taps
+        self.serial = 0
+
+    async def _send(self, key: str, **fields) -> None:
+        self.serial += 1
+        await self.dispatcher.handle(
+            Incoming(
+                channel="telegram",
+                external_id=f"{key}-chat",
+                update_id=f"load-{self.serial}",
+                **fields,
+            )
+        )
+
+    async def answer(self, key: str, month: int, message: Outbox) -> None:
+        datas = [b["data"] for row in message.payload.get("buttons", []) for b in row]
+        every = next((d for d in datas if d.startswith("all:")), None)
+        if every is not None:
+            await self._send(key, kind=Kind.button, data=every)
+            await self._send(key, kind=Kind.button, data="allok:" + every.split(":", 1)[1])
+        elif any(d.startswith("done:") for d in datas):
+            done = next(d for d in datas if d.startswith("done:"))
+            await self._send(key, kind=Kind.text, text="xong")
+            await self._send(key, kind=Kind.button, data="qdone:" + done.split(":", 1)[1])
+        else:
+            return  # escalation news only: nothing to answer
+        self.taps[(key, month)] += 2
 
 
 async def simulate(
@@ -135,6 +165,7 @@ async def simulate(
         seen: dict[str, set[int]] = defaultdict(set)
         loads = {key: Load() for key in MEASURED}
         last_id = 0
+        answerer = Answerer(app, users)
         while day.year == year:
             if day.day == 1:
                 await run_plan(app, datetime.combine(day, time(0, 5), tzinfo=HCM))
@@ -145,15 +176,21 @@ async def simulate(
                     (await session.exec(select(Outbox).where(col(Outbox.id) > last_id))).all()
                 )
                 today: Counter = Counter()
+                letters: list[tuple[str, Outbox]] = []
                 for row in rows:
                     last_id = max(last_id, row.id)
-                    key = next((k for k in MEASURED if users[k].id == row.user_id), None)
-                    if key is None:
+                    key = next((k for k in users if users[k].id == row.user_id), None)
+                    if key is None or not row.idempotency_key.startswith("remind:"):
+                        continue
+                    letters.append((key, row))
+                    if key not in MEASURED:
                         continue
                     load = loads[key]
                     load.messages += 1
                     load.per_month[day.month] += 1
-                    load.longest = max(load.longest, len(row.payload.get("text", "")))
+                    text = row.payload.get("text", "")
+                    if len(text) > load.longest:
+                        load.longest, load.longest_text = len(text), text
                     today[key] += 1
                 for key, count in today.items():
                     loads[key].busiest_day = max(loads[key].busiest_day, count)
@@ -169,8 +206,14 @@ async def simulate(
                             due = from_db(occurrence.due_at).astimezone(HCM).date()
                             loads[key].tasks_per_month[due.month] += 1
             if prompt:
-                await _answer(app, users, now)
+                for key, row in letters:
+                    await answerer.answer(key, day.month, row)
+                async with app.db.session() as session:
+                    last_id = max([last_id, *(await session.exec(select(Outbox.id))).all()])
             day += timedelta(days=1)
+        for (key, month), taps in answerer.taps.items():
+            if key in loads:
+                loads[key].taps_per_month[month] = taps
         await app.db.dispose()
         return loads
 
