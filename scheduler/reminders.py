@@ -57,6 +57,7 @@ SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
 SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
 FOOTER_RESERVE = 160  # the "… and N more" and "All done?" lines after the last task
+TASK_RESERVE = 330  # the reminder's header and one task with its due date and evidence
 
 
 @dataclass
@@ -512,17 +513,25 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         lines.append(_(NOTICE_HEADERS.get(kind, NOTICE_HEADERS["supervisor"])))
         ordered = sorted(notices, key=lambda n: (n.due_day, n.unit.name, n.task.title))
         notice_limit = policies.reminders.max_notices_per_message
+        # Room is kept for the tasks that follow (at least one with its lines).
+        room = policies.reminders.max_message_chars - FOOTER_RESERVE
+        room -= TASK_RESERVE if letter.items else 0
+        shown = 0
         for notice in ordered[:notice_limit]:
             due = format_day(notice.due_day, locale)
             if kind == "unreachable":
-                lines.append(
-                    f"• {_place(notice)}: {notice.task.title} — " + _("due {due}").format(due=due)
+                line = f"• {_place(notice)}: {notice.task.title} — " + _("due {due}").format(
+                    due=due
                 )
             else:
-                lines.append(
-                    f"• {_place(notice)}: {notice.task.title} — "
-                    + _("due {due}, {days} day(s) late").format(due=due, days=notice.days_late)
-                )
+                line = f"• {_place(notice)}: {notice.task.title} — " + _(
+                    "due {due}, {days} day(s) late"
+                ).format(due=due, days=notice.days_late)
+            if shown and len("\n".join([*lines, line])) > room:
+                break
+            lines.append(line)
+            shown += 1
+        notice_limit = shown
         if len(ordered) > notice_limit:
             lines.append(
                 _("… and {count} more: type /tinhhinh or /baocao to see them all.").format(
