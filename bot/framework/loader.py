@@ -97,7 +97,17 @@ def _load_file(name: str, base_dir: Path, override_dir: Path | None) -> tuple[An
     return raw, path
 
 
-def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framework:
+def load_framework(
+    base_dir: Path, override_dir: Path | None = None, structure: str = "three_tier"
+) -> Framework:
+    """The framework of `base_dir` with a province's overrides, under `structure`
+    (framework_data/structures/; three-tier is the decision as written)."""
+    from bot.framework.structures import apply_structure
+
+    return apply_structure(_load_framework(base_dir, override_dir), base_dir, structure)
+
+
+def _load_framework(base_dir: Path, override_dir: Path | None = None) -> Framework:
     raw_dims, dims_path = _load_file("dimensions.yaml", base_dir, override_dir)
     dims_list = raw_dims.get("dimensions", []) if isinstance(raw_dims, dict) else []
     dimensions: dict[str, Dimension] = {}

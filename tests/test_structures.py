@@ -1,0 +1,67 @@
+"""The two-tier structure (since 1 July 2025): the decision's district-level work and its
+"UBND cấp huyện" supervision go somewhere defined (framework_data/structures/two_tier.yaml)."""
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.context import AppContext
+from bot.framework import FrameworkError, load_framework
+from bot.models import Occurrence, Unit
+from bot.services.framework_sync import sync_task_definitions
+from scheduler.planner import plan
+
+
+@pytest.fixture(scope="module")
+def two_tier():
+    return load_framework(DEFAULT_FRAMEWORK_DIR, None, "two-tier")
+
+
+def test_no_task_is_left_with_a_district_role_or_dropped(framework, two_tier):
+    assert set(two_tier.tasks) == set(framework.tasks)
+    for task in two_tier.tasks.values():
+        levels = {two_tier.role_level(role) for role in task.roles}
+        assert "district" not in levels, task.key
+        assert task.roles, task.key
+    # District-executed school work moved down to the commune.
+    assert two_tier.tasks["phat-trien-truong-tieu-hoc-dat-chuan"].roles == ["commune_committee"]
+    # The commune keeps its own roles; the district police is now the commune police's work.
+    assert two_tier.tasks["bao-dam-an-ninh-trat-tu-khu-dan-cu"].roles == [
+        "province_agency:cong-an-tinh",
+        "commune_police",
+    ]
+    assert two_tier.supervisors["UBND cấp huyện"].target == "province"
+    line_82 = two_tier.supervisors["Thanh tra tỉnh; UBND cấp huyện"]
+    assert (line_82.target, line_82.agency) == ("agency", "thanh-tra-tinh")
+    # Three-tier is the decision as written.
+    assert load_framework(DEFAULT_FRAMEWORK_DIR, None, "three_tier") == framework
+
+
+def test_an_unknown_structure_names_the_file(tmp_path: Path):
+    with pytest.raises(FrameworkError, match="structures/one_tier.yaml"):
+        load_framework(DEFAULT_FRAMEWORK_DIR, None, "one-tier")
+
+
+async def test_a_two_tier_commune_gets_the_work_that_moved_down(db, settings: Settings):
+    app = AppContext.build(settings.model_copy(update={"structure": "two_tier"}), db)
+    async with db.session() as session:
+        province = Unit(code="56", name="Tỉnh Khánh Hòa", level="province")
+        session.add(province)
+        await session.flush()
+        ward = Unit(code="22333", name="Phường Nha Trang", level="commune", parent_id=province.id)
+        session.add(ward)
+        await session.flush()
+        session.add(Unit(code="22333-01", name="Tổ dân phố 1", level="village", parent_id=ward.id))
+        await sync_task_definitions(session, app.framework)
+        await session.commit()
+        await plan(session, app.framework, app.settings, date(2027, 1, 1), date(2027, 12, 31))
+        await session.commit()
+        keys = set(
+            (
+                await session.exec(select(Occurrence.task_key).where(Occurrence.unit_id == ward.id))
+            ).all()
+        )
+    assert {"phat-trien-truong-tieu-hoc-dat-chuan", "huong-dan-dang-ky-nhu-cau-su-dung-dat"} <= keys
