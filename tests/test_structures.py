@@ -1,6 +1,9 @@
 """The two-tier structure (since 1 July 2025): the decision's district-level work and its
 "UBND cấp huyện" supervision go somewhere defined (framework_data/structures/two_tier.yaml)."""
 
+import json
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -65,3 +68,46 @@ async def test_a_two_tier_commune_gets_the_work_that_moved_down(db, settings: Se
             ).all()
         )
     assert {"phat-trien-truong-tieu-hoc-dat-chuan", "huong-dan-dang-ky-nhu-cau-su-dung-dat"} <= keys
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _papibot(folder: Path, *args: str, structure: str = "three_tier"):
+    env = {
+        "PAPIBOT_DATA_DIR": str(folder / "data"),
+        "PAPIBOT_STRUCTURE": structure,
+        "PYTHONPATH": str(ROOT),  # this checkout's code, not an installed copy
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=300,
+    )
+
+
+def test_init_two_tier_loads_the_2025_units_and_the_database_refuses_the_2022_tree(tmp_path):
+    first = _papibot(tmp_path, "init", "--structure", "two-tier", structure="two_tier")
+    assert first.returncode == 0, first.stderr
+    assert "PAPIBOT_STRUCTURE=two_tier" in first.stdout
+    listed = _papibot(tmp_path, "units", "list", "--json", structure="two_tier")
+    units = {unit["code"]: unit for unit in json.loads(listed.stdout)}
+    levels = {unit["level"] for unit in units.values()}
+    assert "district" not in levels and {"province", "commune", "village", "agency"} <= levels
+    assert units["22366"]["name"] == "Phường Nha Trang"
+    # The 2022 tree on top would rename and re-parent reused codes: refused, nothing changed.
+    mixed = _papibot(
+        tmp_path, "units", "import", str(DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv")
+    )
+    assert mixed.returncode == 2
+    assert "two-tier" in mixed.stderr and "khanh-hoa-2022.csv" in mixed.stderr
+    after = _papibot(tmp_path, "units", "list", "--json", structure="two_tier")
+    assert json.loads(after.stdout) == json.loads(listed.stdout)
+    # And a three-tier init of that database is refused too.
+    again = _papibot(tmp_path, "init", "--structure", "three-tier")
+    assert again.returncode == 2 and "two-tier" in again.stderr
