@@ -222,6 +222,22 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
     print(report.summary())
 
 
+async def cmd_coverage(ctx: AppContext, args: argparse.Namespace) -> None:
+    """Roles with work and nobody registered, unit by unit (scheduler/coverage.py)."""
+    from scheduler.coverage import role_gaps
+
+    async with ctx.db.session() as session:
+        parent = await _unit_or_fail(session, args.unit) if args.unit else None
+        gaps = await role_gaps(session, ctx.framework, parent.id if parent else None)
+    if args.json:
+        _print_json([gap.__dict__ for gap in gaps])
+        return
+    for gap in gaps:
+        covered = f" (reminded instead: {gap.covered_by})" if gap.covered_by else ""
+        print(f"{gap.unit_code:12} {gap.unit_name:40} {gap.role}{covered}")
+    print(f"{len(gaps)} role(s) with nobody registered")
+
+
 async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.services.status import status_rows
     from bot.units import descendants_ids
@@ -375,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--unit", help="this unit and everything below it")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
+
+    coverage = sub.add_parser("coverage", help="roles with work and nobody registered")
+    coverage.add_argument("--unit", help="only the units below this one")
+    coverage.add_argument("--json", action="store_true")
+    coverage.set_defaults(run=cmd_coverage)
 
     sweep = sub.add_parser("sweep", help="one pass of reminders and escalation")
     sweep.add_argument("--now", help="as if it were this moment (ISO, local time unless offset)")

@@ -41,15 +41,15 @@ def roles_needed(framework: Framework) -> dict[str, set[str]]:
 async def role_gaps(
     session: AsyncSession, framework: Framework, parent_id: int | None = None
 ) -> list[Gap]:
-    """Every (unit, role) with work and no active holder; `parent_id`: the units under one
-    unit only (a district's communes and villages, for its weekly report)."""
+    """Every (unit, role) with work and no active holder; `parent_id`: that unit and the units
+    under it only (a district with its communes and villages, for its weekly report)."""
     needed = roles_needed(framework)
     units = list((await session.exec(select(Unit).where(col(Unit.level).in_(list(needed))))).all())
     if parent_id is not None:
         children: dict[int | None, list[Unit]] = {}
         for unit in (await session.exec(select(Unit))).all():
             children.setdefault(unit.parent_id, []).append(unit)
-        below, stack = set(), [parent_id]
+        below, stack = {parent_id}, [parent_id]
         while stack:
             for child in children.get(stack.pop(), []):
                 below.add(child.id)
