@@ -549,7 +549,12 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         limit = policies.reminders.max_tasks_per_message
         lines.append(_("🔔 Reminder: {count} task(s) to report").format(count=len(items)))
         numbered = len(items) > 1
-        budget = policies.reminders.max_message_chars - FOOTER_RESERVE
+        budget = policies.reminders.max_message_chars
+        tail = (
+            _("All done? Tap ✅ All done. Not all? First answer those one by one.")
+            if numbered
+            else _("Tap a button below to report.")
+        )
         shown = 0
         for number, item in enumerate(items[:limit], start=1):
             block = [
@@ -561,7 +566,13 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                 + f" ({_due_phrase(_, item.stage, today)})",
                 "   " + _("Evidence: {evidence}").format(evidence=item.task.evidence or "—"),
             ]
-            if shown and len("\n".join(lines + block)) > budget:
+            left = len(items) - shown - 1
+            footer = [tail]
+            if left:
+                footer.insert(
+                    0, _("… and {count} more: type /viec to see them all.").format(count=left)
+                )
+            if shown and len("\n".join(lines + block + footer)) > budget:
                 break  # the rest is counted: a message stays within a phone screen and a half
             lines += block
             buttons += task_buttons(_, item.occurrence.id, number if numbered else None)
@@ -573,9 +584,9 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                     count=len(items) - limit
                 )
             )
+        lines.append(tail)
         if numbered:
             # One answer for the lot (handlers/checklist.py); exceptions first, on their own.
-            lines.append(_("All done? Tap ✅ All done. Not all? First answer those one by one."))
             buttons.insert(
                 0,
                 [
@@ -584,8 +595,6 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                     )
                 ],
             )
-        else:
-            lines.append(_("Tap a button below to report."))
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 
