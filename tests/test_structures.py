@@ -111,3 +111,72 @@ def test_init_two_tier_loads_the_2025_units_and_the_database_refuses_the_2022_tr
     # And a three-tier init of that database is refused too.
     again = _papibot(tmp_path, "init", "--structure", "three-tier")
     assert again.returncode == 2 and "two-tier" in again.stderr
+
+
+async def test_the_two_tier_demo_people_report_and_declare_in_the_simulator(db, settings):
+    """`make demo STRUCTURE=two-tier`: the village head reports a task, the ward officer sees
+    it and declares a village-head election, all in the chat simulator."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.demo import COMMUNE_OFFICER, VILLAGE_HEAD, seed_demo
+    from bot.runtime import build_runtime
+    from bot.server import build_app
+    from bot.units import import_units_csv, import_vietnam_provinces
+    from tests.helpers.world import World
+    from tests.test_web_simulator import Sim, button, demo_user
+
+    app = AppContext.build(settings.model_copy(update={"structure": "two_tier"}), db)
+    await import_vietnam_provinces(db, 56)
+    await import_units_csv(db, DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2025-sample.csv")
+    async with db.session() as session:
+        await sync_task_definitions(session, app.framework)
+        await session.commit()
+        await plan(session, app.framework, app.settings, date.today())
+        await session.commit()
+        ward = (await session.exec(select(Unit).where(Unit.code == "22333"))).one()
+        villages = list((await session.exec(select(Unit).where(Unit.parent_id == ward.id))).all())
+    await seed_demo(app)
+    client = TestClient(TestServer(build_app(build_runtime(app)), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        sim = Sim(World(app=app, district=None, commune=ward, villages=villages), client)
+        head = await sim.login(await demo_user(db, VILLAGE_HEAD))
+        officer = await sim.login(await demo_user(db, COMMUNE_OFFICER))
+
+        mark = await sim.last_id(head)
+        await sim.send(head, "/viec")
+        _mid, done = button(await sim.messages(head, mark), "done:")
+        occurrence_id = int(done.split(":")[1])
+        mark = await sim.last_id(head)
+        await sim.tap(head, done)
+        for prefix in ("next:", "skip:", "send:"):  # no photo, no note, send
+            _mid, data = button(await sim.messages(head, mark), prefix)
+            mark = await sim.last_id(head)
+            await sim.tap(head, data)
+        async with db.session() as session:
+            assert (await session.get(Occurrence, occurrence_id)).status == "done"
+
+        mark = await sim.last_id(officer)
+        await sim.send(officer, "/tinhhinh")
+        overview = "\n".join(m["text"] for m in await sim.messages(officer, mark))
+        assert "Tổ dân phố 1" in overview
+
+        mark = await sim.last_id(officer)
+        await sim.send(officer, "/sukien")
+        _mid, kind = button(await sim.messages(officer, mark), "evk:village_head_election")
+        await sim.tap(officer, kind)
+        mark = await sim.last_id(officer)
+        await sim.send(officer, "15/03/2027")
+        reply = (await sim.messages(officer, mark))[-1]["text"]
+        assert "15/03/2027" in reply
+        async with db.session() as session:
+            created = (
+                await session.exec(
+                    select(Occurrence.task_key).where(
+                        Occurrence.period.startswith("village_head_election:")
+                    )
+                )
+            ).all()
+        assert set(created) == {"to-chuc-bau-truong-thon", "tuyen-truyen-bau-cu"}
+    finally:
+        await client.close()
