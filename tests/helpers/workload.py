@@ -6,7 +6,7 @@ ways of answering: promptly (each reminder answered at once through the real dis
 `Answerer`) and never. Counted per person: messages, the most in one day, the longest message, the tasks to
 report each month and the taps that takes.
 
-    python -m tests.helpers.workload          # prints the figures (README, reminder policy)
+    python -m tests.helpers.workload [FRAMEWORK_DIR [YEAR [STRUCTURE …]]]   # the README table
 """
 
 from __future__ import annotations
@@ -88,7 +88,21 @@ class Load:
         return TAPS_PER_REPORT * self.max_tasks
 
 
-async def _world(settings: Settings, framework: Framework) -> tuple[AppContext, dict[str, User]]:
+def two_tier(units: list[tuple], people: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """The same commune in the structure since July 2025: under the province, no district."""
+    districts = {code for code, _name, level, _parent in units if level == "district"}
+    province = next(code for code, _name, level, _parent in units if level == "province")
+    units = [
+        (code, name, level, province if parent in districts else parent)
+        for code, name, level, parent in units
+        if code not in districts
+    ]
+    return units, [person for person in people if person[1] not in districts]
+
+
+async def _world(
+    settings: Settings, framework: Framework, units: list[tuple], people: list[tuple]
+) -> tuple[AppContext, dict[str, User]]:
     db = Database(settings.effective_database_url)
     async with db.engine.begin() as connection:
         await connection.run_sync(SQLModel.metadata.create_all)
@@ -96,7 +110,7 @@ async def _world(settings: Settings, framework: Framework) -> tuple[AppContext, 
     users: dict[str, User] = {}
     async with db.session() as session:
         made: dict[str, Unit] = {}
-        for code, name, level, parent in UNITS:
+        for code, name, level, parent in units:
             unit = Unit(
                 code=code, name=name, level=level, parent_id=made[parent].id if parent else None
             )
@@ -104,7 +118,7 @@ async def _world(settings: Settings, framework: Framework) -> tuple[AppContext, 
             await session.flush()
             made[code] = unit
         await sync_task_definitions(session, framework)
-        for key, code, role in PEOPLE:
+        for key, code, role in people:
             user = await add_user(session, made[code], role, key)
             await link_identity(session, user, "telegram", f"{key}-chat", key)
             users[key] = user
@@ -150,16 +164,23 @@ class Answerer:
 
 
 async def simulate(
-    framework: Framework, year: int, prompt: bool, base: Settings | None = None
+    framework: Framework,
+    year: int,
+    prompt: bool,
+    base: Settings | None = None,
+    structure: str = "three_tier",
 ) -> dict[str, Load]:
+    """`framework` as loaded for `structure` (load_framework(..., structure))."""
+    units, people = (UNITS, PEOPLE) if structure == "three_tier" else two_tier(UNITS, PEOPLE)
     with tempfile.TemporaryDirectory() as folder:
         settings = (base or Settings(_env_file=None)).model_copy(
             update={
                 "data_dir": Path(folder),
                 "database_url": f"sqlite+aiosqlite:///{folder}/load.db",
+                "structure": structure,
             }
         )
-        app, users = await _world(settings, framework)
+        app, users = await _world(settings, framework, units, people)
         send_at = time(8, 0)
         day = date(year, 1, 1)
         seen: dict[str, set[int]] = defaultdict(set)
@@ -218,28 +239,30 @@ async def simulate(
         return loads
 
 
-def table(figures: dict[tuple[str, bool], Load]) -> str:
+def table(figures: dict[tuple[str, str, bool], Load]) -> str:
     lines = [
-        "| who | answers | messages a year | most a month | most a day | longest message "
-        "| tasks a month (most) | taps a month (most) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| structure | who | answers | messages a year | most a month | most a day "
+        "| longest message | tasks a month (most) | taps a month (most) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for (who, prompt), load in figures.items():
+    for (structure, who, prompt), load in figures.items():
         lines.append(
-            f"| {who} | {'promptly' if prompt else 'never'} | {load.messages} | {load.max_month} "
+            f"| {structure} | {who} | {'promptly' if prompt else 'never'} | {load.messages} "
+            f"| {load.max_month} "
             f"| {load.busiest_day} | {load.longest} | {load.max_tasks} | {load.max_taps} |"
         )
     return "\n".join(lines)
 
 
-async def _main(framework_dir: Path, year: int) -> None:
-    framework = load_framework(framework_dir)
+async def _main(framework_dir: Path, year: int, structures: list[str]) -> None:
     base = Settings(_env_file=None, framework_dir=framework_dir)
     figures = {}
-    for prompt in (True, False):
-        loads = await simulate(framework, year, prompt, base)
-        for who in MEASURED:
-            figures[(who, prompt)] = loads[who]
+    for structure in structures:
+        framework = load_framework(framework_dir, None, structure)
+        for prompt in (True, False):
+            loads = await simulate(framework, year, prompt, base, structure)
+            for who in MEASURED:
+                figures[(structure, who, prompt)] = loads[who]
     print(table(figures))
 
 
@@ -250,5 +273,6 @@ if __name__ == "__main__":
         _main(
             Path(sys.argv[1]) if len(sys.argv) > 1 else Settings(_env_file=None).framework_dir,
             int(sys.argv[2]) if len(sys.argv) > 2 else 2027,
+            sys.argv[3:] or ["three_tier", "two_tier"],
         )
     )
