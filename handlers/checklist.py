@@ -12,11 +12,11 @@ from datetime import date, datetime, time, timedelta
 
 from sqlmodel import col, select
 
-from bot.messages import Button
-from bot.models import Occurrence, Reminder, Report, TaskDefinition, utcnow
-from bot.services.occurrences import ACTIVE_STATUSES, mark_done
-from bot.services.people import audit
-from bot.timeutil import to_db
+from bot.core.messages import Button
+from bot.core.models import Occurrence, Reminder, Report, TaskDefinition, utcnow
+from bot.core.services.occurrences import ACTIVE_STATUSES, mark_done
+from bot.core.services.people import audit
+from bot.core.timeutil import to_db
 from handlers.conversation import Conversation
 
 LISTED = 12  # titles shown in the confirmation; more are counted

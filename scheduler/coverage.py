@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.framework import Framework
-from bot.models import Unit, User
+from bot.core.framework import Framework
+from bot.core.models import Unit, User
 
 
 @dataclass(frozen=True)

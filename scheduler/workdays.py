@@ -10,8 +10,8 @@ from pathlib import Path
 import holidays
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.config import Settings
-from bot.framework.loader import FrameworkError, merge_yaml, read_yaml
+from bot.core.config import Settings
+from bot.core.framework.loader import FrameworkError, merge_yaml, read_yaml
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_SHIFT = 31  # no calendar has a month off; beyond this the YAML is wrong

@@ -2,8 +2,8 @@
 
 from sqlmodel import select
 
-from bot.messages import Incoming, Kind
-from bot.models import Occurrence, OccurrenceStatus, Report
+from bot.core.messages import Incoming, Kind
+from bot.core.models import Occurrence, OccurrenceStatus, Report
 from handlers.router import Dispatcher
 from scheduler.commands import run_sweep
 from tests.helpers.scheduler_world import T1, T2, at, build_scheduler_world

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 import holidays
 from sqlmodel import select
 
-from bot.config import Settings
-from bot.models import Escalation, Occurrence, Unit
-from bot.timeutil import from_db
+from bot.core.config import Settings
+from bot.core.models import Escalation, Occurrence, Unit
+from bot.core.timeutil import from_db
 from scheduler.commands import run_sweep
 from scheduler.coverage import role_gaps
 from scheduler.planner import plan

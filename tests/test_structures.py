@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
-from bot.context import AppContext
-from bot.framework import FrameworkError, load_framework
-from bot.models import Occurrence, Unit
-from bot.services.framework_sync import sync_task_definitions
+from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.core.context import AppContext
+from bot.core.framework import FrameworkError, load_framework
+from bot.core.models import Occurrence, Unit
+from bot.core.services.framework_sync import sync_task_definitions
 from scheduler.planner import plan
 
 
@@ -82,7 +82,7 @@ def _papibot(folder: Path, *args: str, structure: str = "three_tier"):
         "HOME": str(folder),
     }
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "bot.app.cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -118,10 +118,10 @@ async def test_the_two_tier_demo_people_report_and_declare_in_the_simulator(db, 
     it and declares a village-head election, all in the chat simulator."""
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.demo import COMMUNE_OFFICER, VILLAGE_HEAD, seed_demo
-    from bot.runtime import build_runtime
-    from bot.server import build_app
-    from bot.units import import_units_csv, import_vietnam_provinces
+    from bot.app.demo import COMMUNE_OFFICER, VILLAGE_HEAD, seed_demo
+    from bot.app.runtime import build_runtime
+    from bot.app.server import build_app
+    from bot.core.units import import_units_csv, import_vietnam_provinces
     from tests.helpers.world import World
     from tests.test_web_simulator import Sim, button, demo_user
 

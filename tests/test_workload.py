@@ -4,8 +4,8 @@ than a phone screen and a half. The figures are in README.md, next to the remind
 
 import pytest
 
-from bot.config import DEFAULT_FRAMEWORK_DIR
-from bot.framework import load_framework
+from bot.core.config import DEFAULT_FRAMEWORK_DIR
+from bot.core.framework import load_framework
 from tests.helpers.workload import MEASURED, simulate
 
 YEAR = 2027

@@ -21,16 +21,16 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import SQLModel, col, select
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.framework.loader import load_framework
-from bot.messages import Incoming, Kind
-from bot.models import Occurrence, Outbox, Reminder, Unit, User
-from bot.services.framework_sync import sync_task_definitions
-from bot.services.people import add_user, link_identity
-from bot.timeutil import from_db, to_db
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.framework.loader import load_framework
+from bot.core.messages import Incoming, Kind
+from bot.core.models import Occurrence, Outbox, Reminder, Unit, User
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.people import add_user, link_identity
+from bot.core.timeutil import from_db, to_db
 from handlers.router import Dispatcher
 from scheduler.commands import run_plan, run_sweep
 

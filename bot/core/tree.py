@@ -8,8 +8,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import Level, Unit
-from bot.units import UnitRow
+from bot.core.models import Level, Unit
+from bot.core.units import UnitRow
 
 THREE_TIER, TWO_TIER = "three_tier", "two_tier"
 LABELS = {THREE_TIER: "three-tier (with districts)", TWO_TIER: "two-tier (no districts)"}

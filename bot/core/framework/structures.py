@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.framework.schema import Framework, SupervisorTarget
+from bot.core.framework.schema import Framework, SupervisorTarget
 
 THREE_TIER = "three_tier"
 
@@ -27,7 +27,7 @@ def structure_name(name: str) -> str:
 
 def apply_structure(framework: Framework, base_dir: Path, name: str) -> Framework:
     """The framework as it runs under structure `name` (unchanged for three-tier)."""
-    from bot.framework.loader import FrameworkError, read_yaml
+    from bot.core.framework.loader import FrameworkError, read_yaml
 
     name = structure_name(name)
     if name == THREE_TIER:

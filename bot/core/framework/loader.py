@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bot.framework.schema import (
+from bot.core.framework.schema import (
     LEVELS,
     Dimension,
     Framework,
@@ -102,7 +102,7 @@ def load_framework(
 ) -> Framework:
     """The framework of `base_dir` with a province's overrides, under `structure`
     (framework_data/structures/; three-tier is the decision as written)."""
-    from bot.framework.structures import apply_structure
+    from bot.core.framework.structures import apply_structure
 
     return apply_structure(_load_framework(base_dir, override_dir), base_dir, structure)
 
