@@ -28,11 +28,18 @@ constraints:
 	rm -rf $(CONSTRAINTS_VENV)
 	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins; run make test, then commit it"
 
+# `make demo STRUCTURE=two-tier`: the 2025 units (no districts), in a database of their own.
+STRUCTURE ?= three-tier
+DEMO_INIT_three-tier := --units $(SAMPLE_UNITS)
+DEMO_INIT_two-tier := --structure two-tier
+DEMO_ENV_two-tier := PAPIBOT_DATA_DIR=./data-two-tier
+DEMO_ENV := PAPIBOT_STRUCTURE=$(subst -,_,$(STRUCTURE)) $(DEMO_ENV_$(STRUCTURE))
+
 demo: install
-	$(BIN)/papibot init --units $(SAMPLE_UNITS)
-	$(BIN)/papibot demo-seed
-	$(BIN)/papibot plan
-	$(BIN)/papibot run
+	$(DEMO_ENV) $(BIN)/papibot init $(DEMO_INIT_$(STRUCTURE))
+	$(DEMO_ENV) $(BIN)/papibot demo-seed
+	$(DEMO_ENV) $(BIN)/papibot plan
+	$(DEMO_ENV) $(BIN)/papibot run
 
 lint: install
 	$(BIN)/ruff check .

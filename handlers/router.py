@@ -30,7 +30,17 @@ from bot.core.messages import FetchRefused, Incoming, Kind, Outgoing
 from bot.core.models import InboundUpdate, Unit, User, utcnow
 from bot.core.services.outbox import dialog_state, enqueue
 from bot.core.services.people import audit, identity_for
-from handlers import district, extension, followup, help, officer, onboarding, report, tasks
+from handlers import (
+    checklist,
+    district,
+    extension,
+    followup,
+    help,
+    officer,
+    onboarding,
+    report,
+    tasks,
+)
 from handlers.common import main_menu, role_label, title
 from handlers.conversation import Conversation
 
@@ -93,6 +103,8 @@ BUTTONS: dict[str, Action] = {
     "cancel": Action(report.cancel, ANYONE),
     "pick": Action(report.pick_task, ANYONE),
     "qdone": Action(report.confirm_quick_done, ANYONE),
+    "all": Action(checklist.review, ANYONE),
+    "allok": Action(checklist.confirm, ANYONE),
     "ext": Action(extension.ask_extension, ANYONE),
     "extd": Action(extension.extension_days, ANYONE),
     "cant": Action(extension.ask_cannot, ANYONE),

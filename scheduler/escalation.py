@@ -9,7 +9,8 @@ Targets (framework_data/escalation.yaml, roles.yaml `supervisors`):
 - `parent_commune`: the commune above a village;
 - `supervisor`: the district above the unit for "UBND cấp huyện" (three-tier), the unit named by
   `district_substitute` in the two-tier structure, the provincial agency the task names, or the
-  provincial committee;
+  provincial committee; a village's occurrence goes to its district (after its commune) whoever
+  the supervisor is (roles.yaml `at` may say otherwise per level), never straight to a Sở;
 - unreachable: nobody at the unit can be reached, so the level above learns it at once.
 """
 
@@ -167,7 +168,8 @@ class Directory:
 
 async def supervisor_unit(directory: Directory, task: TaskDefinition, unit: Unit) -> Unit | None:
     """The task's "Cơ quan hướng dẫn, kiểm tra" for an occurrence at `unit`."""
-    mapping = directory.app.framework.supervisors.get(task.supervisor)
+    supervisor = directory.app.framework.supervisors.get(task.supervisor)
+    mapping = supervisor.for_level(unit.level) if supervisor is not None else None
     if mapping is None or mapping.target == "parent_district":
         found = await directory.district_for(unit)
     elif mapping.target == "agency":

@@ -22,19 +22,28 @@ def _month_start(year: int, month: int) -> date:
     return date(year, month, 1)
 
 
-def _periods_of_year(rule: ScheduleRule, year: int) -> Iterator[Period]:
+def due_slot(rule: ScheduleRule, slot: int) -> tuple[int, int]:
+    """(month offset within a quarter, day of month) of the task in position `slot` among the
+    rule's tasks: with `spread_months` a quarter's tasks fall due in its first, second and third
+    month in turn, and with `spread_days` on those days in turn, so no day carries them all."""
+    months = 3 if rule.period == "quarterly" and rule.spread_months else 1
+    offset = 2 if rule.period == "quarterly" and not rule.spread_months else slot % months
+    days = rule.spread_days or [rule.due_day]
+    return offset, days[(slot // months) % len(days)]
+
+
+def _periods_of_year(rule: ScheduleRule, year: int, slot: int) -> Iterator[Period]:
+    offset, day = due_slot(rule, slot) if rule.period in ("monthly", "quarterly") else (0, 0)
     if rule.period == "monthly":
         for month in range(1, 13):
-            yield Period(
-                f"{year}-{month:02d}", _month_start(year, month), date(year, month, rule.due_day)
-            )
+            yield Period(f"{year}-{month:02d}", _month_start(year, month), date(year, month, day))
     elif rule.period == "quarterly":
         for quarter in range(1, 5):
             first = 3 * quarter - 2
             yield Period(
                 f"{year}-Q{quarter}",
                 _month_start(year, first),
-                date(year, first + 2, rule.due_day),
+                date(year, first + offset, day),
             )
     elif rule.period == "semiannual":
         first, second = (parse_month_day(text, year) for text in rule.due_dates)
@@ -62,13 +71,16 @@ def _school_year(rule: ScheduleRule, start_year: int) -> Iterator[Period]:
         opens = due + timedelta(days=1)
 
 
-def periods_between(rule: ScheduleRule, first_due: date, last_open: date) -> list[Period]:
-    """Periods still due on or after `first_due` that have opened by `last_open`."""
+def periods_between(
+    rule: ScheduleRule, first_due: date, last_open: date, slot: int = 0
+) -> list[Period]:
+    """Periods still due on or after `first_due` that have opened by `last_open`; `slot` is the
+    task's position among the rule's tasks (see `due_slot`)."""
     if rule.kind != "periodic":
         return []
     found = []
     for year in range(first_due.year - 1, last_open.year + 1):
-        for period in _periods_of_year(rule, year):
+        for period in _periods_of_year(rule, year, slot):
             if period.due >= first_due and period.opens <= last_open:
                 found.append(period)
     return found

@@ -29,6 +29,7 @@ from bot.core.models import Event, Occurrence, TaskDefinition, Unit, utcnow
 from bot.core.sqlutil import insert_ignore, insert_ignore_for_ids
 from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
 from scheduler.periods import Period, periods_between
+from scheduler.workdays import WorkCalendar, load_calendar
 
 _UNIQUE = ("period", "task_key", "unit_id")  # ON CONFLICT matches the key's columns in any order
 OPEN_CLOCK = time(0, 0)
@@ -66,7 +67,12 @@ class UnitIndex:
 
     def units_for_role(self, framework: Framework, role: str) -> list[int]:
         if role == "province_agency:*":
-            return list(self.agency_by_code.values())
+            # State bodies only: a company is reached by the rows that name it.
+            return [
+                unit_id
+                for code, unit_id in self.agency_by_code.items()
+                if not (code in framework.agencies and framework.agencies[code].company)
+            ]
         if role.startswith("province_agency:"):
             found = self.agency_by_code.get(role.split(":", 1)[1])
             return [found] if found is not None else []
@@ -87,6 +93,39 @@ def units_for_task(task: TaskRecord, framework: Framework, index: UnitIndex) -> 
         for unit_id in index.units_for_role(framework, role):
             seen[unit_id] = None
     return list(seen)
+
+
+def units_by_level(
+    task: TaskRecord, framework: Framework, index: UnitIndex
+) -> dict[str, list[int]]:
+    """The task's units grouped by level: each level may follow its own cadence."""
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for unit_id in units_for_task(task, framework, index):
+        grouped[index.level_of[unit_id]].append(unit_id)
+    return dict(grouped)
+
+
+def due_slots(framework: Framework) -> dict[tuple[str, str], int]:
+    """(task, level) → the task's position among the tasks that follow the same rule at that
+    level, in the decision's order: `periods.due_slot` turns it into a due month and day."""
+    taken: dict[tuple[str, str], int] = defaultdict(int)
+    slots: dict[tuple[str, str], int] = {}
+    for task in framework.tasks.values():
+        levels = {framework.role_level(role) for role in task.roles}
+        for level in sorted(levels):
+            name = framework.schedule_name(task, level)
+            slots[(task.key, level)] = taken[(name, level)]
+            taken[(name, level)] += 1
+    return slots
+
+
+def on_working_days(periods: list[Period], calendar: WorkCalendar) -> list[Period]:
+    """Due dates on a day off move to the working day before (never before the window opens)."""
+    moved = []
+    for period in periods:
+        due = calendar.on_or_before(period.due)
+        moved.append(Period(period.key, min(period.opens, due), due))
+    return moved
 
 
 async def _existing_counts(session: AsyncSession, periods: set[str]) -> dict[tuple[str, str], int]:
@@ -178,31 +217,40 @@ async def plan(
         (await session.exec(select(TaskDefinition.key).where(TaskDefinition.active))).all()
     )
     now = utcnow()
+    calendar = load_calendar(settings)
+    slots = due_slots(framework)
     work: list[tuple[TaskRecord, list[int], list[Period]]] = []
     for task in framework.tasks.values():
         if task.key not in active:
             continue
-        rule = framework.schedules[task.schedule]
-        if rule.kind != "periodic":
-            continue
-        unit_ids = units_for_task(task, framework, index)
-        if unit_ids:
-            work.append((task, unit_ids, periods_between(rule, today, until)))
+        for level, unit_ids in units_by_level(task, framework, index).items():
+            rule = framework.rule_for(task, level)
+            if rule.kind != "periodic":
+                continue
+            found = periods_between(rule, today, until, slots.get((task.key, level), 0))
+            work.append((task, unit_ids, on_working_days(found, calendar)))
     existing = await _existing_counts(
         session, {period.key for _task, _units, periods in work for period in periods}
     )
+    # A task whose levels share a period key (monthly at the village and the commune) has one
+    # count for both: it is complete when it has every level's units.
+    wanted: dict[tuple[str, str], int] = defaultdict(int)
+    for task, unit_ids, periods in work:
+        for period in periods:
+            wanted[(task.key, period.key)] += len(unit_ids)
     total, done = sum(len(periods) for _task, _units, periods in work), 0
     for task, unit_ids, periods in work:
         for period in periods:
             done += 1
             if progress is not None:
                 progress(done, total)  # `papibot plan` on a terminal: a progress bar
+            have = existing.get((task.key, period.key), 0)
             count = await _plan_period(
                 session,
                 task.key,
                 period,
                 unit_ids,
-                existing.get((task.key, period.key), 0),
+                len(unit_ids) if have == wanted[(task.key, period.key)] else -1,
                 settings,
                 now,
             )
@@ -214,10 +262,15 @@ async def plan(
     return report
 
 
-def event_periods(framework: Framework, schedule: str, event: Event) -> list[Period]:
+def event_periods(
+    framework: Framework, schedule: str, event: Event, only: list[str] | None = None
+) -> list[Period]:
+    """The phases of an event schedule for `event` (`only`: these phase keys)."""
     rule = framework.schedules[schedule]
     periods = []
     for phase in rule.phases:
+        if only and phase.key not in only:
+            continue
         anchor = event.starts_on if phase.anchor == "start" else (event.ends_on or event.starts_on)
         periods.append(
             Period(
@@ -239,15 +292,17 @@ async def _plan_events(
 ) -> None:
     """An event at a unit starts its kind's tasks at that unit and every unit below it."""
     events = (await session.exec(select(Event).where(col(Event.planned).is_(False)))).all()
+    calendar = load_calendar(settings)
     for event in events:
         in_scope = set(index.subtree(event.unit_id))
         rows = []
         for task in framework.tasks.values():
             rule = framework.schedules[task.schedule]
-            if rule.kind != "event" or rule.event != event.kind:
+            if rule.kind != "event" or event.kind not in rule.events:
                 continue
             unit_ids = [u for u in units_for_task(task, framework, index) if u in in_scope]
-            for period in event_periods(framework, task.schedule, event):
+            periods = event_periods(framework, task.schedule, event, task.phases)
+            for period in _event_working_days(periods, calendar):
                 rows.extend(
                     _row(task.key, unit_id, period, settings, now, event.id) for unit_id in unit_ids
                 )
@@ -256,6 +311,15 @@ async def _plan_events(
         event.planned = True
         session.add(event)
         report.events_planned += 1
+
+
+def _event_working_days(periods: list[Period], calendar: WorkCalendar) -> list[Period]:
+    """A phase due on the event's own day (election day is a Sunday) keeps it; a phase due some
+    days before or after moves off a day off like any due date."""
+    return [
+        period if period.due == period.opens else on_working_days([period], calendar)[0]
+        for period in periods
+    ]
 
 
 __all__ = ["PlanReport", "UnitIndex", "event_periods", "plan"]

@@ -37,6 +37,10 @@ class ReminderPolicy(Strict):
     fold_after_hours: float = Field(default=6, gt=0)
     catch_up_days: int = Field(default=30, ge=1, le=366)
     max_tasks_per_message: int = Field(default=8, ge=1, le=20)
+    max_notices_per_message: int = Field(default=15, ge=1, le=50)
+    # Tasks stop being listed (they are counted) once the text would pass this; at least one
+    # is always listed.
+    max_message_chars: int = Field(default=4000, ge=400, le=4000)
 
     @model_validator(mode="after")
     def _sane(self) -> ReminderPolicy:

@@ -32,7 +32,7 @@ from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework.schema import role_matches
 from bot.core.i18n import format_day, format_number, mark, translator
-from bot.core.messages import Button, Outgoing, tap_any
+from bot.core.messages import Button, Outgoing, tap, tap_any
 from bot.core.models import (
     Escalation,
     Occurrence,
@@ -60,7 +60,8 @@ CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
 SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
 SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
-NOTICE_LIMIT = 15  # escalation lines per kind in one message; the rest are counted
+FOOTER_RESERVE = 160  # the "… and N more" and "All done?" lines after the last task
+TASK_RESERVE = 330  # the reminder's header and one task with its due date and evidence
 
 
 @dataclass
@@ -411,6 +412,10 @@ async def remind(
         people = await directory.reachable(
             occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
         )
+        if not people and (fallback := app_fallbacks(directory, task.roles)):
+            # Nobody holds the role here yet: its stand-in is reminded (roles.yaml `fallback`);
+            # the gap goes to the coverage report, not up the chain.
+            people = await directory.reachable(occurrence.unit_id, fallback.__contains__)
         if not people:
             nobody.append((occurrence, task))
         latest = pending[-1]
@@ -447,6 +452,10 @@ async def remind(
         news, counts = await escalate_unreachable(session, directory, policies, nobody, now)
         mailbag.add_notices(news)
         report.count_escalations(counts)
+
+
+def app_fallbacks(directory: Directory, task_roles: list[str]) -> set[str]:
+    return directory.app.framework.fallback_roles(task_roles)
 
 
 # --- the message ----------------------------------------------------------------------------
@@ -535,23 +544,31 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         ordered = sorted(
             notices, key=lambda n: (n.due_day, sort_key(n.unit.name), sort_key(n.task.title))
         )
-        for notice in ordered[:NOTICE_LIMIT]:
+        notice_limit = policies.reminders.max_notices_per_message
+        # Room is kept for the tasks that follow (at least one with its lines).
+        room = policies.reminders.max_message_chars - FOOTER_RESERVE
+        room -= TASK_RESERVE if letter.items else 0
+        shown = 0
+        for notice in ordered[:notice_limit]:
             due = format_day(notice.due_day, locale)
             where = _place(notice, locale)
             if kind == "unreachable":
-                lines.append(
-                    f"• {where}: {task_title(notice.task, locale)} — "
-                    + _("due {due}").format(due=due)
+                line = f"• {where}: {task_title(notice.task, locale)} — " + _("due {due}").format(
+                    due=due
                 )
             else:
-                lines.append(
-                    f"• {where}: {task_title(notice.task, locale)} — "
-                    + _("due {due}, {days} day(s) late").format(due=due, days=notice.days_late)
-                )
-        if len(ordered) > NOTICE_LIMIT:
+                line = f"• {where}: {task_title(notice.task, locale)} — " + _(
+                    "due {due}, {days} day(s) late"
+                ).format(due=due, days=notice.days_late)
+            if shown and len("\n".join([*lines, line])) > room:
+                break
+            lines.append(line)
+            shown += 1
+        notice_limit = shown
+        if len(ordered) > notice_limit:
             lines.append(
                 _more_notices(
-                    _, letter.user.role, format_number(len(ordered) - NOTICE_LIMIT, locale)
+                    _, letter.user.role, format_number(len(ordered) - notice_limit, locale)
                 )
             )
         if kind == "unreachable":
@@ -563,27 +580,52 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         limit = policies.reminders.max_tasks_per_message
         lines.append(_("🔔 Reminder: {count} task(s) to report").format(count=len(items)))
         numbered = len(items) > 1
+        budget = policies.reminders.max_message_chars
+        all_label = _("✅ All done ({count})").format(count=len(items))
+        all_data = f"all:{today:%Y%m%d}"
+        tail = (
+            _("All done? {action}. Not all? First answer those one by one.").format(
+                action=tap(_, all_label, all_data, start=True)
+            )
+            if numbered
+            else _("{action} to report.").format(action=tap_any(_, start=True))
+        )
+        shown = 0
         for number, item in enumerate(items[:limit], start=1):
-            lines.append(
+            block = [
                 f"{number}. [{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}"
                 if numbered
-                else f"[{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}"
-            )
-            lines.append(
+                else f"[{_dimension(app, item.task, locale)}] {task_title(item.task, locale)}",
                 "   "
                 + _("Due: {due}").format(due=format_day(item.stage.due_day, locale))
-                + f" ({_due_phrase(_, item.stage, today)})"
-            )
-            evidence = task_evidence(item.task, locale) or "—"
-            lines.append("   " + _("Evidence: {evidence}").format(evidence=evidence))
+                + f" ({_due_phrase(_, item.stage, today)})",
+                "   "
+                + _("Evidence: {evidence}").format(
+                    evidence=task_evidence(item.task, locale) or "—"
+                ),
+            ]
+            left = len(items) - shown - 1
+            footer = [tail]
+            if left:
+                footer.insert(
+                    0, _("… and {count} more: type /viec to see them all.").format(count=left)
+                )
+            if shown and len("\n".join(lines + block + footer)) > budget:
+                break  # the rest is counted: a message stays within a phone screen and a half
+            lines += block
             buttons += task_buttons(_, item.occurrence.id, number if numbered else None)
+            shown += 1
+        limit = shown
         if len(items) > limit:
             lines.append(
                 _("… and {count} more: type /viec to see them all.").format(
                     count=len(items) - limit
                 )
             )
-        lines.append(_("{action} to report.").format(action=tap_any(_, start=True)))
+        lines.append(tail)
+        if numbered:
+            # One answer for the lot (handlers/checklist.py); exceptions first, on their own.
+            buttons.insert(0, [Button(all_label, all_data)])
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 

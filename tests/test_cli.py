@@ -11,10 +11,18 @@ import pytest
 from bot.core.config import DEFAULT_FRAMEWORK_DIR
 
 SAMPLE = DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv"
+CHECKOUT = str(
+    Path(__file__).resolve().parents[1]
+)  # run this checkout's code, not an installed one
 
 
 def runner(folder: Path):
-    env = {"PAPIBOT_DATA_DIR": str(folder / "data"), "PATH": "/usr/bin:/bin", "HOME": str(folder)}
+    env = {
+        "PAPIBOT_DATA_DIR": str(folder / "data"),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder),
+        "PYTHONPATH": CHECKOUT,
+    }
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -130,6 +138,7 @@ def test_a_yaml_task_with_an_unknown_role_is_refused(papibot, tmp_path):
             "PAPIBOT_FRAMEWORK_OVERRIDES": str(overrides),
             "PATH": "/usr/bin:/bin",
             "HOME": str(tmp_path),
+            "PYTHONPATH": CHECKOUT,
         },
         cwd=tmp_path,
         timeout=60,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlmodel import select
 
 from bot.core.i18n import translator
-from bot.core.models import Occurrence, OccurrenceStatus
+from bot.core.models import Escalation, Occurrence, OccurrenceStatus
 from scheduler.commands import run_digest, run_sweep
-from tests.helpers.scheduler_world import T1, T2, T3, T4, at, build_scheduler_world
+from tests.helpers.scheduler_world import T1, T2, T3, T4, UNITS, at, build_scheduler_world
 
 vi = translator("vi")
 
@@ -172,3 +172,45 @@ async def test_a_commune_nobody_can_reach_goes_to_the_district_the_first_time(
     unreachable_header = vi("📵 Cannot be reached (nobody registered, or the chat is blocked):")
     told = [r for r in messages if unreachable_header in r.payload["text"]]
     assert len(told) == 1 and "Xã Bình" in told[0].payload["text"]
+
+
+PUBLICITY = "pho-bien-chu-truong-chinh-sach-phap-luat"  # supervised by Sở TT&TT, down to villages
+RECEPTION = "tiep-cong-dan-dinh-ky"  # "Thanh tra tỉnh; UBND cấp huyện" (seed line 82)
+AGENCY_UNITS = UNITS + [
+    (
+        "so_tttt",
+        "so-thong-tin-va-truyen-thong",
+        "Sở Thông tin và Truyền thông",
+        "agency",
+        "province",
+    ),
+    ("thanh_tra", "thanh-tra-tinh", "Thanh tra tỉnh", "agency", "province"),
+]
+
+
+async def test_a_village_task_goes_to_its_commune_then_its_district_never_to_a_provincial_agency(
+    db, settings, framework
+):
+    world = await build_scheduler_world(
+        settings, db, framework, units=AGENCY_UNITS, tasks=(PUBLICITY, RECEPTION)
+    )
+    for moment in (at(25, 18), at(26, 8), at(28, 8)):
+        await run_sweep(world.app, moment)
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Escalation, Occurrence)
+                .join(Occurrence)
+                .where(Escalation.step != "unreachable")
+            )
+        ).all()
+    targets = {
+        (world.unit_key(o.unit_id), o.task_key, e.step): world.unit_key(e.target_unit_id)
+        for e, o in rows
+    }
+    assert targets[("thon_hai", PUBLICITY, "commune")] == "xa_an"
+    assert targets[("thon_hai", PUBLICITY, "supervisor")] == "district"
+    assert targets[("xa_an", PUBLICITY, "supervisor")] == "so_tttt"  # the commune's own: the Sở
+    # Line 82: the district for a commune's reception days, Thanh tra tỉnh for the district's.
+    assert targets[("xa_an", RECEPTION, "supervisor")] == "district"
+    assert targets[("district", RECEPTION, "supervisor")] == "thanh_tra"

@@ -337,7 +337,7 @@ SPOT_CHECKS: list[dict[str, Any]] = [
         "roles": {"district_committee", "commune_committee"},
         "supervisor": "Sở Giao thông vận tải",
         "timing": "Thường xuyên ngay khi được bố trí nguồn vốn",
-        "schedule": "monthly",
+        "schedule": "funded_project",
         "fragment": "Thực hiện nâng cấp các tuyến đường xã",
         "methods": 1,
         "task_items": 1,
@@ -430,14 +430,23 @@ def test_schedule_rules_are_the_agreed_ones(fw: Framework) -> None:
     assert fw.schedules["school_year"].period == "school_year"
     assert fw.schedules["on_request"].kind == "on_request"
     election = fw.schedules["election_full"]
-    assert election.event == "election"
+    assert election.events == ["village_head_election"]  # seed line 61: village heads only
+    assert fw.schedules["election_before_during"].events == ["election", "village_head_election"]
     phases = {p.key: (p.anchor, p.open_days, p.due_days) for p in election.phases}
     assert phases == {
         "truoc": ("start", -30, -7),
         "trong": ("start", 0, 0),
         "sau": ("end", 0, 15),
     }
-    for name in ("poverty_review", "public_works", "recruitment", "election", "tthc_change"):
+    for name in (
+        "poverty_review",
+        "public_works",
+        "recruitment",
+        "election",
+        "village_head_election",
+        "funded_project",
+        "tthc_change",
+    ):
         assert name in fw.event_kinds
     assert all(rule.label for rule in fw.schedules.values())
 

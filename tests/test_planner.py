@@ -39,14 +39,17 @@ async def test_a_commune_gets_its_year_of_occurrences(db, settings, framework):
     rows = await occurrences_of(db, world.commune.id)
     per_task = Counter(row.task_key for row in rows)
 
-    # Monthly commune tasks: twelve periods, each due on the 25th at 17:00 local time.
+    # Monthly commune tasks: twelve periods, each due on the 25th at 17:00 local time, or the
+    # working day before (Saturday 25/12/2027 → Friday 24/12).
     assert per_task["cong-khai-viec-quan-trong-de-dan-ban"] == 12
     monthly = sorted(
         local(r.due_at) for r in rows if r.task_key == "cong-khai-viec-quan-trong-de-dan-ban"
     )
     assert monthly[0] == datetime(2027, 1, 25, 17, 0, tzinfo=HCM)
-    assert monthly[-1] == datetime(2027, 12, 25, 17, 0, tzinfo=HCM)
-    assert {m.day for m in monthly} == {25}
+    assert monthly[-1] == datetime(2027, 12, 24, 17, 0, tzinfo=HCM)
+    assert {m.day for m in monthly} <= {23, 24, 25}
+    # Ongoing commune work other than informing the villages is reported quarterly.
+    assert per_task["thanh-tra-ngan-sach-cong-quy"] == 4
 
     # Dialogue with citizens "at least twice a year": 15 June and 15 December.
     dialogue = sorted(
@@ -128,16 +131,10 @@ async def test_a_unit_with_nobody_registered_still_gets_occurrences(db, settings
     assert await occurrences_of(db, world.villages[-1].id)
 
 
-async def test_an_election_starts_its_tasks_in_the_commune_and_its_villages(
-    db, settings, framework
-):
-    world = await build_world(settings, db, framework, today=date(2026, 11, 27))
+async def _declare(db, settings, framework, unit_id: int, kind: str) -> Event:
     async with db.session() as session:
         event = Event(
-            unit_id=world.commune.id,
-            kind="election",
-            starts_on=date(2027, 3, 15),
-            ends_on=date(2027, 3, 15),
+            unit_id=unit_id, kind=kind, starts_on=date(2027, 3, 14), ends_on=date(2027, 3, 14)
         )
         session.add(event)
         await session.commit()
@@ -146,13 +143,23 @@ async def test_an_election_starts_its_tasks_in_the_commune_and_its_villages(
         again = await plan(session, framework, settings, date(2026, 11, 27))
         await session.commit()
     assert report.events_planned == 1 and again.inserted == 0
+    return event
+
+
+async def test_a_village_head_election_starts_its_tasks_in_the_commune_and_its_villages(
+    db, settings, framework
+):
+    world = await build_world(settings, db, framework, today=date(2026, 11, 27))
+    event = await _declare(db, settings, framework, world.commune.id, "village_head_election")
     village_rows = [
         o for o in await occurrences_of(db, world.villages[0].id) if o.event_id == event.id
     ]
     periods = {o.period for o in village_rows if o.task_key == "to-chuc-bau-truong-thon"}
     assert periods == {
-        f"election:{event.id}:{phase.key}" for phase in framework.schedules["election_full"].phases
+        f"village_head_election:{event.id}:{phase.key}"
+        for phase in framework.schedules["election_full"].phases
     }
+    assert {o.task_key for o in village_rows} == {"to-chuc-bau-truong-thon", "tuyen-truyen-bau-cu"}
     async with db.session() as session:
         other_commune = (
             await session.exec(
@@ -160,6 +167,44 @@ async def test_an_election_starts_its_tasks_in_the_commune_and_its_villages(
             )
         ).first()
     assert not [o for o in await occurrences_of(db, other_commune.id) if o.event_id == event.id]
+
+
+async def test_a_national_assembly_election_creates_no_village_head_election_task(
+    db, settings, framework
+):
+    world = await build_world(settings, db, framework, today=date(2026, 11, 27))
+    event = await _declare(db, settings, framework, world.commune.id, "election")
+    async with db.session() as session:
+        rows = (await session.exec(select(Occurrence).where(Occurrence.event_id == event.id))).all()
+    assert rows and {o.task_key for o in rows} == {"tuyen-truyen-bau-cu"}
+    # Propaganda before the election and on its day (a Sunday, kept as declared).
+    assert {o.period.rsplit(":", 1)[1] for o in rows} == {"truoc", "trong"}
+    on_the_day = [o for o in rows if o.period.endswith(":trong")]
+    assert {local(o.due_at).date() for o in on_the_day} == {date(2027, 3, 14)}
+
+
+async def test_public_works_tasks_get_only_the_phases_their_text_implies(db, settings, framework):
+    world = await build_world(settings, db, framework, today=date(2026, 11, 27))
+    event = await _declare(db, settings, framework, world.commune.id, "public_works")
+    async with db.session() as session:
+        rows = (await session.exec(select(Occurrence).where(Occurrence.event_id == event.id))).all()
+    phases: dict[str, set[str]] = {}
+    for o in rows:
+        phases.setdefault(o.task_key, set()).add(o.period.rsplit(":", 1)[1])
+    assert phases["cong-khai-cong-trinh-can-dan-dong-gop"] == {"truoc"}  # seed line 64
+    assert phases["lay-y-kien-cong-khai-dong-gop-tu-nguyen"] == {"truoc", "trong", "sau"}
+    assert phases["giam-sat-thi-cong-cong-trinh-cong-cong"] == {"trong", "sau"}  # seed line 67
+    assert "nang-cap-duong-xa" not in phases
+
+
+async def test_road_upgrades_start_only_when_a_project_is_funded(db, settings, framework):
+    world = await build_world(settings, db, framework, today=date(2026, 11, 27))
+    before = [o for o in await occurrences_of(db, world.commune.id)]
+    assert not [o for o in before if o.task_key == "nang-cap-duong-xa"]
+    event = await _declare(db, settings, framework, world.commune.id, "funded_project")
+    rows = [o for o in await occurrences_of(db, world.commune.id) if o.event_id == event.id]
+    assert {o.task_key for o in rows} == {"nang-cap-duong-xa"}
+    assert {o.period.rsplit(":", 1)[1] for o in rows} == {"trong", "sau"}
 
 
 async def test_due_times_are_the_end_of_the_office_day(db, settings, framework):

@@ -114,14 +114,40 @@ async def cmd_init(ctx: AppContext, args: argparse.Namespace) -> None:
 
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
     await ctx.db.upgrade()
+    await _check_structure(ctx, args.structure, quiet=True)  # before anything is changed
     async with ctx.db.session() as session:
         report = await sync_task_definitions(session, ctx.framework)
         await session.commit()
     print(f"database ready at {ctx.db.engine.url.render_as_string(hide_password=True)}")
     print(report.summary())
+    if args.structure == "two-tier" and not args.units:
+        # The 2025 units from vietnam-provinces, then the agencies and sample villages.
+        await cmd_units_import(
+            ctx, argparse.Namespace(file=None, vietnam_provinces=True, province=args.province)
+        )
+        args.units = str(ctx.settings.framework_dir / "units" / "khanh-hoa-2025-sample.csv")
     if args.units:
         await cmd_units_import(
             ctx, argparse.Namespace(file=args.units, vietnam_provinces=False, province=None)
+        )
+    await _check_structure(ctx, args.structure)
+
+
+async def _check_structure(ctx: AppContext, structure: str | None, quiet: bool = False) -> None:
+    """The database's tree must be the structure the deployment runs (PAPIBOT_STRUCTURE)."""
+    from bot.core.tree import MixedTreeError, check_same, database_tree
+
+    wanted = (structure or ctx.settings.structure).replace("-", "_")
+    async with ctx.db.session() as session:
+        held = await database_tree(session)
+    try:
+        check_same(held, wanted, f"the structure `{wanted}`")
+    except MixedTreeError as exc:
+        raise CliError(str(exc)) from None
+    if structure and not quiet:
+        print(
+            f"structure {wanted}: run every papibot command on this database with "
+            f"PAPIBOT_STRUCTURE={wanted} (in .env)"
         )
 
 
@@ -145,20 +171,32 @@ def cmd_framework_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.core.units import UnitImportError, import_units_csv, import_vietnam_provinces
+    from bot.core.tree import MixedTreeError, check_same, database_tree, rows_tree
+    from bot.core.units import (
+        UnitImportError,
+        import_units_csv,
+        import_vietnam_provinces,
+        read_units_csv,
+        vietnam_provinces_rows,
+    )
 
     try:
         if args.vietnam_provinces:
             if args.province is None:
                 raise CliError("--vietnam-provinces needs --province CODE (e.g. 56 for Khánh Hòa)")
-            with progress("units") as advance:
-                report = await import_vietnam_provinces(ctx.db, args.province, advance)
+            rows, what = vietnam_provinces_rows(args.province), "the 2025 structure"
         else:
             if not args.file:
                 raise CliError("give a CSV file or --vietnam-provinces --province CODE")
-            with progress("units") as advance:
+            rows, what = read_units_csv(Path(args.file)), args.file
+        async with ctx.db.session() as session:
+            check_same(await database_tree(session), rows_tree(rows), what)
+        with progress("units") as advance:
+            if args.vietnam_provinces:
+                report = await import_vietnam_provinces(ctx.db, args.province, advance)
+            else:
                 report = await import_units_csv(ctx.db, Path(args.file), advance)
-    except UnitImportError as exc:
+    except (UnitImportError, MixedTreeError) as exc:
         raise CliError(str(exc)) from None
     print(report.summary())
     for change in report.changes[:50]:
@@ -345,6 +383,22 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
     print(report.summary())
 
 
+async def cmd_coverage(ctx: AppContext, args: argparse.Namespace) -> None:
+    """Roles with work and nobody registered, unit by unit (scheduler/coverage.py)."""
+    from scheduler.coverage import role_gaps
+
+    async with ctx.db.session() as session:
+        parent = await _unit_or_fail(session, args.unit) if args.unit else None
+        gaps = await role_gaps(session, ctx.framework, parent.id if parent else None)
+    if args.json:
+        _print_json([gap.__dict__ for gap in gaps])
+        return
+    for gap in gaps:
+        covered = f" (reminded instead: {gap.covered_by})" if gap.covered_by else ""
+        print(f"{gap.unit_code:12} {gap.unit_name:40} {gap.role}{covered}")
+    print(f"{len(gaps)} role(s) with nobody registered")
+
+
 async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.core.services.status import status_rows
     from bot.core.units import descendants_ids
@@ -501,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="create or upgrade the database and load the framework")
     init.add_argument("--units", help="also import this units CSV")
+    init.add_argument(
+        "--structure",
+        choices=["three-tier", "two-tier"],
+        help="two-tier: the 2025 units from vietnam-provinces (no districts) and that mapping",
+    )
+    init.add_argument("--province", type=int, default=56, help="two-tier: the province code")
     init.set_defaults(run=cmd_init)
 
     framework = sub.add_parser("framework", help="the decision as YAML").add_subparsers(
@@ -574,6 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--task", help="only this task key")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
+
+    coverage = sub.add_parser("coverage", help="roles with work and nobody registered")
+    coverage.add_argument("--unit", help="only the units below this one")
+    coverage.add_argument("--json", action="store_true")
+    coverage.set_defaults(run=cmd_coverage)
 
     sweep = sub.add_parser("sweep", help="one pass of reminders and escalation")
     sweep.add_argument(
@@ -651,6 +716,8 @@ async def _run_async(
     settings: Settings,
     args: argparse.Namespace,
 ) -> int:
+    if getattr(args, "structure", None):  # init --structure: that structure's framework
+        settings = settings.model_copy(update={"structure": args.structure.replace("-", "_")})
     ctx = AppContext.build(settings)
     try:
         await command(ctx, args)

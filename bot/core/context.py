@@ -17,7 +17,9 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings, db: Database | None = None) -> AppContext:
-        framework = load_framework(settings.framework_dir, settings.framework_overrides)
+        framework = load_framework(
+            settings.framework_dir, settings.framework_overrides, settings.structure
+        )
         return cls(
             settings=settings, db=db or Database.from_settings(settings), framework=framework
         )

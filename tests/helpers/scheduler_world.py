@@ -127,7 +127,13 @@ UNITS = [
 
 
 def subset(framework: Framework, keys: tuple[str, ...] = TASKS) -> Framework:
-    return framework.model_copy(update={"tasks": {key: framework.tasks[key] for key in keys}})
+    """Only these tasks, each on its timing's own rule at every level (no cadence, no spread):
+    the world is about the scheduler's mechanics, on four tasks due the same day each month."""
+    schedules = {
+        name: rule.model_copy(update={"cadence": {}}) for name, rule in framework.schedules.items()
+    }
+    tasks = {key: framework.tasks[key].model_copy(update={"cadence": {}}) for key in keys}
+    return framework.model_copy(update={"tasks": tasks, "schedules": schedules})
 
 
 async def build_scheduler_world(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from bot.core.framework.schema import (
+    LEVELS,
     Dimension,
     Framework,
     RolesFile,
@@ -20,24 +20,10 @@ from bot.core.framework.schema import (
     TasksFile,
     role_matches,  # noqa: F401  (re-exported for callers that import from loader)
 )
+from bot.core.framework.structures import apply_structure
+from bot.core.framework.yamlfile import FrameworkError, read_yaml
 
 FILES = ("dimensions.yaml", "roles.yaml", "schedules.yaml", "tasks.yaml")
-
-
-class FrameworkError(ValueError):
-    """A problem in the framework YAML, phrased for the person editing it."""
-
-
-def read_yaml(path: Path) -> Any:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle) or {}
-    except FileNotFoundError:
-        raise FrameworkError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise FrameworkError(f"{path}{where}: not valid YAML ({exc})") from None
 
 
 def merge_yaml(base: Any, override: Any) -> Any:
@@ -96,7 +82,15 @@ def _load_file(name: str, base_dir: Path, override_dir: Path | None) -> tuple[An
     return raw, path
 
 
-def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framework:
+def load_framework(
+    base_dir: Path, override_dir: Path | None = None, structure: str = "three_tier"
+) -> Framework:
+    """The framework of `base_dir` with a province's overrides, under `structure`
+    (framework_data/structures/; three-tier is the decision as written)."""
+    return apply_structure(_load_framework(base_dir, override_dir), base_dir, structure)
+
+
+def _load_framework(base_dir: Path, override_dir: Path | None = None) -> Framework:
     raw_dims, dims_path = _load_file("dimensions.yaml", base_dir, override_dir)
     dims_list = raw_dims.get("dimensions", []) if isinstance(raw_dims, dict) else []
     dimensions: dict[str, Dimension] = {}
@@ -114,14 +108,24 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
     tasks_file: TasksFile = _validate(TasksFile, raw_tasks, tasks_path, list_field="tasks")
 
     agencies = {agency.key: agency for agency in roles_file.agencies}
-    for name, target in roles_file.supervisors.items():
-        if target.target == "agency" and target.agency not in agencies:
+    for name, supervisor in roles_file.supervisors.items():
+        for where, target in [("", supervisor)] + [
+            (f"at.{k}.", v) for k, v in supervisor.at.items()
+        ]:
+            if target.target == "agency" and target.agency not in agencies:
+                raise FrameworkError(
+                    f"{roles_path}: supervisor `{name}`: field `{where}agency`: unknown agency "
+                    f"`{target.agency}`"
+                )
+    for name, role in roles_file.roles.items():
+        if role.fallback is not None and role.fallback not in roles_file.roles:
             raise FrameworkError(
-                f"{roles_path}: supervisor `{name}`: field `agency`: unknown agency "
-                f"`{target.agency}`"
+                f"{roles_path}: role `{name}`: field `fallback`: unknown role `{role.fallback}`"
             )
     for name, rule in sched_file.schedules.items():
         _check_rule(name, rule, sched_file.event_kinds, sched_path)
+    for name, rule in sched_file.schedules.items():
+        _check_cadence(f"{sched_path}: schedule `{name}`", rule.cadence, sched_file.schedules)
 
     tasks = {}
     for task in tasks_file.tasks:
@@ -147,6 +151,15 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
                     raise FrameworkError(f"{where}: field `roles`: unknown agency `{agency}`")
             elif role not in roles_file.roles:
                 raise FrameworkError(f"{where}: field `roles`: unknown role `{role}`")
+        if task.phases:
+            known = [phase.key for phase in rule.phases]
+            unknown = [key for key in task.phases if key not in known]
+            if rule.kind != "event" or unknown:
+                raise FrameworkError(
+                    f"{where}: field `phases`: {unknown or task.phases} not among the phases "
+                    f"of schedule `{task.schedule}` ({', '.join(known) or 'none'})"
+                )
+        _check_cadence(where, task.cadence, sched_file.schedules)
         if task.supervisor not in roles_file.supervisors:
             raise FrameworkError(
                 f"{where}: field `supervisor`: {task.supervisor!r} has no entry under "
@@ -165,6 +178,19 @@ def load_framework(base_dir: Path, override_dir: Path | None = None) -> Framewor
     )
 
 
+def _check_cadence(where: str, cadence: dict[str, str], schedules: dict[str, Any]) -> None:
+    for level, name in cadence.items():
+        if level != "*" and level not in LEVELS:
+            raise FrameworkError(
+                f"{where}: field `cadence`: unknown level `{level}` (levels: *, {', '.join(LEVELS)})"
+            )
+        target = schedules.get(name)
+        if target is None or target.kind != "periodic":
+            raise FrameworkError(
+                f"{where}: field `cadence.{level}`: `{name}` is not a periodic schedule"
+            )
+
+
 def _check_rule(name: str, rule: Any, event_kinds: dict[str, str], path: Path) -> None:
     where = f"{path}: schedule `{name}`"
     if rule.kind == "periodic":
@@ -175,11 +201,18 @@ def _check_rule(name: str, rule: Any, event_kinds: dict[str, str], path: Path) -
         needed = {"semiannual": 2, "annual": 1}.get(rule.period)
         if needed and len(rule.due_dates) != needed:
             raise FrameworkError(f"{where}: field `due_dates`: {rule.period} needs {needed}")
+        if rule.spread_days and rule.period not in ("monthly", "quarterly"):
+            raise FrameworkError(f"{where}: field `spread_days`: only for monthly or quarterly")
+        if any(not 1 <= day <= 28 for day in rule.spread_days):
+            raise FrameworkError(f"{where}: field `spread_days`: days must be 1 to 28")
         if rule.period == "school_year" and not rule.due_dates:
             raise FrameworkError(f"{where}: field `due_dates`: school_year needs at least one")
     elif rule.kind == "event":
-        if rule.event not in event_kinds:
-            raise FrameworkError(f"{where}: field `event`: unknown event kind `{rule.event}`")
+        unknown = [kind for kind in rule.events if kind not in event_kinds]
+        if not rule.events or unknown:
+            raise FrameworkError(
+                f"{where}: field `event`: unknown event kind `{(unknown or [None])[0]}`"
+            )
         if not rule.phases:
             raise FrameworkError(f"{where}: field `phases`: an event schedule needs phases")
 

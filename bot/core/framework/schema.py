@@ -20,6 +20,11 @@ KEY_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 
+LEVELS = ("province", "district", "commune", "village", "agency")
+Level = Literal["province", "district", "commune", "village", "agency"]
+LOCAL_LEVELS = ("village",)  # supervised through the commune and district above
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,20 +43,37 @@ class RoleDef(Strict):
     name_en: str
     # Roles that may act on this role's occurrences from above (a commune officer on villages).
     oversees: list[str] = []
+    # Reminded at the same unit while nobody holds this role (see roles.yaml).
+    fallback: str | None = None
 
 
 class Agency(Strict):
     key: str  # slug used in `province_agency:<key>` and as the agency unit's code
     name: str
+    company: bool = False  # a business: never one of "Các cơ quan, đơn vị, địa phương"
 
 
-class SupervisorTarget(Strict):
-    """Where an escalation goes for a supervisor phrase of the decision."""
-
+class LevelTarget(Strict):
     # parent_district: the district above the occurrence's unit (three-tier);
     # agency: the provincial agency `agency`; province: the provincial committee.
     target: Literal["parent_district", "agency", "province"]
     agency: str | None = None
+
+
+class SupervisorTarget(LevelTarget):
+    """Where an escalation goes for a supervisor phrase of the decision."""
+
+    # Another target for occurrences at a level (line 82 names two supervisors). Without one,
+    # a village's occurrence goes to its district even when the supervisor is a provincial
+    # agency: a Sở does not follow up a village head; it supervises through the districts.
+    at: dict[Level, LevelTarget] = {}
+
+    def for_level(self, level: str) -> LevelTarget:
+        if level in self.at:
+            return self.at[level]
+        if level in LOCAL_LEVELS and self.target != "parent_district":
+            return LevelTarget(target="parent_district")
+        return self
 
 
 class RolesFile(Strict):
@@ -72,16 +94,30 @@ class EventPhase(Strict):
 class ScheduleRule(Strict):
     kind: Literal["periodic", "event", "on_request"]
     label: str  # Vietnamese, shown in chat ("Hằng tháng")
-    timings: list[str] = Field(min_length=1)  # the decision's phrases this rule covers
+    # The decision's phrases this rule covers; empty for a cadence rule that tasks reach only
+    # through their `cadence` (a frequency the decision's reporting cycle implies).
+    timings: list[str] = []
     # periodic
     period: Literal["monthly", "quarterly", "semiannual", "annual", "school_year"] | None = None
     due_day: int | None = Field(
         default=None, ge=1, le=28
     )  # monthly/quarterly: day of the last month
     due_dates: list[str] = []  # MM-DD; semiannual: two, annual: one, school_year: in-year dates
-    # event
-    event: str | None = None  # election | poverty_review | public_works | recruitment | …
+    # monthly/quarterly: tasks are spread over the months of the period and over these days of
+    # the month (in task order), so that no day carries every task of a unit
+    spread_days: list[int] = []
+    spread_months: bool = False
+    # event: the kind (or kinds) that start the rule's tasks
+    event: str | list[str] | None = None
     phases: list[EventPhase] = []
+    # The periodic rule used instead of this one at a level (a task's own `cadence` wins).
+    cadence: dict[str, str] = {}
+
+    @property
+    def events(self) -> list[str]:
+        if self.event is None:
+            return []
+        return [self.event] if isinstance(self.event, str) else list(self.event)
 
     @field_validator("due_dates")
     @classmethod
@@ -114,6 +150,11 @@ class TaskRecord(Strict):
     title_en: str | None = Field(default=None, min_length=1, max_length=60)
     evidence_en: str | None = Field(default=None, min_length=1, max_length=300)
     source: str = ""  # where the row stands in the decision's appendix
+    # Event schedules: the phases of the rule this task has (empty: all of them).
+    phases: list[str] = []
+    # The periodic rule used at a level instead of `schedule` ("*": every level), when the text
+    # or the office's reporting cycle gives the work another rhythm than the timing phrase.
+    cadence: dict[str, str] = {}
 
     @field_validator("key")
     @classmethod
@@ -149,8 +190,36 @@ class Framework(Strict):
         definition = self.roles[role]
         return definition.name if locale == "vi" else definition.name_en
 
+    def schedule_name(self, task: TaskRecord, level: str) -> str:
+        """The rule a task follows at units of `level` (its cadence there, else its schedule)."""
+        own = task.cadence.get(level) or task.cadence.get("*")
+        if own:
+            return own
+        return self.schedules[task.schedule].cadence.get(level) or task.schedule
+
+    def rule_for(self, task: TaskRecord, level: str) -> ScheduleRule:
+        return self.schedules[self.schedule_name(task, level)]
+
+    def is_company(self, role: str) -> bool:
+        agency = self.agencies.get(role.split(":", 1)[1]) if ":" in role else None
+        return agency is not None and agency.company
+
+    def executes(self, task: TaskRecord, role: str) -> bool:
+        """Does `role` execute `task`? A company only the rows that name it."""
+        if self.is_company(role):
+            return role in task.roles
+        return role_matches(task.roles, role)
+
+    def fallback_roles(self, task_roles: list[str]) -> set[str]:
+        """Who is reminded at a unit where nobody holds any of `task_roles` (roles.yaml)."""
+        return {
+            fallback
+            for role in task_roles
+            if role in self.roles and (fallback := self.roles[role].fallback)
+        }
+
     def tasks_for_role(self, role: str) -> list[TaskRecord]:
-        return [t for t in self.tasks.values() if role_matches(t.roles, role)]
+        return [t for t in self.tasks.values() if self.executes(t, role)]
 
 
 def role_matches(task_roles: list[str], role: str) -> bool:

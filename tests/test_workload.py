@@ -1,0 +1,37 @@
+"""A year of the shipped rules for a commune committee and a village head (tests/helpers/
+workload.py): a month fits in one sitting, one reminder message a day at most, none longer
+than a phone screen and a half. The figures are in README.md, next to the reminder policy."""
+
+import pytest
+
+from bot.core.config import DEFAULT_FRAMEWORK_DIR
+from bot.core.framework import load_framework
+from tests.helpers.workload import MEASURED, simulate
+
+YEAR = 2027
+MAX_TAPS_A_MONTH = 25  # a commune committee answers its month in a few minutes
+MAX_CHARS = 1200
+# Tasks in the heaviest month: two-tier communes also carry the district's former tasks.
+MAX_TASKS = {"three_tier": 18, "two_tier": 24}
+
+
+@pytest.mark.parametrize("structure", ["three_tier", "two_tier"])
+@pytest.mark.parametrize("prompt", [True, False], ids=["answering-promptly", "never-answering"])
+async def test_a_year_of_reminders_fits_a_commune_office(structure, prompt):
+    framework = load_framework(DEFAULT_FRAMEWORK_DIR, None, structure)
+    loads = await simulate(framework, YEAR, prompt, structure=structure)
+    commune, village = loads["commune"], loads["village"]
+    for who in MEASURED:
+        load = loads[who]
+        assert load.messages > 0, who
+        assert load.busiest_day == 1, who  # never more than one reminder message a day
+        assert load.longest <= MAX_CHARS, (who, load.longest, load.longest_text)
+    # The commune's ongoing work is quarterly, spread over the quarter: about half of the 33
+    # tasks a month the monthly rule gave it.
+    assert 5 <= commune.max_tasks <= MAX_TASKS[structure]
+    assert village.max_tasks <= 6
+    if prompt:
+        assert commune.max_taps <= MAX_TAPS_A_MONTH
+        assert village.max_taps <= commune.max_taps
+        # Answering at once, nothing is ever overdue: no more than a message a week or so.
+        assert commune.max_month <= 6 and village.max_month <= 3
