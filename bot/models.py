@@ -294,3 +294,31 @@ class PlatformToken(SQLModel, table=True):
     expires_at: datetime
     version: int = 1
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebLoginLink(SQLModel, table=True):
+    """A one-time dashboard link sent in chat (`/web`): only the token's SHA-256 is kept."""
+
+    __tablename__ = "web_login_links"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A browser signed in to the dashboard; the cookie holds the token, the row its hash."""
+
+    __tablename__ = "web_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    user_agent: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime  # absolute: a session never outlives this, however active
+    ended_at: datetime | None = None
+    ended_reason: str = Field(default="", max_length=16)  # logout | revoked

@@ -38,6 +38,9 @@ def build_app(runtime: Runtime) -> web.Application:
     from bot.web.status_page import add_routes as add_status_routes
 
     add_status_routes(app)
+    from bot.web.dashboard import add_dashboard_routes
+
+    add_dashboard_routes(app, runtime.ctx)
     add_channel_routes(runtime, app)
     return app
 

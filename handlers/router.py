@@ -28,6 +28,7 @@ from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import identity_for
 from handlers import district, extension, followup, help, officer, onboarding, report, tasks
 from handlers.conversation import Conversation
+from handlers.web_login import request_link as web_link
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ COMMANDS: dict[str, Journey] = {
     "viec": tasks.list_tasks,
     "help": help.show_help,
     "lang": help.change_language,
+    "web": web_link,
 }
 ROLE_COMMANDS: dict[str, dict[str, Journey]] = {
     "commune_committee": {
