@@ -160,7 +160,9 @@ async def _timeline(visit: Visit, occurrence: Occurrence) -> tuple[list[Step], l
             Step(
                 entry.at,
                 "follow_up",
-                _("Followed up by {name}").format(name=names.get(entry.actor_user_id, "—")),
+                _("Followed up by {name}").format(name=names[entry.actor_user_id])
+                if entry.actor_user_id in names
+                else _("Followed up"),
             )
         )
     if occurrence.done_at:
@@ -168,7 +170,9 @@ async def _timeline(visit: Visit, occurrence: Occurrence) -> tuple[list[Step], l
             Step(
                 occurrence.done_at,
                 "done",
-                _("Marked done by {name}").format(name=names.get(occurrence.done_by_user_id, "—")),
+                _("Marked done by {name}").format(name=names[occurrence.done_by_user_id])
+                if occurrence.done_by_user_id in names
+                else _("Marked done"),
             )
         )
     steps.sort(key=lambda step: from_db(step.at))

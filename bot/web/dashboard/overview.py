@@ -106,9 +106,11 @@ async def build_rows(visit: Visit, unit, period: periods.Period) -> list[Row]:  
 def sort_rows(rows: list[Row], how: str) -> list[Row]:
     if how == "name":
         return sorted(rows, key=lambda r: (not r.own, vietnamese_key(r.unit.name)))
+    # The unit's own tasks stay on top; its children, worst first.
     return sorted(
         rows,
         key=lambda r: (
+            not r.own,
             -r.total.overdue,
             r.total.settled_share if r.total.settled_share is not None else 2.0,
             vietnamese_key(r.unit.name),
