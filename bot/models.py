@@ -145,6 +145,8 @@ class Occurrence(SQLModel, table=True):
         # planner's count. An index, not a table constraint, so SQLite can change it in place.
         Index("uq_occurrences_period_task_unit", "period", "task_key", "unit_id", unique=True),
         Index("ix_occurrences_status_due", "status", "due_at"),
+        # The dashboard's counts of a period read this index alone, never the table.
+        Index("ix_occurrences_due_cover", "due_at", "unit_id", "task_key", "status"),
     )
     id: int | None = Field(default=None, primary_key=True)
     task_key: str = Field(foreign_key="task_definitions.key", max_length=120)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import literal
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -58,15 +59,22 @@ async def count_occurrences(
     until: datetime,
     unit_ids: Iterable[int] | None = None,
     task_keys: Iterable[str] | None = None,
+    by_dimension: bool = True,
 ) -> dict[tuple[int, str], Counts]:
     """Counts per (unit id, PAPI dimension key) of the occurrences due in [since, until),
-    optionally only at `unit_ids` and of `task_keys`. Callers add units up their tree."""
-    query = (
-        select(Occurrence.unit_id, TaskDefinition.dimension, Occurrence.status, func.count())
-        .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
-        .where(col(Occurrence.due_at) >= since, col(Occurrence.due_at) < until)
-        .group_by(Occurrence.unit_id, TaskDefinition.dimension, Occurrence.status)
-    )
+    optionally only at `unit_ids` and of `task_keys`; per (unit id, "") when not
+    `by_dimension`. Callers add units up their tree."""
+    if by_dimension:
+        query = (
+            select(Occurrence.unit_id, TaskDefinition.dimension, Occurrence.status, func.count())
+            .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
+            .group_by(Occurrence.unit_id, TaskDefinition.dimension, Occurrence.status)
+        )
+    else:
+        query = select(Occurrence.unit_id, literal(""), Occurrence.status, func.count()).group_by(
+            Occurrence.unit_id, Occurrence.status
+        )
+    query = query.where(col(Occurrence.due_at) >= since, col(Occurrence.due_at) < until)
     if unit_ids is not None:
         query = query.where(col(Occurrence.unit_id).in_(list(unit_ids)))
     if task_keys is not None:

@@ -49,13 +49,22 @@ def xlsx_bytes(table: Table) -> bytes:
     for cell in sheet[header_row]:
         cell.font = Font(bold=True)
         cell.fill = HEADER_FILL
+    date_columns = {
+        index
+        for row in table.rows[:50]
+        for index, value in enumerate(row, 1)
+        if isinstance(value, date)
+    }
     for row in table.rows:
         sheet.append(row)
-        for cell in sheet[sheet.max_row]:
-            if isinstance(cell.value, date):
-                cell.number_format = DATE_FORMAT
+    last_row = header_row + len(table.rows)
+    for column in date_columns:
+        for (cell,) in sheet.iter_rows(
+            min_row=header_row + 1, max_row=last_row, min_col=column, max_col=column
+        ):
+            cell.number_format = DATE_FORMAT
     sheet.append(table.totals)
-    for cell in sheet[sheet.max_row]:
+    for cell in sheet[last_row + 1]:
         cell.font = Font(bold=True)
     for index, header in enumerate(table.headers, start=1):
         values = [len(str(header))] + [len(_text(row[index - 1])) for row in table.rows[:2000]]
@@ -168,9 +177,8 @@ async def export(request: web.Request, visit: Visit) -> web.StreamResponse:
         rows, _total = await queries.occurrences(visit, unit, filters, limit=MAX_ROWS)
         table = await _occurrence_table(visit, unit, _("Tasks"), rows)
     elif what == "overdue":
-        table = await _occurrence_table(
-            visit, unit, _("Overdue"), await queries.overdue(visit, unit)
-        )
+        rows, _counts = await queries.overdue(visit, unit, limit=MAX_ROWS)
+        table = await _occurrence_table(visit, unit, _("Overdue"), rows)
     elif what == "people":
         table = await _people_table(visit, unit)
     else:

@@ -82,7 +82,7 @@ async def build_rows(visit: Visit, unit, period: periods.Period) -> list[Row]:  
     before_since, before_until = period.shifted(-1).bounds(tz)
     current = await count_occurrences(visit.session, since, until, unit_ids, scope.task_keys)
     before = await count_occurrences(
-        visit.session, before_since, before_until, unit_ids, scope.task_keys
+        visit.session, before_since, before_until, unit_ids, scope.task_keys, by_dimension=False
     )
     for (unit_id, dimension), counts in current.items():
         row = row_of.get(unit_id)

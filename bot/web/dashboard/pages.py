@@ -11,8 +11,11 @@ from bot.services.people import audit
 from bot.services.rollup import BUCKETS
 from bot.timeutil import from_db
 from bot.web.dashboard import queries
+from bot.web.dashboard.scope import vietnamese_key
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, page
 from scheduler.digests import FOLLOWED_UP
+
+OVERDUE_ROWS = 500  # oldest first; each commune shows ten and links to all of its own
 
 
 def _unit(request: web.Request, visit: Visit):  # noqa: ANN202
@@ -71,12 +74,16 @@ async def _last_follow_ups(visit: Visit, commune_ids: list[int]) -> dict[int, Au
 @page
 async def overdue_page(request: web.Request, visit: Visit) -> web.Response:
     unit = _unit(request, visit)
-    rows = await queries.overdue(visit, unit)
+    rows, per_unit = await queries.overdue(visit, unit, limit=OVERDUE_ROWS)
     groups: dict[int, dict] = {}
+    for unit_id, count in per_unit.items():
+        place = visit.scope.units[unit_id]
+        commune = visit.scope.owner_of(unit_id, Level.commune) or place
+        group = groups.setdefault(commune.id, {"commune": commune, "rows": [], "count": 0})
+        group["count"] += count
     for occurrence, task, place in rows:
         commune = visit.scope.owner_of(place.id, Level.commune) or place
-        group = groups.setdefault(commune.id, {"commune": commune, "rows": []})
-        group["rows"].append((occurrence, task, place))
+        groups[commune.id]["rows"].append((occurrence, task, place))
     last = await _last_follow_ups(visit, list(groups))
     for commune_id, group in groups.items():
         commune = group["commune"]
@@ -87,8 +94,10 @@ async def overdue_page(request: web.Request, visit: Visit) -> web.Response:
         title=visit._("Overdue"),
         unit=unit,
         trail=visit.scope.trail(unit.id),
-        groups=list(groups.values()),
-        total=len(rows),
+        groups=sorted(
+            groups.values(), key=lambda g: (-g["count"], vietnamese_key(g["commune"].name))
+        ),
+        total=sum(per_unit.values()),
         days_late=lambda occ: max((visit.today - local_date(occ.due_at, visit)).days, 0),
         noted=request.query.get("noted", ""),
     )

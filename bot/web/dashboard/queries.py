@@ -61,18 +61,26 @@ class Filters:
         return "&".join(f"{key}={value}" for key, value in values.items() if value)
 
 
+async def task_map(visit: Visit) -> dict[str, TaskDefinition]:
+    """Every task definition (a few dozen rows): joined in Python, not per occurrence."""
+    return {task.key: task for task in (await visit.session.exec(select(TaskDefinition))).all()}
+
+
 def _in_scope(query, visit: Visit, unit: Unit):  # noqa: ANN001, ANN202
-    query = query.where(col(Occurrence.unit_id).in_(visit.scope.subtree(unit.id)))
-    if visit.scope.task_keys is not None:
-        query = query.where(col(Occurrence.task_key).in_(list(visit.scope.task_keys)))
+    scope = visit.scope
+    if not (unit.id == scope.root.id and scope.root.parent_id is None):
+        query = query.where(col(Occurrence.unit_id).in_(scope.subtree(unit.id)))
+    if scope.task_keys is not None:
+        query = query.where(col(Occurrence.task_key).in_(list(scope.task_keys)))
     return query
 
 
-def _filtered(query, visit: Visit, filters: Filters):  # noqa: ANN001, ANN202
+def _filtered(query, visit: Visit, filters: Filters, tasks: dict):  # noqa: ANN001, ANN202
     if filters.status:
         query = query.where(col(Occurrence.status).in_(list(STATUSES_OF[filters.status])))
     if filters.dimension:
-        query = query.where(TaskDefinition.dimension == filters.dimension)
+        keys = [key for key, task in tasks.items() if task.dimension == filters.dimension]
+        query = query.where(col(Occurrence.task_key).in_(keys))
     if filters.task:
         query = query.where(Occurrence.task_key == filters.task)
     if filters.period:
@@ -81,54 +89,59 @@ def _filtered(query, visit: Visit, filters: Filters):  # noqa: ANN001, ANN202
     return query
 
 
+Line = tuple[Occurrence, TaskDefinition, Unit]
+
+
+def _lines(visit: Visit, rows, tasks: dict) -> list[Line]:  # noqa: ANN001
+    units = visit.scope.units
+    return [(occ, tasks[occ.task_key], units[occ.unit_id]) for occ in rows]
+
+
 async def occurrences(
     visit: Visit, unit: Unit, filters: Filters, limit: int | None = PAGE_SIZE
-) -> tuple[list[tuple[Occurrence, TaskDefinition, Unit]], int]:
+) -> tuple[list[Line], int]:
     """One page of the unit's occurrences (and its children's), latest due first; the count."""
-    base = _filtered(
-        _in_scope(
-            select(Occurrence, TaskDefinition, Unit)
-            .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
-            .join(Unit, col(Unit.id) == col(Occurrence.unit_id)),
-            visit,
-            unit,
-        ),
-        visit,
-        filters,
-    )
+    tasks = await task_map(visit)
     counted = _filtered(
-        _in_scope(
-            select(func.count())
-            .select_from(Occurrence)
-            .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key),
-            visit,
-            unit,
-        ),
-        visit,
-        filters,
+        _in_scope(select(func.count()).select_from(Occurrence), visit, unit), visit, filters, tasks
     )
     total = int((await visit.session.exec(counted)).one())
-    query = base.order_by(col(Occurrence.due_at).desc(), col(Occurrence.id).desc())
+    query = _filtered(_in_scope(select(Occurrence), visit, unit), visit, filters, tasks)
+    query = query.order_by(col(Occurrence.due_at).desc(), col(Occurrence.id).desc())
     if limit is not None:
         query = query.offset((filters.page - 1) * limit).limit(limit)
-    return list((await visit.session.exec(query)).all()), total
+    return _lines(visit, (await visit.session.exec(query)).all(), tasks), total
 
 
-async def overdue(visit: Visit, unit: Unit) -> list[tuple[Occurrence, TaskDefinition, Unit]]:
-    rows, _total = await occurrences(visit, unit, Filters(status="overdue"), limit=None)
-    rows.sort(key=lambda row: (row[0].due_at, row[2].name))
-    return rows
+async def overdue(
+    visit: Visit, unit: Unit, limit: int | None = None
+) -> tuple[list[Line], dict[int, int]]:
+    """The overdue items, oldest first (the first `limit`), and how many each unit has."""
+    tasks = await task_map(visit)
+    late = list(STATUSES_OF["overdue"])
+    counted = _in_scope(
+        select(Occurrence.unit_id, func.count())
+        .where(col(Occurrence.status).in_(late))
+        .group_by(Occurrence.unit_id),
+        visit,
+        unit,
+    )
+    per_unit = dict((await visit.session.exec(counted)).all())
+    query = _in_scope(select(Occurrence).where(col(Occurrence.status).in_(late)), visit, unit)
+    query = query.order_by(col(Occurrence.due_at), col(Occurrence.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return _lines(visit, (await visit.session.exec(query)).all(), tasks), per_unit
 
 
 async def photos(
     visit: Visit, unit: Unit, page: int = 1, limit: int = 48
 ) -> list[tuple[Evidence, Report, Occurrence, TaskDefinition, Unit]]:
+    tasks = await task_map(visit)
     query = _in_scope(
-        select(Evidence, Report, Occurrence, TaskDefinition, Unit)
+        select(Evidence, Report, Occurrence)
         .join(Report, col(Report.id) == col(Evidence.report_id))
-        .join(Occurrence, col(Occurrence.id) == col(Report.occurrence_id))
-        .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
-        .join(Unit, col(Unit.id) == col(Occurrence.unit_id)),
+        .join(Occurrence, col(Occurrence.id) == col(Report.occurrence_id)),
         visit,
         unit,
     )
@@ -137,7 +150,11 @@ async def photos(
         .offset((page - 1) * limit)
         .limit(limit)
     )
-    return list((await visit.session.exec(query)).all())
+    units = visit.scope.units
+    return [
+        (evidence, report, occ, tasks[occ.task_key], units[occ.unit_id])
+        for evidence, report, occ in (await visit.session.exec(query)).all()
+    ]
 
 
 @dataclass

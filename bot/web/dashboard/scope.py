@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,12 +18,30 @@ from bot.models import Level, Occurrence, Unit, User
 SEES_ALL_AGENCIES = frozenset({"so-noi-vu"})
 
 
+@dataclass(frozen=True)
+class Place:
+    """A unit as the pages show it (plain, cheap to load by the thousand)."""
+
+    id: int
+    code: str
+    name: str
+    level: str
+    parent_id: int | None
+
+
+PLACE_COLUMNS = (Unit.id, Unit.code, Unit.name, Unit.level, Unit.parent_id)
+
+
+def place(unit: Unit) -> Place:
+    return Place(unit.id, unit.code, unit.name, unit.level, unit.parent_id)
+
+
 @dataclass
 class Scope:
     user: User
-    unit: Unit  # where the user works
-    root: Unit  # the top of what they see
-    units: dict[int, Unit]
+    unit: Place  # where the user works
+    root: Place  # the top of what they see
+    units: dict[int, Place]
     children: dict[int, list[int]] = field(default_factory=dict)
     task_keys: frozenset[str] | None = None  # an agency: only the tasks it supervises
 
@@ -41,12 +60,12 @@ class Scope:
             found += frontier
         return found
 
-    def child_units(self, unit_id: int) -> list[Unit]:
+    def child_units(self, unit_id: int) -> list[Place]:
         return [self.units[child] for child in self.children.get(unit_id, [])]
 
-    def trail(self, unit_id: int) -> list[Unit]:
+    def trail(self, unit_id: int) -> list[Place]:
         """Breadcrumbs: from the scope's root down to the unit."""
-        path: list[Unit] = []
+        path: list[Place] = []
         current: int | None = unit_id
         while current is not None and current in self.units:
             path.insert(0, self.units[current])
@@ -55,7 +74,7 @@ class Scope:
             current = self.units[current].parent_id
         return path
 
-    def owner_of(self, unit_id: int, level: str) -> Unit | None:
+    def owner_of(self, unit_id: int, level: str) -> Place | None:
         """The unit of `level` at or above `unit_id` (a village's commune)."""
         current: int | None = unit_id
         while current is not None and current in self.units:
@@ -74,14 +93,14 @@ def supervised_task_keys(framework: Framework, agency_code: str) -> frozenset[st
     return frozenset(keys)
 
 
-async def _tree_below(session: AsyncSession, root: Unit) -> tuple[dict[int, Unit], dict]:
+async def _tree_below(session: AsyncSession, root: Place) -> tuple[dict[int, Place], dict]:
     units = {root.id: root}
     children: dict[int, list[int]] = {}
     frontier = [root.id]
     while frontier:
-        rows = (await session.exec(select(Unit).where(col(Unit.parent_id).in_(frontier)))).all()
+        rows = await session.exec(select(*PLACE_COLUMNS).where(col(Unit.parent_id).in_(frontier)))
         frontier = []
-        for unit in rows:
+        for unit in (Place(*row) for row in rows.all()):
             if unit.id in units:
                 continue
             units[unit.id] = unit
@@ -92,9 +111,10 @@ async def _tree_below(session: AsyncSession, root: Unit) -> tuple[dict[int, Unit
     return units, children
 
 
-async def _all_units(session: AsyncSession, root: Unit) -> tuple[dict[int, Unit], dict]:
+async def _all_units(session: AsyncSession) -> tuple[dict[int, Place], dict]:
     """The whole tree in one query (the province's view)."""
-    units = {unit.id: unit for unit in (await session.exec(select(Unit))).all()}
+    rows = (await session.exec(select(*PLACE_COLUMNS))).all()
+    units = {row[0]: Place(*row) for row in rows}
     children: dict[int, list[int]] = {}
     for unit in units.values():
         if unit.parent_id is not None and unit.parent_id in units:
@@ -105,18 +125,19 @@ async def _all_units(session: AsyncSession, root: Unit) -> tuple[dict[int, Unit]
 
 
 async def scope_for(session: AsyncSession, framework: Framework, user: User) -> Scope | None:
-    unit = await session.get(Unit, user.unit_id)
-    if unit is None or not user.active:
+    found = await session.get(Unit, user.unit_id)
+    if found is None or not user.active:
         return None
+    unit = place(found)
     task_keys = None
     root = unit
     if unit.level == Level.agency:
         province = await session.get(Unit, unit.parent_id) if unit.parent_id else None
-        root = province or unit
+        root = place(province) if province else unit
         if unit.code not in SEES_ALL_AGENCIES:
             task_keys = supervised_task_keys(framework, unit.code)
     if root.level == Level.province and root.parent_id is None:
-        units, children = await _all_units(session, root)
+        units, children = await _all_units(session)
     else:
         units, children = await _tree_below(session, root)
     return Scope(user, unit, root, units, children, task_keys)
@@ -129,8 +150,9 @@ _LETTER_MARKS = {"\u0306": 1, "\u0302": 2, "\u031b": 3}  # breve, circumflex, ho
 _TONES = {"\u0300": 1, "\u0309": 2, "\u0303": 3, "\u0301": 4, "\u0323": 5}
 
 
+@lru_cache(maxsize=65536)
 def vietnamese_key(text: str) -> tuple:
-    letters: list[tuple] = []
+    letters: list[tuple[str, int]] = []
     tones: list[int] = []
     for char in text.lower():
         if char == "đ":
@@ -141,4 +163,4 @@ def vietnamese_key(text: str) -> tuple:
         modifier = sum(_LETTER_MARKS.get(mark, 0) for mark in marks)
         tones.append(sum(_TONES.get(mark, 0) for mark in marks))
         letters.append((base, modifier))
-    return (letters, tones)
+    return (tuple(letters), tuple(tones))
