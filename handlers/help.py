@@ -24,6 +24,7 @@ async def show_help(convo: Conversation) -> None:
         ]
     if role == "district_committee":
         lines.append(_("/baocao — every commune, worst first"))
+    lines.append(_("/web — a link to open the dashboard in a browser"))
     lines.append(_("/lang vi | en — change the language"))
     await convo.reply("\n".join(lines), main_menu(convo))
 
