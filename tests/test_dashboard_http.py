@@ -288,9 +288,14 @@ async def test_an_officer_of_another_commune_gets_404_on_every_route(dash: Dash)
     )  # fmt: skip
     assert response.status == 404
     assert await audits(dash.db, FOLLOWED_UP) == []
+    response = await dash.client.post(
+        f"/dashboard/u/{w.commune.id}/invite", data={"csrf": csrf, "village": str(w.village.id)},
+        headers=headers, allow_redirects=False,
+    )  # fmt: skip
+    assert response.status == 404
     # The route list above is every dashboard route there is.
     tested = {re.sub(r"\d+", "{}", path) for path in outside + own}
-    tested |= {"/dashboard/u/{}/followup"}
+    tested |= {"/dashboard/u/{}/followup", "/dashboard/u/{}/invite"}
     for resource in dash.client.server.app.router.resources():
         canonical = resource.canonical
         if canonical in ("/dashboard", "/dashboard/"):
@@ -465,3 +470,48 @@ async def test_exports_open_in_excel_with_a_title_block_dates_and_totals(dash: D
     lines = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert lines[0][0] == "Đơn vị" and re.match(r"\d\d/\d\d/\d{4}", lines[1][4])
     assert len(await audits(dash.db, "web.export")) == 2
+
+
+async def test_a_commune_officer_creates_a_village_heads_code_on_the_people_page(
+    dash: Dash,
+) -> None:
+    from bot.models import Invite
+
+    w = dash.world
+    headers = await dash.sign_in(w.commune_officer)
+    page = await (await dash.get(f"/dashboard/u/{w.commune.id}/people", headers)).text()
+    assert f'<option value="{w.village.id}">' in page
+    async with dash.db.session() as session:
+        before = len((await session.exec(select(Invite))).all())
+    path = f"/dashboard/u/{w.commune.id}/invite"
+    refused = await dash.client.post(
+        path, data={"village": str(w.village.id)}, headers=headers, allow_redirects=False
+    )
+    assert refused.status == 403
+    csrf = await dash.csrf(headers)
+    response = await dash.client.post(
+        path, data={"csrf": csrf, "village": str(w.village.id)}, headers=headers,
+        allow_redirects=False,
+    )  # fmt: skip
+    assert response.status == 303
+    async with dash.db.session() as session:
+        invites = (await session.exec(select(Invite).order_by(col(Invite.id)))).all()
+    assert len(invites) == before + 1
+    created = invites[-1]
+    assert (created.unit_id, created.role, created.created_by_user_id) == (
+        w.village.id,
+        "village_head",
+        w.commune_officer.id,
+    )
+    shown = await (await dash.get(response.headers["Location"], headers)).text()
+    assert created.code in shown and "Mã đăng ký cho trưởng thôn" in shown
+    # Another commune's village, or the district officer: 404, no code.
+    district = await dash.sign_in(w.district_officer)
+    csrf = await dash.csrf(district)
+    response = await dash.client.post(
+        f"/dashboard/u/{w.commune.id}/invite", data={"csrf": csrf, "village": str(w.village.id)},
+        headers=district, allow_redirects=False,
+    )  # fmt: skip
+    assert response.status == 404
+    async with dash.db.session() as session:
+        assert len((await session.exec(select(Invite))).all()) == before + 1

@@ -47,6 +47,7 @@ def add_dashboard_routes(app: web.Application, ctx: AppContext) -> None:
     add.add_post(f"{PREFIX}/u/{{unit_id}}/followup", pages.follow_up)
     add.add_get(f"{PREFIX}/u/{{unit_id}}/photos", pages.photos_page)
     add.add_get(f"{PREFIX}/u/{{unit_id}}/people", pages.people_page)
+    add.add_post(f"{PREFIX}/u/{{unit_id}}/invite", pages.invite)
     add.add_get(
         f"{PREFIX}/u/{{unit_id}}/{{what:tasks|overdue|people}}.{{fmt:xlsx|csv}}", export.export
     )

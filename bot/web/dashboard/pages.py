@@ -3,11 +3,13 @@ its photos, its people."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 from sqlmodel import col, select
 
-from bot.models import AuditLog, Level
-from bot.services.people import audit
+from bot.models import AuditLog, Invite, Level, Unit
+from bot.services.people import audit, create_invite
 from bot.services.rollup import BUCKETS
 from bot.timeutil import from_db
 from bot.web.dashboard import queries
@@ -141,10 +143,53 @@ async def photos_page(request: web.Request, visit: Visit) -> web.Response:
     )
 
 
+def _may_invite(visit: Visit, unit) -> bool:  # noqa: ANN001
+    """The chat's rule (/moi): a commune officer invites the village heads of their commune."""
+    return visit.user.role == "commune_committee" and unit.id == visit.user.unit_id
+
+
+@page
+async def invite(request: web.Request, visit: Visit) -> web.StreamResponse:
+    unit = _unit(request, visit)
+    form = await request.post()
+    village = visit.unit(int_arg(str(form.get("village", ""))))
+    if not _may_invite(visit, unit) or village.parent_id != unit.id:
+        raise OutOfScope
+    row = await visit.session.get(Unit, village.id)
+    ttl = timedelta(hours=visit.ctx.settings.invite_ttl_hours)
+    created = await create_invite(visit.session, row, "village_head", ttl, created_by=visit.user)
+    await audit(
+        visit.session,
+        "invite.created",
+        f"unit:{village.id}",
+        visit.user,
+        code=created.code,
+        via="web",
+    )
+    async with visit.ctx.db.writer():
+        await visit.session.commit()
+    raise web.HTTPSeeOther(f"/dashboard/u/{unit.id}/people?invite={created.id}")
+
+
+async def _shown_invite(request: web.Request, visit: Visit) -> dict | None:
+    raw = request.query.get("invite", "")
+    found = await visit.session.get(Invite, int(raw)) if raw.isdigit() and len(raw) < 12 else None
+    if found is None or found.created_by_user_id != visit.user.id:
+        return None
+    username = visit.ctx.settings.telegram_bot_username
+    return {
+        "code": found.code,
+        "village": visit.scope.units[found.unit_id].name,
+        "expires_at": found.expires_at,
+        "link": f"https://t.me/{username}?start={found.code}" if username else "",
+    }
+
+
 @page
 async def people_page(request: web.Request, visit: Visit) -> web.Response:
     unit = _unit(request, visit)
     people = await queries.people(visit, unit)
+    may_invite = _may_invite(visit, unit)
     return visit.render(
         "people.html",
         title=visit._("People"),
@@ -152,6 +197,10 @@ async def people_page(request: web.Request, visit: Visit) -> web.Response:
         trail=visit.scope.trail(unit.id),
         people=people,
         unreachable=sum(1 for person in people if person.reachable is None),
+        villages=[v for v in visit.scope.child_units(unit.id) if v.level == Level.village]
+        if may_invite
+        else [],
+        invite=await _shown_invite(request, visit) if may_invite else None,
     )
 
 
