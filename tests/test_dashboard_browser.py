@@ -19,9 +19,11 @@ from sqlmodel import select
 from bot.config import Settings
 from bot.db import Database
 from bot.framework import Framework
-from bot.models import AuditLog
+from bot.models import AuditLog, Unit
 from bot.runtime import build_runtime
 from bot.server import build_app
+from bot.services.people import add_user
+from bot.services.web_login import create_login_link
 from scheduler.digests import FOLLOWED_UP
 from tests.helpers.dashboard_world import build_dashboard_world
 
@@ -62,6 +64,15 @@ async def link_from_chat(base: str, user_id: int) -> str:
     found = re.search(r"https?://\S+/dashboard/login/[A-Za-z0-9_-]+", messages[-1]["text"])
     assert found, messages[-1]["text"]
     return found.group(0)
+
+
+async def province_link(world) -> str:  # noqa: ANN001
+    async with world.app.db.session() as session:
+        province = (await session.exec(select(Unit).where(Unit.level == "province"))).one()
+        governor = await add_user(session, province, "province_committee", "UBND tỉnh")
+        url = await create_login_link(session, governor, world.app.settings)
+        await session.commit()
+    return url
 
 
 @pytest.mark.parametrize("screen", list(VIEWPORTS))
@@ -152,6 +163,15 @@ async def test_district_officer_from_chat_to_photo_follow_up_and_xlsx_in_chromiu
             rows = list(book.active.iter_rows(values_only=True))
             assert rows[0][0] == "Quá hạn" and rows[1][0] == world.district.name
             assert str(rows[-1][0]).startswith("Tổng cộng:")
+
+            # The province's page of published PAPI scores, in a second browser.
+            other = await browser.new_context(viewport=VIEWPORTS[screen])
+            governor = await other.new_page()
+            await governor.goto(await province_link(world))
+            await governor.get_by_role("button", name="Mở trang theo dõi").click()
+            await governor.locator("nav.tabs").get_by_role("link", name="Điểm PAPI").click()
+            await governor.get_by_text("39,14").wait_for()
+            await shot(governor, "6-papi-scores")
             await browser.close()
     finally:
         await runner.cleanup()

@@ -268,6 +268,7 @@ async def test_an_officer_of_another_commune_gets_404_on_every_route(dash: Dash)
     outside = unit_routes(w.district.id) + unit_routes(w.commune.id) + unit_routes(w.village.id)
     outside += item_routes(w.done_occurrence.id, w.evidence.id)
     outside += item_routes(w.overdue_occurrence.id, w.evidence.id)
+    outside += ["/dashboard/analysis"]
     for path in outside:
         await dash.get(path, headers, status=404)
     own = unit_routes(w.other_commune.id) + item_routes(
@@ -516,3 +517,23 @@ async def test_a_commune_officer_creates_a_village_heads_code_on_the_people_page
     assert response.status == 404
     async with dash.db.session() as session:
         assert len((await session.exec(select(Invite))).all()) == before + 1
+
+
+async def test_the_province_sees_work_per_dimension_beside_the_published_papi_scores(
+    dash: Dash,
+) -> None:
+    w = dash.world
+    async with dash.db.session() as session:
+        province = (await session.exec(select(Unit).where(Unit.level == "province"))).one()
+        governor = await add_user(session, province, "province_committee", "UBND tỉnh")
+        await session.commit()
+    headers = await dash.sign_in(governor)
+    page = await (await dash.get("/dashboard/analysis", headers)).text()
+    assert "Phân tích toàn tỉnh" in page and "PAPI 2020" in page and "PAPI 2023" in page
+    assert "3,99" in page and "39,14" in page and "5,8761" in page and "8/61" in page
+    assert "bqlctgt.khanhhoa.gov.vn" in page  # every year cites its source
+    for name in w.app.framework.dimensions.values():
+        assert name.name in page
+    # Below the province there is no province page.
+    district = await dash.sign_in(w.district_officer)
+    await dash.get("/dashboard/analysis", district, status=404)

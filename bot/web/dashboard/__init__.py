@@ -10,7 +10,7 @@ import jinja2
 from aiohttp import web
 
 from bot.context import AppContext
-from bot.web.dashboard import export, login, occurrence, overview, pages
+from bot.web.dashboard import analysis, export, login, occurrence, overview, pages
 from bot.web.dashboard.visit import CTX, JINJA, PREFIX, local_day, local_moment
 
 HERE = Path(__file__).resolve().parent
@@ -51,6 +51,7 @@ def add_dashboard_routes(app: web.Application, ctx: AppContext) -> None:
     add.add_get(
         f"{PREFIX}/u/{{unit_id}}/{{what:tasks|overdue|people}}.{{fmt:xlsx|csv}}", export.export
     )
+    add.add_get(f"{PREFIX}/analysis", analysis.analysis_page)
     add.add_get(f"{PREFIX}/o/{{occ_id}}", occurrence.occurrence_page)
     add.add_get(f"{PREFIX}/photo/{{evidence_id}}", occurrence.photo)
     add.add_get(f"{PREFIX}/photo/{{evidence_id}}/thumb", occurrence.thumbnail)
