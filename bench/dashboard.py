@@ -24,9 +24,9 @@ TARGET_SECONDS = 0.2
 
 async def _people(ctx) -> dict[str, Any]:  # noqa: ANN001
     """One signed-in user per level (created for the run, removed after), and what to open."""
-    from bot.models import Level, Occurrence, Unit
-    from bot.services.people import add_user
-    from bot.services.web_login import create_login_link, redeem_login_link
+    from bot.core.models import Level, Occurrence, Unit
+    from bot.core.services.people import add_user
+    from bot.core.services.web_login import create_login_link, redeem_login_link
 
     async with ctx.db.session() as session:
         province = (
@@ -101,7 +101,7 @@ def _pages(found: dict[str, Any]) -> list[tuple[str, str]]:
 async def _cleanup(ctx, found: dict[str, Any]) -> None:  # noqa: ANN001
     from sqlmodel import delete
 
-    from bot.models import AuditLog, User, WebLoginLink, WebSession
+    from bot.core.models import AuditLog, User, WebLoginLink, WebSession
 
     ids = [user.id for user in found["users"].values()]
     async with ctx.db.session() as session:
@@ -114,8 +114,8 @@ async def _cleanup(ctx, found: dict[str, Any]) -> None:  # noqa: ANN001
 
 async def bench_dashboard(out, database: str, url: str, repeats: int) -> None:  # noqa: ANN001
     from bench.run import context_for
-    from bot.runtime import build_runtime
-    from bot.server import build_app
+    from bot.app.runtime import build_runtime
+    from bot.app.server import build_app
     from bot.web.dashboard.visit import COOKIE
 
     with tempfile.TemporaryDirectory() as folder:

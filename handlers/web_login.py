@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.services.people import audit
-from bot.services.web_login import create_login_link
+from bot.core.services.people import audit
+from bot.core.services.web_login import create_login_link
 from handlers.conversation import Conversation
 
 

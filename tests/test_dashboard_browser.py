@@ -16,14 +16,14 @@ from aiohttp import web
 from openpyxl import load_workbook
 from sqlmodel import select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import AuditLog, Unit
-from bot.runtime import build_runtime
-from bot.server import build_app
-from bot.services.people import add_user
-from bot.services.web_login import create_login_link
+from bot.app.runtime import build_runtime
+from bot.app.server import build_app
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import AuditLog, Unit
+from bot.core.services.people import add_user
+from bot.core.services.web_login import create_login_link
 from scheduler.digests import FOLLOWED_UP
 from tests.helpers.dashboard_world import build_dashboard_world
 

@@ -15,15 +15,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from openpyxl import load_workbook
 from sqlmodel import col, func, select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import AuditLog, Occurrence, Unit, User, WebLoginLink, WebSession, utcnow
-from bot.runtime import build_runtime
-from bot.server import build_app
-from bot.services.occurrences import subtree_ids
-from bot.services.people import add_user
-from bot.services.web_login import create_login_link
+from bot.app.runtime import build_runtime
+from bot.app.server import build_app
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import AuditLog, Occurrence, Unit, User, WebLoginLink, WebSession, utcnow
+from bot.core.services.occurrences import subtree_ids
+from bot.core.services.people import add_user
+from bot.core.services.web_login import create_login_link
 from scheduler.digests import FOLLOWED_UP
 from tests.helpers.dashboard_world import DashboardWorld, build_dashboard_world
 
@@ -477,7 +477,7 @@ async def test_exports_open_in_excel_with_a_title_block_dates_and_totals(dash: D
 async def test_a_commune_officer_creates_a_village_heads_code_on_the_people_page(
     dash: Dash,
 ) -> None:
-    from bot.models import Invite
+    from bot.core.models import Invite
 
     w = dash.world
     headers = await dash.sign_in(w.commune_officer)

@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import Occurrence, OccurrenceStatus, TaskDefinition, Unit
-from bot.services.framework_sync import sync_task_definitions
-from bot.services.rollup import count_occurrences
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import Occurrence, OccurrenceStatus, TaskDefinition, Unit
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.rollup import count_occurrences
 from bot.web.dashboard import periods
 from bot.web.dashboard.scope import vietnamese_key
 

@@ -11,17 +11,17 @@ from datetime import UTC, date, datetime, timedelta
 from PIL import Image
 from sqlmodel import col, select
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.demo import COMMUNE_OFFICER, DISTRICT_OFFICER, VILLAGE_HEAD, seed_demo
-from bot.framework import Framework
-from bot.models import Evidence, Occurrence, OccurrenceStatus, Report, Unit, User
-from bot.services.evidence import store_photo
-from bot.services.framework_sync import sync_task_definitions
-from bot.services.occurrences import subtree_ids
-from bot.services.people import add_user
-from bot.units import read_units_csv, upsert_units
+from bot.app.demo import COMMUNE_OFFICER, DISTRICT_OFFICER, VILLAGE_HEAD, seed_demo
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import Evidence, Occurrence, OccurrenceStatus, Report, Unit, User
+from bot.core.services.evidence import store_photo
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.occurrences import subtree_ids
+from bot.core.services.people import add_user
+from bot.core.units import read_units_csv, upsert_units
 from scheduler.planner import plan
 from tests.helpers.world import SAMPLE_UNITS_CSV, sample_subset
 

@@ -1,5 +1,5 @@
 """The dashboard: server-rendered pages for communes, districts, agencies and the province,
-behind a one-time link sent in chat (`/web`). Mounted under /dashboard by bot/server.py."""
+behind a one-time link sent in chat (`/web`). Mounted under /dashboard by bot/app/server.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.context import AppContext
+from bot.core.context import AppContext
 from bot.web.dashboard import analysis, export, login, occurrence, overview, pages
 from bot.web.dashboard.visit import CTX, JINJA, PREFIX, local_day, local_moment
 

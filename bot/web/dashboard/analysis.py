@@ -11,8 +11,8 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from bot.models import Level
-from bot.services.rollup import Counts, count_occurrences
+from bot.core.models import Level
+from bot.core.services.rollup import Counts, count_occurrences
 from bot.web.dashboard import periods
 from bot.web.dashboard.visit import OutOfScope, Visit, page
 

@@ -14,9 +14,9 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from bot.services.people import audit
-from bot.services.rollup import BUCKET_OF
-from bot.timeutil import from_db
+from bot.core.services.people import audit
+from bot.core.services.rollup import BUCKET_OF
+from bot.core.timeutil import from_db
 from bot.web.dashboard import queries
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, resource
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.i18n import translator
-from bot.models import User, WebSession
-from bot.services.people import audit
-from bot.services.web_login import (
+from bot.core.i18n import translator
+from bot.core.models import User, WebSession
+from bot.core.services.people import audit
+from bot.core.services.web_login import (
     SESSION_ABSOLUTE,
     LoginProblem,
     end_session,

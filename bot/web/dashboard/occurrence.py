@@ -13,7 +13,7 @@ from aiohttp import web
 from PIL import Image
 from sqlmodel import col, select
 
-from bot.models import (
+from bot.core.models import (
     AuditLog,
     Escalation,
     Evidence,
@@ -24,7 +24,7 @@ from bot.models import (
     TaskDefinition,
     User,
 )
-from bot.timeutil import from_db
+from bot.core.timeutil import from_db
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, local_moment, page, resource
 from bot.web.media import content_type
 from scheduler.digests import FOLLOWED_UP

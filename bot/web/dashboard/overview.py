@@ -10,8 +10,8 @@ from datetime import timedelta
 from aiohttp import web
 from sqlmodel import col, or_, select
 
-from bot.models import ChannelIdentity, User, utcnow
-from bot.services.rollup import Counts, count_occurrences
+from bot.core.models import ChannelIdentity, User, utcnow
+from bot.core.services.rollup import Counts, count_occurrences
 from bot.web.dashboard import periods
 from bot.web.dashboard.scope import Scope, vietnamese_key
 from bot.web.dashboard.visit import Visit, int_arg, page

@@ -8,10 +8,10 @@ from datetime import timedelta
 from aiohttp import web
 from sqlmodel import col, select
 
-from bot.models import AuditLog, Invite, Level, Unit
-from bot.services.people import audit, create_invite
-from bot.services.rollup import BUCKETS
-from bot.timeutil import from_db
+from bot.core.models import AuditLog, Invite, Level, Unit
+from bot.core.services.people import audit, create_invite
+from bot.core.services.rollup import BUCKETS
+from bot.core.timeutil import from_db
 from bot.web.dashboard import queries
 from bot.web.dashboard.scope import vietnamese_key
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, page

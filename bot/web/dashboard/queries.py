@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlmodel import col, func, select
 
-from bot.i18n import mark
-from bot.models import (
+from bot.core.i18n import mark
+from bot.core.models import (
     ChannelIdentity,
     Evidence,
     Occurrence,
@@ -18,8 +18,8 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.people import preferred_identities
-from bot.services.rollup import STATUSES_OF
+from bot.core.services.people import preferred_identities
+from bot.core.services.rollup import STATUSES_OF
 from bot.web.dashboard import periods
 from bot.web.dashboard.visit import Visit
 
@@ -28,7 +28,7 @@ PAGE_SIZE = 50
 
 @dataclass
 class Filters:
-    status: str = ""  # a bucket of bot.services.rollup
+    status: str = ""  # a bucket of bot.core.services.rollup
     dimension: str = ""
     task: str = ""
     period: periods.Period | None = None

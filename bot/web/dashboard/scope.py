@@ -12,8 +12,8 @@ from functools import lru_cache
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.framework import Framework
-from bot.models import Level, Occurrence, Unit, User
+from bot.core.framework import Framework
+from bot.core.models import Level, Occurrence, Unit, User
 
 SEES_ALL_AGENCIES = frozenset({"so-noi-vu"})
 

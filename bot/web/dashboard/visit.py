@@ -17,12 +17,12 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.i18n import Translator, translator
-from bot.models import User, WebSession
-from bot.services.people import audit
-from bot.services.web_login import session_for_cookie
-from bot.timeutil import from_db
+from bot.core.context import AppContext
+from bot.core.i18n import Translator, translator
+from bot.core.models import User, WebSession
+from bot.core.services.people import audit
+from bot.core.services.web_login import session_for_cookie
+from bot.core.timeutil import from_db
 from bot.web.dashboard.scope import Scope, scope_for
 
 CTX = web.AppKey("dashboard_ctx", AppContext)

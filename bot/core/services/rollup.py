@@ -15,7 +15,7 @@ from sqlalchemy import literal
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import Occurrence, OccurrenceStatus, TaskDefinition
+from bot.core.models import Occurrence, OccurrenceStatus, TaskDefinition
 
 BUCKETS = ("done", "excused", "overdue", "open")
 STATUSES_OF = {

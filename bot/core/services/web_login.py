@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
-from bot.models import User, WebLoginLink, WebSession, utcnow
-from bot.timeutil import from_db
+from bot.core.config import Settings
+from bot.core.models import User, WebLoginLink, WebSession, utcnow
+from bot.core.timeutil import from_db
 
 LINK_TTL = timedelta(minutes=10)
 SESSION_IDLE = timedelta(hours=2)
