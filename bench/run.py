@@ -10,6 +10,7 @@ sweep   one reminder-and-escalation sweep with 1 and with 24 months of history a
         morning's reminders and escalations are due (undone after each run, so it repeats)
 send    the outbox sender and the Telegram channel against the fake Bot API enforcing 30
         messages/s: achieved rate / limit, messages lost, messages duplicated
+dashboard  server time of each dashboard page (bench/dashboard.py), 24 months of history
 memory  peak RSS (VmHWM) of a real `papibot run` with the scheduler, until it has planned and
         swept (the not-yet-open occurrences are deleted first, so the plan really inserts)
 
@@ -48,7 +49,7 @@ from bench.generate import drop_postgres_database, read_meta, remove_sqlite
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_BASE = "postgresql+asyncpg://postgres@127.0.0.1:5432"
-ALL = ("plan", "sweep", "send", "memory", "inbound")
+ALL = ("plan", "sweep", "send", "memory", "inbound", "dashboard")
 HISTORIES = (1, 24)
 GENERATE_TIMEOUT = {"province": 900, "national": 5400}
 BENCH_TIMEOUT = {"province": 900, "national": 3600}
@@ -772,7 +773,7 @@ async def main_async(args: argparse.Namespace) -> None:
             raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(ALL)}")
     limit = args.timeout or BENCH_TIMEOUT[args.scale]
     for database in databases:
-        needs = {"sweep": HISTORIES, "plan": (24,), "memory": (24,)}
+        needs = {"sweep": HISTORIES, "plan": (24,), "memory": (24,), "dashboard": (24,)}
         months_needed = sorted({m for name in only for m in needs.get(name, ())})
         metas = await ensure_datasets(out, database, args.scale, months_needed, args.regenerate)
 
@@ -800,6 +801,11 @@ async def main_async(args: argparse.Namespace) -> None:
             )
         if "send" in only:
             await bounded("send", bench_send(out, database, args.messages, args.messages))
+        if "dashboard" in only:
+            from bench.dashboard import bench_dashboard
+
+            url = dataset_url(database, args.scale, 24)
+            await bounded("dashboard", bench_dashboard(out, database, url, args.repeats))
         if "memory" in only:
             await bounded("memory", bench_memory(out, database, args.scale, 24, min(limit, 900)))
     if "inbound" in only:

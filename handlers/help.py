@@ -19,6 +19,7 @@ def command_lines(_: Translator, role: str, buttons: bool) -> list[str]:
         "moi": _("/moi — invite a village head or group leader"),
         "sukien": _("/sukien — declare an election, a review, public works …"),
         "baocao": _("/baocao — every commune and ward, worst first"),
+        "web": _("/web — a link to open the dashboard in a browser"),
         "lang": _("/lang vi | en — change the language"),
         "help": _("/help — this list"),
     }

@@ -43,6 +43,7 @@ from handlers import (
 )
 from handlers.common import main_menu, role_label, title
 from handlers.conversation import Conversation
+from handlers.web_login import request_link as web_link
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ COMMANDS: dict[str, Action] = {
     "viec": Action(tasks.list_tasks, ANYONE),
     "help": Action(help.show_help, ANYONE),
     "lang": Action(help.change_language, ANYONE),
+    "web": Action(web_link, ANYONE),  # village heads see their own unit's page
     "tinhhinh": Action(officer.village_overview, COMMUNE),
     "moi": Action(officer.invite_menu, COMMUNE),
     "sukien": Action(officer.event_menu, COMMUNE),

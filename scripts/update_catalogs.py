@@ -5,7 +5,7 @@
     .venv/bin/python scripts/update_catalogs.py --check --no-write   # only check (CI)
 
 Messages are found with Python's own parser (not Babel's token scanner) in bot/, handlers/ and
-scheduler/: every call to a name or attribute called `_`, `t`, `mark` or `gettext`, and every
+scheduler/ (and `_("…")` in the Jinja templates under bot/): every call to a name or attribute called `_`, `t`, `mark` or `gettext`, and every
 `translator(locale)("…")`, whose first argument is a string literal (implicit concatenation
 included). A `# Translators: …` comment just above such a call goes into the catalogs.
 An f-string or a `+` / `%` expression as first argument is reported as a problem: it can never
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import string
 import sys
 import unicodedata
@@ -202,6 +203,23 @@ def source_files(root: Path = ROOT) -> Iterator[Path]:
                 yield path
 
 
+# Jinja templates (the dashboard): `_("…")` or `_('…')` with a literal msgid.
+TEMPLATE_CALL = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*\)""")
+
+
+def extract_template(source: str, path: str) -> Extraction:
+    result = Extraction()
+    for match in TEMPLATE_CALL.finditer(source):
+        msgid = match.group(1) if match.group(1) is not None else match.group(2)
+        line = source.count("\n", 0, match.start()) + 1
+        result.messages.append(Found(msgid, path, line, (), _has_placeholders(msgid)))
+    return result
+
+
+def template_files(root: Path = ROOT) -> Iterator[Path]:
+    yield from sorted((root / "bot").rglob("templates/*.html"))
+
+
 def extract(root: Path = ROOT) -> Extraction:
     result = Extraction()
     for path in source_files(root):
@@ -213,6 +231,9 @@ def extract(root: Path = ROOT) -> Extraction:
             continue
         result.messages += found.messages
         result.problems += found.problems
+    for path in template_files(root):
+        relative = path.relative_to(root).as_posix()
+        result.messages += extract_template(path.read_text(encoding="utf-8"), relative).messages
     return result
 
 

@@ -60,6 +60,7 @@ def body_deadline(seconds: float):  # noqa: ANN201
 
 
 def build_app(runtime: Runtime) -> web.Application:
+    from bot.web.dashboard import add_dashboard_routes
     from bot.web.health import healthz
     from bot.web.status_page import add_routes as add_landing_routes
 
@@ -71,6 +72,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app[SENDER_KEY] = runtime.sender
     app.router.add_get("/healthz", healthz)
     add_landing_routes(app, simulator="web" in runtime.channels)
+    add_dashboard_routes(app, runtime.ctx)
     add_channel_routes(runtime, app)
     simulator = runtime.channels.get("web")
     if isinstance(simulator, WebChannel):

@@ -3,7 +3,7 @@ person to type (handlers/router.py maps the same names to their journeys)."""
 
 from __future__ import annotations
 
-COMMON_COMMANDS = ("start", "viec", "help", "lang")
+COMMON_COMMANDS = ("start", "viec", "web", "help", "lang")
 ROLE_COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "commune_committee": ("tinhhinh", "moi", "sukien"),
     "district_committee": ("baocao",),
@@ -11,8 +11,8 @@ ROLE_COMMAND_NAMES: dict[str, tuple[str, ...]] = {
 
 
 def commands_for(role: str) -> tuple[str, ...]:
-    """Everyday work first (/viec, then the role's own), then /help and /lang."""
-    return ("start", "viec", *ROLE_COMMAND_NAMES.get(role, ()), "help", "lang")
+    """Everyday work first (/viec, then the role's own), the dashboard link, /help and /lang."""
+    return ("start", "viec", *ROLE_COMMAND_NAMES.get(role, ()), "web", "help", "lang")
 
 
 def overview_command(role: str) -> str:

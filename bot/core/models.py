@@ -146,6 +146,8 @@ class Occurrence(SQLModel, table=True):
         # planner's count. An index, not a table constraint, so SQLite can change it in place.
         Index("uq_occurrences_period_task_unit", "period", "task_key", "unit_id", unique=True),
         Index("ix_occurrences_status_due", "status", "due_at"),
+        # The dashboard's counts of a period read this index alone, never the table.
+        Index("ix_occurrences_due_cover", "due_at", "unit_id", "task_key", "status"),
     )
     id: int | None = Field(default=None, primary_key=True)
     task_key: str = Field(foreign_key="task_definitions.key", max_length=120)
@@ -330,3 +332,31 @@ class EvidenceFlag(SQLModel, table=True):
     # Who looked at the flagged report and accepted it anyway, and when.
     accepted_by_user_id: int | None = Field(default=None, foreign_key="users.id")
     accepted_at: datetime | None = None
+
+
+class WebLoginLink(SQLModel, table=True):
+    """A one-time dashboard link sent in chat (`/web`): only the token's SHA-256 is kept."""
+
+    __tablename__ = "web_login_links"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A browser signed in to the dashboard; the cookie holds the token, the row its hash."""
+
+    __tablename__ = "web_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    user_agent: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime  # absolute: a session never outlives this, however active
+    ended_at: datetime | None = None
+    ended_reason: str = Field(default="", max_length=16)  # logout | revoked

@@ -1,0 +1,261 @@
+"""One occurrence: what happened to it in order (planned, reminders, reports, extensions and
+decisions, escalations, follow-ups) and its evidence photos with their EXIF time and place.
+Photos are served here by evidence id, only to someone whose scope holds the occurrence."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from aiohttp import web
+from PIL import Image
+from sqlmodel import col, select
+
+from bot.core.audit_actions import FOLLOWED_UP
+from bot.core.models import (
+    AuditLog,
+    Escalation,
+    Evidence,
+    Level,
+    Occurrence,
+    Reminder,
+    Report,
+    TaskDefinition,
+    User,
+)
+from bot.core.timeutil import from_db
+from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, local_moment, page, resource
+from bot.web.media import content_type
+
+THUMB_SIZE = (320, 320)
+
+
+@dataclass
+class Step:
+    at: datetime
+    kind: str  # planned | reminder | report | decision | escalation | follow_up | done
+    text: str
+    note: str = ""
+
+
+async def _names(visit: Visit, ids: set[int]) -> dict[int, str]:
+    ids.discard(None)  # type: ignore[arg-type]
+    if not ids:
+        return {}
+    rows = await visit.session.exec(select(User).where(col(User.id).in_(list(ids))))
+    return {user.id: user.name or f"#{user.id}" for user in rows.all()}
+
+
+async def _timeline(visit: Visit, occurrence: Occurrence) -> tuple[list[Step], list]:
+    _ = visit._
+    session = visit.session
+    reports = list(
+        (
+            await session.exec(
+                select(Report)
+                .where(Report.occurrence_id == occurrence.id)
+                .order_by(col(Report.created_at))
+            )
+        ).all()
+    )
+    reminders = (
+        await session.exec(select(Reminder).where(Reminder.occurrence_id == occurrence.id))
+    ).all()
+    escalations = (
+        await session.exec(select(Escalation).where(Escalation.occurrence_id == occurrence.id))
+    ).all()
+    commune = visit.scope.owner_of(occurrence.unit_id, Level.commune)
+    follow_ups = []
+    if commune is not None:
+        follow_ups = (
+            await session.exec(
+                select(AuditLog).where(
+                    AuditLog.action == FOLLOWED_UP,
+                    AuditLog.subject == f"unit:{commune.id}",
+                    col(AuditLog.at) >= occurrence.window_start,
+                )
+            )
+        ).all()
+    people = {r.user_id for r in reports} | {r.decided_by_user_id for r in reports}
+    people |= {uid for r in reminders for uid in (r.user_ids or [])}
+    people |= {f.actor_user_id for f in follow_ups} | {occurrence.done_by_user_id}
+    names = await _names(visit, set(people))
+    ctx = visit.ctx
+    steps = [
+        Step(
+            occurrence.created_at,
+            "planned",
+            _("Planned: window opens {start}, due {due}").format(
+                start=local_moment(occurrence.window_start, ctx),
+                due=local_moment(occurrence.due_at, ctx),
+            ),
+        )
+    ]
+    outcomes = {
+        "sent": _("sent"),
+        "folded": _("sent with other reminders"),
+        "unreachable": _("nobody could be reached"),
+    }
+    for reminder in reminders:
+        who = ", ".join(names.get(uid, f"#{uid}") for uid in reminder.user_ids or [])
+        steps.append(
+            Step(
+                reminder.created_at,
+                "reminder",
+                _("Reminder {stage}: {outcome}").format(
+                    stage=reminder.stage, outcome=outcomes.get(reminder.outcome, reminder.outcome)
+                ),
+                who,
+            )
+        )
+    kinds = {
+        "done": _("Reported done"),
+        "cannot": _("Reported it cannot be done"),
+        "extension": _("Asked for more time"),
+    }
+    states = {
+        "draft": _("draft, not sent"),
+        "submitted": _("submitted"),
+        "approved": _("approved"),
+        "declined": _("declined"),
+    }
+    for report in reports:
+        text = f"{kinds.get(report.kind, report.kind)} — {names.get(report.user_id, '')}"
+        if report.requested_until:
+            text += " — " + _("until {day}").format(day=f"{report.requested_until:%d/%m/%Y}")
+        text += f" ({states.get(report.status, report.status)})"
+        steps.append(Step(report.submitted_at or report.created_at, "report", text, report.note))
+        if report.decided_by_user_id:
+            steps.append(
+                Step(
+                    report.submitted_at or report.created_at,
+                    "decision",
+                    _("Decided by {name}: {state}").format(
+                        name=names.get(report.decided_by_user_id, ""),
+                        state=states.get(report.status, report.status),
+                    ),
+                )
+            )
+    step_names = {
+        "commune": _("commune told"),
+        "supervisor": _("escalated to the supervising unit"),
+        "unreachable": _("cannot be reached"),
+    }
+    for escalation in escalations:
+        target = visit.scope.units.get(escalation.target_unit_id)
+        steps.append(
+            Step(
+                escalation.created_at,
+                "escalation",
+                _("Escalation: {step}").format(
+                    step=step_names.get(escalation.step, escalation.step)
+                ),
+                target.name if target else "",
+            )
+        )
+    for entry in follow_ups:
+        steps.append(
+            Step(
+                entry.at,
+                "follow_up",
+                _("Followed up by {name}").format(name=names[entry.actor_user_id])
+                if entry.actor_user_id in names
+                else _("Followed up"),
+            )
+        )
+    if occurrence.done_at:
+        steps.append(
+            Step(
+                occurrence.done_at,
+                "done",
+                _("Marked done by {name}").format(name=names[occurrence.done_by_user_id])
+                if occurrence.done_by_user_id in names
+                else _("Marked done"),
+            )
+        )
+    steps.sort(key=lambda step: from_db(step.at))
+    evidence = []
+    if reports:
+        rows = await session.exec(
+            select(Evidence)
+            .where(col(Evidence.report_id).in_([r.id for r in reports]))
+            .order_by(col(Evidence.created_at))
+        )
+        by_id = {r.id: r for r in reports}
+        evidence = [
+            (e, by_id[e.report_id], names.get(by_id[e.report_id].user_id, "")) for e in rows
+        ]
+    return steps, evidence
+
+
+@page
+async def occurrence_page(request: web.Request, visit: Visit) -> web.Response:
+    occurrence = await visit.session.get(Occurrence, int_arg(request.match_info["occ_id"]))
+    if occurrence is None or not visit.scope.has_occurrence(occurrence):
+        raise OutOfScope
+    task = await visit.session.get(TaskDefinition, occurrence.task_key)
+    unit = visit.unit(occurrence.unit_id)
+    steps, evidence = await _timeline(visit, occurrence)
+    dimension = visit.ctx.framework.dimensions.get(task.dimension)
+    return visit.render(
+        "occurrence.html",
+        title=task.title,
+        unit=unit,
+        trail=visit.scope.trail(unit.id),
+        occurrence=occurrence,
+        task=task,
+        dimension=dimension,
+        steps=steps,
+        evidence=evidence,
+    )
+
+
+async def _evidence_file(visit: Visit, raw: str) -> tuple[Evidence, Path]:
+    evidence = await visit.session.get(Evidence, int_arg(raw))
+    if evidence is None:
+        raise OutOfScope
+    report = await visit.session.get(Report, evidence.report_id)
+    occurrence = await visit.session.get(Occurrence, report.occurrence_id) if report else None
+    if occurrence is None or not visit.scope.has_occurrence(occurrence):
+        raise OutOfScope
+    path = await asyncio.to_thread(_stored_file, visit.ctx.settings.data_dir, evidence.path)
+    if path is None:
+        raise OutOfScope
+    return evidence, path
+
+
+def _stored_file(data_dir: Path, relative: str) -> Path | None:
+    """The evidence file, only if it lies under the data directory and exists."""
+    root = Path(data_dir).resolve()
+    path = (root / relative).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
+def _thumbnail(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        image.thumbnail(THUMB_SIZE)
+        partial = target.with_suffix(".part")
+        image.save(partial, format="JPEG", quality=80)
+    partial.replace(target)
+
+
+@resource
+async def photo(request: web.Request, visit: Visit) -> web.StreamResponse:
+    _evidence, path = await _evidence_file(visit, request.match_info["evidence_id"])
+    headers = {"Content-Type": content_type(path), "Cache-Control": "private, max-age=3600"}
+    return web.FileResponse(path, headers={**headers, "X-Content-Type-Options": "nosniff"})
+
+
+@resource
+async def thumbnail(request: web.Request, visit: Visit) -> web.StreamResponse:
+    evidence, path = await _evidence_file(visit, request.match_info["evidence_id"])
+    target = Path(visit.ctx.settings.data_dir) / "thumbs" / f"{evidence.sha256}.jpg"
+    if not await asyncio.to_thread(target.exists):
+        await asyncio.to_thread(_thumbnail, path, target)
+    return web.FileResponse(
+        target, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"}
+    )
