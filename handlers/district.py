@@ -1,4 +1,4 @@
-"""District staff: `/baocao`, every commune's done / open / overdue, worst first."""
+"""District staff: `/baocao`, every commune's done / excused / open / overdue, worst first."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from bot.models import Unit
-from bot.services.occurrences import RECENT_WINDOW, rollup_tallies
+from bot.services.occurrences import RECENT_WINDOW
+from bot.services.status import count_statuses
 from bot.timeutil import to_db
 from handlers.conversation import Conversation
+from handlers.officer import counts_line
 
 
 async def commune_report(convo: Conversation) -> None:
@@ -25,12 +27,12 @@ async def commune_report(convo: Conversation) -> None:
         await convo.reply(_("No communes are recorded under your district yet."))
         return
     now = datetime.now(UTC)
-    rows = await rollup_tallies(convo.session, communes, to_db(now - RECENT_WINDOW), to_db(now))
+    rows = await count_statuses(
+        convo.session, communes, to_db(now - RECENT_WINDOW), to_db(now), include_below=True
+    )
     rows.sort(key=lambda t: (-t.overdue, t.rate, t.unit.name))
     lines = [
-        _("Communes of {unit} (last 3 months): done / open / overdue").format(unit=convo.unit.name)
+        _("Communes of {unit} (last 3 months), most overdue first:").format(unit=convo.unit.name)
     ]
-    lines += [
-        f"{'⚠️ ' if t.overdue else ''}{t.unit.name}: {t.done} / {t.open} / {t.overdue}" for t in rows
-    ]
+    lines += [f"{'⚠️ ' if t.overdue else '• '}{t.unit.name}: {counts_line(convo, t)}" for t in rows]
     await convo.reply("\n".join(lines))

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from bot.messages import Button
-from bot.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, utcnow
+from bot.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, Unit, utcnow
 from bot.services.evidence import MAX_PHOTO_BYTES, EvidenceProblem, StoredPhoto, store_photo
 from bot.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_user
 from bot.services.people import audit
 from bot.timeutil import to_db
+from handlers.cannot import on_behalf, village_heads
 from handlers.common import load_occurrence
 from handlers.conversation import Conversation
 
@@ -245,17 +246,30 @@ async def submit(convo: Conversation, raw_id: str) -> None:
         return
     report.status = "submitted"
     report.submitted_at = utcnow()
+    behalf = on_behalf(convo, occurrence)
+    if behalf:
+        heads = await village_heads(convo, occurrence)
+        report.on_behalf_of_user_id = heads[0].id if heads else None
     mark_done(occurrence, convo.user)
     convo.session.add_all([report, occurrence])
     await audit(
         convo.session,
-        "report.submitted",
+        "report.on_behalf" if behalf else "report.submitted",
         f"occurrence:{occurrence.id}",
         convo.user,
         report_id=report.id,
+        on_behalf_of=report.on_behalf_of_user_id,
     )
     convo.clear_state()
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
+    if behalf:
+        unit = await convo.session.get(Unit, occurrence.unit_id)
+        await convo.reply(
+            _("Recorded as done on behalf of {unit}: {title}.").format(
+                unit=unit.name, title=task.title
+            )
+        )
+        return
     await convo.reply(
         _("Recorded as done: {title}. Thank you!").format(title=task.title)
         + "\n"

@@ -26,7 +26,19 @@ from bot.messages import Incoming, Kind, Outgoing
 from bot.models import InboundUpdate, Unit, User, utcnow
 from bot.services.outbox import dialog_state, enqueue
 from bot.services.people import identity_for
-from handlers import district, extension, followup, help, officer, onboarding, report, tasks
+from handlers import (
+    cannot,
+    decision_reason,
+    district,
+    extension,
+    followup,
+    help,
+    officer,
+    onboarding,
+    report,
+    review,
+    tasks,
+)
 from handlers.conversation import Conversation
 
 log = logging.getLogger(__name__)
@@ -70,9 +82,16 @@ BUTTONS: dict[str, ButtonJourney] = {
     "qdone": report.confirm_quick_done,
     "ext": extension.ask_extension,
     "extd": extension.extension_days,
-    "cant": extension.ask_cannot,
+    "cant": cannot.ask_cannot,
     "appr": _approve,
     "decl": _decline,
+    "decn": extension.decline_without_reason,
+    "cnok": cannot.accept,
+    "cnno": cannot.reject,
+    "obh": officer.behalf_card,
+    "rv": review.open_report,
+    "rva": review.accept_report,
+    "rvr": review.return_report,
     "vil": officer.village_detail,
     "inv": officer.invite_village_head,
     "evk": officer.event_kind,
@@ -84,7 +103,8 @@ STATE_TEXT: dict[str, Journey] = {
     "awaiting_note": report.note_text,
     "awaiting_extension_date": extension.typed_extension_date,
     "awaiting_extension_reason": extension.extension_reason,
-    "awaiting_cannot_reason": extension.cannot_reason,
+    "awaiting_cannot_reason": cannot.cannot_reason,
+    "awaiting_decision_reason": decision_reason.typed_reason,
     "awaiting_event_date": officer.event_date,
 }
 

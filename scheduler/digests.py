@@ -1,10 +1,12 @@
 """Digests for the supervising level, at 07:30 local:
 
 - daily, to every district user, when something in the district was escalated since their last
-  digest; weekly (Mondays) always. Both: per commune done / open / overdue, the overdue items
+  digest; weekly (Mondays) always. Both: per commune done / excused / open / overdue (counted by
+  bot.services.status.count_statuses, like every other view), the overdue items
   oldest first (village, task, days late), follow-ups recorded since the last digest, a button
   "Đã đôn đốc" per commune with overdue items (`fu:<commune id>`, handlers/followup.py), a chart
-  of the completion rate per commune (PNG) and every overdue and open item (XLSX);
+  of how each commune's tasks ended (PNG) and every overdue, open and excused item, the
+  excused with their reason (XLSX);
 - monthly (on `monthly_day`), to the holders of `monthly_roles` (Sở Nội vụ): last month by PAPI
   dimension.
 
@@ -27,7 +29,6 @@ from bot.db import Database
 from bot.i18n import Translator, format_day, format_short_day, mark, translator
 from bot.messages import Button, Outgoing
 from bot.models import (
-    CLOSED_STATUSES,
     AuditLog,
     Escalation,
     Occurrence,
@@ -37,10 +38,11 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
+from bot.services.occurrences import LATE_STATUSES, RECENT_WINDOW
 from bot.services.outbox import enqueue, preferred_identity
+from bot.services.status import StatusCounts, count_statuses
 from bot.timeutil import from_db, to_db
-from scheduler.charts import completion_chart
+from scheduler.charts import status_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook
 
@@ -265,11 +267,16 @@ def _status_label(_: Translator, status: str) -> str:
         OccurrenceStatus.open: _("open"),
         OccurrenceStatus.overdue: _("overdue"),
         OccurrenceStatus.escalated: _("escalated"),
+        OccurrenceStatus.excused: _("excused"),
     }
     return labels.get(status, status)
 
 
-def _sorted_tallies(tallies: list[Tally]) -> list[Tally]:
+def chart_legend(_: Translator) -> tuple[str, str, str, str]:
+    return (_("done"), _("excused"), _("overdue"), _("open"))
+
+
+def _sorted_tallies(tallies: list[StatusCounts]) -> list[StatusCounts]:
     return sorted(tallies, key=lambda t: (-t.overdue, t.rate, t.unit.name))
 
 
@@ -278,9 +285,10 @@ class DistrictDigest:
     """What one district's digest shows today (the same for each of its people)."""
 
     scope: Scope
-    tallies: list[Tally]
+    tallies: list[StatusCounts]
     overdue: list[Line]
     open: list[Line]
+    excused: list[Line] = field(default_factory=list)
     chart_path: str = ""
     workbook_path: str = ""
 
@@ -295,22 +303,28 @@ async def build_district_digest(
     locale: str,
 ) -> DistrictDigest:
     now_db = to_db(now)
+    since = to_db(now - RECENT_WINDOW)
     tallies = _sorted_tallies(
-        await rollup_tallies(session, scope.communes, to_db(now - RECENT_WINDOW), now_db)
+        await count_statuses(session, scope.communes, since, now_db, include_below=True)
     )
     overdue = await _items(session, scope, LATE_STATUSES, now_db)
     still_open = await _items(session, scope, (OccurrenceStatus.open,), now_db)
-    digest = DistrictDigest(scope, tallies, overdue, still_open)
+    excused = [
+        line
+        for line in await _items(session, scope, (OccurrenceStatus.excused,), now_db)
+        if from_db(line.occurrence.due_at) >= since
+    ]
+    digest = DistrictDigest(scope, tallies, overdue, still_open, excused)
     today = policies.local_day(now)
     folder = Path("digests") / f"{today:%Y-%m-%d}"
     _ = translator(locale)
     chart = folder / f"{kind}-{scope.unit.code}-{locale}.png"
-    rows = [(tally.unit.name, tally.rate) for tally in tallies]
+    rows = [(tally.unit.name, tally) for tally in tallies]
     title = _("Completion rate per commune — {unit}, {day}").format(
         unit=scope.unit.name, day=format_short_day(today)
     )
     data_dir = Path(app.settings.data_dir)
-    await asyncio.to_thread(completion_chart, rows, title, data_dir / chart)
+    await asyncio.to_thread(status_chart, rows, title, chart_legend(_), data_dir / chart)
     digest.chart_path = chart.as_posix()
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
     headers = [
@@ -323,6 +337,7 @@ async def build_district_digest(
         _("Status"),
         _("Days late"),
     ]
+    excused_headers = [*headers[:6], _("Reason")]
 
     def sheet_rows(lines: list[Line]) -> list[list]:
         result = []
@@ -344,9 +359,13 @@ async def build_district_digest(
 
     summary = Sheet(
         _("Communes"),
-        [_("Commune"), _("Done"), _("Open"), _("Overdue"), _("Completion %")],
-        [[t.unit.name, t.done, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
+        [_("Commune"), _("Done"), _("Excused"), _("Open"), _("Overdue"), _("Completion %")],
+        [[t.unit.name, t.done, t.excused, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
     )
+    excused_rows = [
+        row[:6] + [line.occurrence.note]
+        for row, line in zip(sheet_rows(excused), excused, strict=True)
+    ]
     await asyncio.to_thread(
         write_workbook,
         data_dir / book,
@@ -354,6 +373,7 @@ async def build_district_digest(
             Sheet(_("Overdue"), headers, sheet_rows(overdue)),
             Sheet(_("Open"), headers, sheet_rows(still_open)),
             summary,
+            Sheet(_("Excused"), excused_headers, excused_rows),
         ],
     )
     digest.workbook_path = book.as_posix()
@@ -381,10 +401,12 @@ def district_text(
                 f"• {_place(line)}: {line.task.title} ({_(step) if step else escalation.step})"
             )
         lines.append("")
-    lines.append(_("Communes (done / open / overdue):"))
+    lines.append(_("Communes (done / excused / open / overdue):"))
     for tally in digest.tallies:
         mark = "⚠️ " if tally.overdue else "• "
-        lines.append(f"{mark}{tally.unit.name}: {tally.done} / {tally.open} / {tally.overdue}")
+        lines.append(
+            f"{mark}{tally.unit.name}: {tally.done} / {tally.excused} / {tally.open} / {tally.overdue}"
+        )
     lines.append("")
     if digest.overdue:
         lines.append(_("Overdue, oldest first:"))
@@ -543,15 +565,9 @@ async def send_monthly_summary(
     found = rows.all()
     if not found:
         return  # nothing was due that month: no summary of nothing
-    counts: dict[str, list[int]] = {key: [0, 0, 0] for key in app.framework.dimensions}
+    counts: dict[str, StatusCounts] = {key: StatusCounts() for key in app.framework.dimensions}
     for dimension, status, count in found:
-        slot = counts.setdefault(dimension, [0, 0, 0])
-        if status in CLOSED_STATUSES:
-            slot[0] += count
-        elif status in LATE_STATUSES:
-            slot[2] += count
-        else:
-            slot[1] += count
+        counts.setdefault(dimension, StatusCounts()).add(status, count)
     ordered = sorted(
         counts.items(),
         key=lambda kv: (
@@ -566,31 +582,31 @@ async def send_monthly_summary(
         _ = translator(locale)
         month = f"{start:%m/%Y}"
         lines = [
-            _("📊 PAPI monthly summary, {month}: done / open / overdue by dimension").format(
-                month=month
-            ),
+            _(
+                "📊 PAPI monthly summary, {month}: done / excused / open / overdue by dimension"
+            ).format(month=month),
             "",
         ]
         chart_rows = []
         sheet_rows = []
-        for key, (done, still_open, late) in ordered:
+        for key, tally in ordered:
             dimension = app.framework.dimensions.get(key)
             name = (dimension.short if locale == "vi" else dimension.short_en) if dimension else key
             number = dimension.number if dimension else "-"
-            total = done + still_open + late
-            rate = done / total if total else 0.0
+            rate = tally.rate if tally.expected else 0.0
             lines.append(
-                f"{number}. {name}: {done} / {still_open} / {late}"
-                + (f" ({rate:.0%})" if total else "")
+                f"{number}. {name}: {tally.done} / {tally.excused} / {tally.open} / {tally.overdue}"
+                + (f" ({rate:.0%})" if tally.expected else "")
             )
-            chart_rows.append((f"{number}. {name}", rate))
+            chart_rows.append((f"{number}. {name}", tally))
             sheet_rows.append(
                 [
                     number,
                     dimension.name if dimension else key,
-                    done,
-                    still_open,
-                    late,
+                    tally.done,
+                    tally.excused,
+                    tally.open,
+                    tally.overdue,
                     round(rate * 100),
                 ]
             )
@@ -599,9 +615,10 @@ async def send_monthly_summary(
         book = folder / f"monthly-{locale}.xlsx"
         data_dir = Path(app.settings.data_dir)
         await asyncio.to_thread(
-            completion_chart,
+            status_chart,
             chart_rows,
             _("Completion rate by PAPI dimension, {month}").format(month=month),
+            chart_legend(_),
             data_dir / chart,
         )
         await asyncio.to_thread(
@@ -614,6 +631,7 @@ async def send_monthly_summary(
                         _("No."),
                         _("Dimension"),
                         _("Done"),
+                        _("Excused"),
                         _("Open"),
                         _("Overdue"),
                         _("Completion %"),

@@ -37,6 +37,7 @@ class ReminderPolicy(Strict):
     fold_after_hours: float = Field(default=6, gt=0)
     catch_up_days: int = Field(default=30, ge=1, le=366)
     max_tasks_per_message: int = Field(default=8, ge=1, le=20)
+    max_extension_days: int = Field(default=60, ge=1, le=366)
 
     @model_validator(mode="after")
     def _sane(self) -> ReminderPolicy:

@@ -109,8 +109,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     ]
     assert len(digests) == 3 * len(digest_texts)  # text, chart, spreadsheet
 
-    # The weekly summary of Monday 30/11: per commune done / open / overdue, worst first, the
-    # overdue items oldest first with village, task and days late, a button per late commune.
+    # The weekly summary of Monday 30/11: per commune done / excused / open / overdue, worst
+    # first, the overdue items oldest first with village, task and days late, a button per late commune.
     weekly = next(
         d.row.payload
         for d in digests
@@ -118,8 +118,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     body = weekly["text"]
     assert "Thứ Hai, 30/11/2026" in body
-    assert "⚠️ Xã Bình: 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 2" in body
-    assert body.index("Xã Bình: 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 2")
+    assert "⚠️ Xã Bình: 0 / 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 0 / 2" in body
+    assert body.index("Xã Bình: 0 / 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 0 / 2")
     t1_title = world.app.framework.tasks[T1].title
     late = translator("vi")("{days} day(s) late")
     assert f"1. Thôn Ba (Xã Bình) — {t1_title} — {late.format(days=5)}" in body
@@ -141,7 +141,7 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     fractions = bar_fractions(settings.data_dir / chart["photo_path"])
     assert fractions == pytest.approx([0.0, 0.75], abs=0.02)
-    overdue_sheet, open_sheet, communes_sheet = load_workbook(
+    overdue_sheet, open_sheet, communes_sheet, _excused_sheet = load_workbook(
         settings.data_dir / book["document_path"]
     ).worksheets
     overdue_rows = list(overdue_sheet.iter_rows(min_row=2, values_only=True))
@@ -151,8 +151,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     assert {r[7] for r in overdue_rows} == {5}
     assert [r for r in communes_sheet.iter_rows(min_row=2, values_only=True)] == [
-        ("Xã Bình", 0, 0, 6, 0),
-        ("Xã An", 6, 0, 2, 75),
+        ("Xã Bình", 0, 0, 0, 6, 0),
+        ("Xã An", 6, 0, 0, 2, 75),
     ]
 
     # Escalations: each step once, at its time, to the right unit, with who was told.
