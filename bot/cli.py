@@ -184,7 +184,7 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.status import status_rows
+    from bot.services.status import status_rows, total_counts
     from bot.units import descendants_ids
 
     async with ctx.db.session() as session:
@@ -200,7 +200,11 @@ async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
     for row in rows:
         due = row.due_at.astimezone(tz).strftime("%d/%m/%Y %H:%M")
         print(f"{row.unit_code:12} {row.task_key:45} {row.period:24} {due} {row.status}")
-    print(f"{len(rows)} occurrences")
+    totals = total_counts(rows)
+    print(
+        f"{len(rows)} occurrences: {totals['done']} done, {totals['excused']} excused, "
+        f"{totals['overdue']} overdue, {totals['open']} open"
+    )
 
 
 async def cmd_sweep(ctx: AppContext, args: argparse.Namespace) -> None:

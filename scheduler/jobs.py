@@ -5,6 +5,7 @@ database (no job per reminder), so a restart or a second worker loses and repeat
 - sweep    every minute: overdue statuses, escalations, reminders
 - digests  daily at the digest time (07:30 local), and once shortly after start so that a
            morning spent down still gets today's digests (each is sent once per person and day)
+- evidence daily at 16:30 local, and shortly after start: each commune officer's new reports
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.runtime import Runtime
-from scheduler.commands import run_digest, run_plan, run_sweep
+from scheduler.commands import run_digest, run_evidence_digest, run_plan, run_sweep
+from scheduler.evidence_digest import SEND_AT as EVIDENCE_AT
 from scheduler.policy import load_policies
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,12 @@ def start_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         CronTrigger(hour=digest_at.hour, minute=digest_at.minute, timezone=tz),
         id="digest",
         next_run_time=now + timedelta(seconds=40),
+    )
+    scheduler.add_job(
+        _job(runtime, "evidence", run_evidence_digest),
+        CronTrigger(hour=EVIDENCE_AT.hour, minute=EVIDENCE_AT.minute, timezone=tz),
+        id="evidence",
+        next_run_time=now + timedelta(seconds=50),
     )
     scheduler.start()
     return scheduler

@@ -492,11 +492,25 @@ def task_buttons(_, occurrence_id: int, number: int | None) -> list[list[Button]
     ]
 
 
+BEHALF_BUTTONS = 5  # "báo cáo thay" buttons in one message; the rest are in /tinhhinh
+
+
+def _reports_for(reader: User, notice: Notice) -> bool:
+    """The commune officer told of a village's late task can report it on its behalf."""
+    return (
+        notice.kind in ("commune", "unreachable")
+        and notice.above is not None
+        and notice.unit.level == "village"
+        and reader.unit_id == notice.above.id
+    )
+
+
 def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) -> Outgoing:
     locale = letter.user.locale
     _ = translator(locale)
     today = policies.local_day(now)
     lines: list[str] = []
+    buttons: list[list[Button]] = []
     by_kind: dict[str, list[Notice]] = {}
     for notice in letter.notices:
         by_kind.setdefault(notice.kind, []).append(notice)
@@ -520,12 +534,20 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                     count=len(ordered) - NOTICE_LIMIT
                 )
             )
-        if kind == "unreachable":
+        behalf = [n for n in ordered if _reports_for(letter.user, n)][
+            : BEHALF_BUTTONS - len(buttons)
+        ]
+        buttons += [
+            [Button(f"📝 {n.unit.name}: {n.task.title}"[:60], f"obh:{n.occurrence_id}")]
+            for n in behalf
+        ]
+        if behalf:
+            lines.append(_("📝 Report on a village's behalf: tap its button below."))
+        elif kind == "unreachable":
             lines.append(
                 _("Please invite someone there (/moi), or report on their behalf (/tinhhinh).")
             )
         lines.append("")
-    buttons: list[list[Button]] = []
     items = sorted(letter.items, key=lambda i: (i.stage.due_day, i.task.title, i.occurrence.id))
     if items:
         limit = policies.reminders.max_tasks_per_message
