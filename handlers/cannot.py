@@ -77,7 +77,8 @@ async def cannot_reason(convo: Conversation) -> None:
         await convo.reply(
             _('Recorded for {unit}: "{title}" cannot be done. Reason: {reason}').format(
                 unit=unit.name, title=task.title, reason=reason
-            )
+            ),
+            [[Button(f"📋 {unit.name}"[:40].rstrip(), f"vil:{unit.id}")]],
         )
         return
     reached = 0

@@ -13,7 +13,7 @@ from bot.services.occurrences import ACTIVE_STATUSES, RECENT_WINDOW, ancestor_id
 from bot.services.people import audit, create_invite
 from bot.services.status import StatusCounts, count_statuses
 from bot.timeutil import to_db
-from handlers.common import due_text, load_occurrence
+from handlers.common import due_text, load_occurrence, local_due
 from handlers.conversation import Conversation
 from handlers.extension import parse_day
 from scheduler.planner import plan
@@ -51,7 +51,7 @@ async def village_overview(convo: Conversation) -> None:
     ]
     lines += [f"• {t.unit.name}: {counts_line(convo, t)}" for t in rows]
     lines.append(_("Tap a village to see its tasks, open a report or report on its behalf."))
-    buttons = [[Button(t.unit.name[:40], f"vil:{t.unit.id}")] for t in rows[:20]]
+    buttons = [[Button(t.unit.name[:40].rstrip(), f"vil:{t.unit.id}")] for t in rows[:20]]
     await convo.reply("\n".join(lines), buttons)
 
 
@@ -103,10 +103,13 @@ async def village_detail(convo: Conversation, raw_id: str) -> None:
         lines.append(line)
         if len(buttons) >= MAX_BUTTONS:
             continue
+        # The due day first: the same task comes back every period.
+        label = f"{local_due(convo, occurrence):%d/%m} {task.title}"
         if occurrence.status in ACTIVE_STATUSES:
-            buttons.append([Button(f"📝 {task.title}"[:40], f"obh:{occurrence.id}")])
+            buttons.append([Button(f"📝 {label}"[:40].rstrip(), f"obh:{occurrence.id}")])
         elif occurrence.id in reports:
-            buttons.append([Button(f"🔍 {task.title}"[:40], f"rv:{reports[occurrence.id]}")])
+            button = Button(f"🔍 {label}"[:40].rstrip(), f"rv:{reports[occurrence.id]}")
+            buttons.append([button])
     if len(lines) == 1:
         lines.append(_("No tasks in the last 3 months."))
     elif buttons:

@@ -267,7 +267,8 @@ async def submit(convo: Conversation, raw_id: str) -> None:
         await convo.reply(
             _("Recorded as done on behalf of {unit}: {title}.").format(
                 unit=unit.name, title=task.title
-            )
+            ),
+            [[Button(f"📋 {unit.name}"[:40].rstrip(), f"vil:{unit.id}")]],
         )
         return
     await convo.reply(

@@ -111,7 +111,7 @@ def compose(app: AppContext, officer: User, found: list[NewReport], since: datet
             )
         )
         if number <= MAX_BUTTONS:
-            label = f"🔍 {number}. {item.unit.name}"[:40]
+            label = f"🔍 {number}. {item.unit.name}"[:40].rstrip()
             buttons.append([Button(label, f"rv:{item.report.id}")])
     if len(found) > MAX_BUTTONS:
         lines.append(_("The others can be opened from each village in /tinhhinh."))

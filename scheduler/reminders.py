@@ -538,7 +538,7 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
             : BEHALF_BUTTONS - len(buttons)
         ]
         buttons += [
-            [Button(f"📝 {n.unit.name}: {n.task.title}"[:60], f"obh:{n.occurrence_id}")]
+            [Button(f"📝 {n.unit.name}: {n.task.title}"[:60].rstrip(), f"obh:{n.occurrence_id}")]
             for n in behalf
         ]
         if behalf:
