@@ -69,7 +69,8 @@ async def open_report(convo: Conversation, raw_id: str) -> None:
             )
         ).all()
     )
-    who = reporter.name or convo.app.framework.role_name(reporter.role, convo.locale)
+    role = convo.app.framework.role_name(reporter.role, convo.locale)
+    who = f"{reporter.name} ({role})" if reporter.name else role
     lines = [
         f"{unit.name}: {task.title}",
         _("Reported by: {who}").format(who=who),

@@ -50,7 +50,8 @@ def status_chart(
     starts = [a + b for a, b in zip(done, excused, strict=True)]
     axes.barh(positions, overdue, left=starts, color=OVERDUE_COLOR, height=0.6, label=legend[2])
     for position, (_label, counts) in zip(positions, rows, strict=True):
-        axes.text(101, position, f"{counts.rate:.0%}", va="center", fontsize=9)
+        label = f"{counts.rate:.0%}" if counts.expected else "—"  # nothing had to be done
+        axes.text(101, position, label, va="center", fontsize=9)
     axes.set_yticks(positions, labels=labels, fontsize=9)
     axes.invert_yaxis()
     axes.set_xlim(0, 112)
