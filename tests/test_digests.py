@@ -203,5 +203,9 @@ async def test_so_noi_vu_gets_last_month_by_papi_dimension(db, settings, framewo
     book = next(r for r in rows if r.idempotency_key.endswith(":xlsx")).payload
     (sheet,) = load_workbook(settings.data_dir / book["document_path"]).worksheets
     table = {row[0]: row[2:] for row in sheet.iter_rows(min_row=2, values_only=True)}
-    assert table[1] == (5, 0, 0, 7, 42) and table[6] == (2, 0, 0, 1, 67) and table[2] == (0, 0, 0, 0, 0)
+    assert (
+        table[1] == (5, 0, 0, 7, 42)
+        and table[6] == (2, 0, 0, 1, 67)
+        and table[2] == (0, 0, 0, 0, 0)
+    )
     assert (await run_digest(world.app, at(1, 9, month=12))).monthly == 0
