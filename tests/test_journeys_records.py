@@ -181,6 +181,26 @@ async def test_an_extension_only_moves_a_deadline_forward_and_a_decline_says_why
     assert (overdue_words in decision.text) == (due < today or after.status != "open")
     assert await count(d.world.db, AuditLog, AuditLog.action == "extension.declined") == 1
 
+    # Asked again (+3 days from the buttons), declined without a reason: still told the date.
+    assert f"ext:{occurrence_id}" in buttons(await task_list(d, "head"), "ext:")
+    await d.tap("head", f"ext:{occurrence_id}")
+    await d.tap("head", f"extd:{occurrence_id}:3")
+    await d.say("head", "Xin thêm ít ngày")
+    card = (await d.messages("officer"))[-1]
+    again_id = arg(buttons([card], "decl:")[0])
+    await d.tap("officer", f"decl:{again_id}")
+    told = len(await d.messages("head"))
+    await d.tap("officer", f"decn:{again_id}")
+    again = await report_of(d, again_id)
+    assert (again.status, again.decision_note, again.requested_until) == (
+        "declined",
+        "",
+        base + timedelta(days=3),
+    )
+    (decision,) = await new_messages(d, "head", told)
+    assert due_text in decision.text
+    assert (await occurrence(d, occurrence_id)).due_at == before.due_at
+
 
 # --------------------------------------------------------------------------- (2) cannot do
 
@@ -395,6 +415,23 @@ async def test_the_commune_reviews_the_villages_evidence_and_returns_a_report(
     accepted = await report_of(d, quick_report.id)
     assert (accepted.review_status, accepted.reviewed_by_user_id) == ("accepted", officer.id)
     assert (await occurrence(d, quick_id)).status == "done"
+    # The district sees the same report and its photos (its drill-down from /baocao lands on
+    # the village's tasks), but reviewing is the commune's.
+    if d.can_forge:
+        await register(d, "district", d.world.district, "district_committee")
+        await d.forge("district", f"vil:{village.id}")
+        assert f"rv:{quick_report.id}" in (await d.messages("district"))[-1].buttons
+        sent = len(await d.messages("district"))
+        await d.forge("district", f"rv:{report_id}")
+        shown = await new_messages(d, "district", sent)
+        assert len(shown) == 3 and not buttons(shown, "rva:")
+        async with d.world.db.session() as session:
+            to_district = (
+                await session.exec(
+                    select(Outbox).where(Outbox.external_id == d.external_id("district"))
+                )
+            ).all()
+        assert {row.payload.get("photo_path") for row in to_district} >= paths
     # The village head cannot review their own report.
     if d.can_forge:
         await d.forge("head", f"rva:{report_id}")
