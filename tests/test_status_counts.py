@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from sqlmodel import col, select
 from bot.models import Occurrence, Unit
 from bot.services.status import StatusCounts, count_statuses
 from tests.helpers.world import build_world
-from tests.test_cli import initialised_data  # noqa: F401  (the module fixture)
+from tests.test_cli import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,11 +86,8 @@ def test_nothing_expected_is_a_full_rate_and_unknown_statuses_are_open():
     assert counts.open == 1
 
 
-def test_papibot_status_ends_with_done_excused_overdue_and_open(
-    tmp_path: Path,
-    initialised_data: Path,  # noqa: F811
-):
-    shutil.copytree(initialised_data, tmp_path / "data")
+def test_papibot_status_ends_with_done_excused_overdue_and_open(tmp_path: Path):
+    papibot_here(tmp_path, "init", "--units", str(SAMPLE))
     papibot_here(tmp_path, "plan", "--today", "2026-11-27", "--until", "2026-11-30")
     with sqlite3.connect(tmp_path / "data" / "papibot.db") as connection:
         ids = [row[0] for row in connection.execute("SELECT id FROM occurrences ORDER BY id")]
