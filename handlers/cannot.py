@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.i18n import format_day, translator
-from bot.messages import Button, Outgoing
-from bot.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
-from bot.services.occurrences import ACTIVE_STATUSES
-from bot.services.people import audit
+from bot.core.i18n import format_day, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
+from bot.core.services.occurrences import ACTIVE_STATUSES
+from bot.core.services.people import audit
 from handlers.common import load_occurrence, local_due, role_label
 from handlers.conversation import Conversation
 from handlers.requests import approvers_for, ask_decision_reason, is_past, load_request

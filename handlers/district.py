@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from bot.models import Unit
-from bot.services.occurrences import RECENT_WINDOW
-from bot.services.status import count_statuses
-from bot.timeutil import to_db
+from bot.core.models import Unit
+from bot.core.services.occurrences import RECENT_WINDOW
+from bot.core.services.status import count_statuses
+from bot.core.timeutil import to_db
 from handlers.conversation import Conversation
 from handlers.officer import counts_line
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 
-from bot.i18n import format_day, translator
-from bot.messages import Button, Outgoing
-from bot.models import Occurrence, Report, TaskDefinition, Unit, User, utcnow
-from bot.services.occurrences import ACTIVE_STATUSES, extend
-from bot.services.people import audit
-from bot.timeutil import local_moment, to_db
+from bot.core.i18n import format_day, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import Occurrence, Report, TaskDefinition, Unit, User, utcnow
+from bot.core.services.occurrences import ACTIVE_STATUSES, extend
+from bot.core.services.people import audit
+from bot.core.timeutil import local_moment, to_db
 from handlers.common import load_occurrence, local_due
 from handlers.conversation import Conversation
 from handlers.requests import approvers_for, ask_decision_reason, is_past, load_request

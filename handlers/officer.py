@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 
-from bot.messages import Button
-from bot.models import Event, Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit
-from bot.services.occurrences import ACTIVE_STATUSES, RECENT_WINDOW, ancestor_ids, may_act_on
-from bot.services.people import audit, create_invite
-from bot.services.status import StatusCounts, count_statuses
-from bot.timeutil import to_db
+from bot.core.messages import Button
+from bot.core.models import Event, Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit
+from bot.core.services.occurrences import ACTIVE_STATUSES, RECENT_WINDOW, ancestor_ids, may_act_on
+from bot.core.services.people import audit, create_invite
+from bot.core.services.status import StatusCounts, count_statuses
+from bot.core.timeutil import to_db
 from handlers.common import due_text, load_occurrence, local_due
 from handlers.conversation import Conversation
 from handlers.extension import parse_day

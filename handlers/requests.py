@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
-from bot.messages import Button
-from bot.models import Occurrence, Report, Unit, User
-from bot.services.occurrences import may_act_on
-from bot.services.people import audit
-from bot.timeutil import from_db
+from bot.core.messages import Button
+from bot.core.models import Occurrence, Report, Unit, User
+from bot.core.services.occurrences import may_act_on
+from bot.core.services.people import audit
+from bot.core.timeutil import from_db
 from handlers.conversation import Conversation
 
 DECISION_REASON_STATE = "awaiting_decision_reason"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.i18n import format_day, translator
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.i18n import format_day, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     Evidence,
     Occurrence,
     OccurrenceStatus,
@@ -17,9 +17,9 @@ from bot.models import (
     User,
     utcnow,
 )
-from bot.services.occurrences import may_act_on
-from bot.services.people import audit
-from bot.timeutil import from_db
+from bot.core.services.occurrences import may_act_on
+from bot.core.services.people import audit
+from bot.core.timeutil import from_db
 from handlers.conversation import Conversation
 from handlers.requests import ask_decision_reason, is_past, oversees
 from scheduler.reminders import task_buttons as answer_buttons

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.services.status import StatusCounts
+from bot.core.services.status import StatusCounts
 
 BAR_COLOR = "#2e7d32"  # done
 EXCUSED_COLOR = "#5c7fa3"

@@ -2,7 +2,7 @@
 
 - daily, to every district user, when something in the district was escalated since their last
   digest; weekly (Mondays) always. Both: per commune done / excused / open / overdue (counted by
-  bot.services.status.count_statuses, like every other view), the overdue items
+  bot.core.services.status.count_statuses, like every other view), the overdue items
   oldest first (village, task, days late), follow-ups recorded since the last digest, a button
   "Đã đôn đốc" per commune with overdue items (`fu:<commune id>`, handlers/followup.py), a chart
   of how each commune's tasks ended (PNG) and every overdue, open and excused item, the
@@ -24,11 +24,11 @@ from pathlib import Path
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.db import Database
-from bot.i18n import Translator, format_day, format_short_day, mark, translator
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.i18n import Translator, format_day, format_short_day, mark, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     AuditLog,
     Escalation,
     Occurrence,
@@ -38,10 +38,10 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.occurrences import LATE_STATUSES, RECENT_WINDOW
-from bot.services.outbox import enqueue, preferred_identity
-from bot.services.status import StatusCounts, count_statuses
-from bot.timeutil import from_db, to_db
+from bot.core.services.occurrences import LATE_STATUSES, RECENT_WINDOW
+from bot.core.services.outbox import enqueue, preferred_identity
+from bot.core.services.status import StatusCounts, count_statuses
+from bot.core.timeutil import from_db, to_db
 from scheduler.charts import status_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook

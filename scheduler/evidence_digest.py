@@ -14,13 +14,13 @@ from datetime import datetime, time, timedelta
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.db import Database
-from bot.i18n import format_day, translator
-from bot.messages import Button, Outgoing
-from bot.models import AuditLog, Evidence, Occurrence, Report, TaskDefinition, Unit, User
-from bot.services.outbox import enqueue, preferred_identity
-from bot.timeutil import from_db, to_db
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.i18n import format_day, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import AuditLog, Evidence, Occurrence, Report, TaskDefinition, Unit, User
+from bot.core.services.outbox import enqueue, preferred_identity
+from bot.core.timeutil import from_db, to_db
 from scheduler.policy import load_policies
 
 SEND_AT = time(16, 30)  # the day's reports are in, the office is still open

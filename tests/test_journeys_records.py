@@ -17,11 +17,11 @@ import pytest
 from openpyxl import load_workbook
 from sqlmodel import col, func, select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.i18n import translator
-from bot.models import (
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.i18n import translator
+from bot.core.models import (
     AuditLog,
     Evidence,
     Occurrence,
@@ -31,7 +31,7 @@ from bot.models import (
     Report,
     Unit,
 )
-from bot.timeutil import from_db
+from bot.core.timeutil import from_db
 from scheduler.commands import run_evidence_digest, run_sweep
 from scheduler.digests import build_district_digest, district_text, scopes
 from scheduler.policy import load_policies

@@ -1,5 +1,5 @@
 """The one count every view shows: done, excused, overdue and open kept apart
-(bot.services.status.count_statuses), and `papibot status` closing with the same four."""
+(bot.core.services.status.count_statuses), and `papibot status` closing with the same four."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from bot.models import Occurrence, Unit
-from bot.services.status import StatusCounts, count_statuses
+from bot.core.models import Occurrence, Unit
+from bot.core.services.status import StatusCounts, count_statuses
 from tests.helpers.world import build_world
 from tests.test_cli import SAMPLE
 
@@ -28,7 +28,7 @@ def papibot_here(folder: Path, *args: str) -> str:
         "PYTHONPATH": str(ROOT),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "bot.app.cli", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.messages import Outgoing
+from bot.core.messages import Outgoing
 
 
 def loads_body(raw: bytes, **options: Any) -> Any:

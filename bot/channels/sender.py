@@ -21,10 +21,10 @@ from datetime import timedelta
 from sqlmodel import col, select, update
 
 from bot.channels.base import ChannelSender, DeliveryError
-from bot.db import Database
-from bot.messages import Outgoing
-from bot.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
-from bot.sqlutil import for_update_skip_locked
+from bot.core.db import Database
+from bot.core.messages import Outgoing
+from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
+from bot.core.sqlutil import for_update_skip_locked
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from datetime import datetime
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import Occurrence, OccurrenceStatus, Unit
-from bot.timeutil import from_db
+from bot.core.models import Occurrence, OccurrenceStatus, Unit
+from bot.core.timeutil import from_db
 
 LATE = (OccurrenceStatus.overdue, OccurrenceStatus.escalated)
 

@@ -9,11 +9,11 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.channels.capabilities import uses_numbered_menu
-from bot.messages import Outgoing
-from bot.models import ChannelIdentity, DialogState, Outbox, User, utcnow
-from bot.services.people import preferred_identities
-from bot.sqlutil import INSERT_CHUNK, insert_new
+from bot.core.capabilities import uses_numbered_menu
+from bot.core.messages import Outgoing
+from bot.core.models import ChannelIdentity, DialogState, Outbox, User, utcnow
+from bot.core.services.people import preferred_identities
+from bot.core.sqlutil import INSERT_CHUNK, insert_new
 
 
 async def dialog_state(session: AsyncSession, channel: str, external_id: str) -> DialogState:

@@ -248,7 +248,7 @@ class Outbox(SQLModel, table=True):
 
 
 class InboundUpdate(SQLModel, table=True):
-    """An update from a platform, recorded before it is handled (bot/inbox.py): the unique key
+    """An update from a platform, recorded before it is handled (bot/core/inbox.py): the unique key
     makes a redelivery change nothing; `payload` holds it until it is handled, then is cleared."""
 
     __tablename__ = "inbound_updates"

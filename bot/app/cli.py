@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.framework import FrameworkError, load_framework
-from bot.timeutil import parse_now
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.framework import FrameworkError, load_framework
+from bot.core.timeutil import parse_now
 
 
 class CliError(Exception):
@@ -30,7 +30,7 @@ def _print_json(data: object) -> None:
 
 
 async def _unit_or_fail(session, code: str):  # noqa: ANN001, ANN202
-    from bot.units import unit_by_code
+    from bot.core.units import unit_by_code
 
     unit = await unit_by_code(session, code)
     if unit is None:
@@ -42,7 +42,7 @@ async def _unit_or_fail(session, code: str):  # noqa: ANN001, ANN202
 
 
 async def cmd_init(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.framework_sync import sync_task_definitions
+    from bot.core.services.framework_sync import sync_task_definitions
 
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
     await ctx.db.upgrade()
@@ -77,7 +77,7 @@ def cmd_framework_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.units import UnitImportError, import_units_csv, import_vietnam_provinces
+    from bot.core.units import UnitImportError, import_units_csv, import_vietnam_provinces
 
     try:
         if args.vietnam_provinces:
@@ -96,7 +96,7 @@ async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_units_list(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.units import UnknownUnitError, list_units
+    from bot.core.units import UnknownUnitError, list_units
 
     try:
         units = await list_units(ctx.db, args.parent)
@@ -119,7 +119,7 @@ def _check_role(ctx: AppContext, role: str, level: str) -> None:
 
 
 async def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.people import add_user, identity_for, link_identity
+    from bot.core.services.people import add_user, identity_for, link_identity
 
     async with ctx.db.session() as session:
         unit = await _unit_or_fail(session, args.unit)
@@ -134,7 +134,7 @@ async def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.people import create_invite
+    from bot.core.services.people import create_invite
 
     async with ctx.db.session() as session:
         unit = await _unit_or_fail(session, args.unit)
@@ -151,7 +151,7 @@ async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_events_add(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.models import Event
+    from bot.core.models import Event
 
     if args.kind not in ctx.framework.event_kinds:
         raise CliError(
@@ -184,8 +184,8 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.status import status_rows, total_counts
-    from bot.units import descendants_ids
+    from bot.core.services.status import status_rows, total_counts
+    from bot.core.units import descendants_ids
 
     async with ctx.db.session() as session:
         unit_ids = None
@@ -222,7 +222,7 @@ async def cmd_digest(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.demo import DemoSeedError, seed_demo
+    from bot.app.demo import DemoSeedError, seed_demo
 
     try:
         lines = await seed_demo(ctx)
@@ -233,7 +233,7 @@ async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.backup import BackupError, backup
+    from bot.app.backup import BackupError, backup
 
     try:
         report = backup(settings, Path(args.file) if args.file else None)
@@ -243,7 +243,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.backup import BackupError, restore
+    from bot.app.backup import BackupError, restore
 
     try:
         report = restore(settings, Path(args.file))
@@ -253,7 +253,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def cmd_run(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.server import run_forever
+    from bot.app.server import run_forever
 
     await run_forever(ctx)
 
