@@ -1,5 +1,5 @@
-"""District staff: `/baocao`, every commune's done / open / overdue, worst first, and a tap on
-a commune for its villages."""
+"""District staff: `/baocao`, every commune's done / excused / open / overdue, worst first,
+and a tap on a commune for its villages."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from sqlmodel import select
 
 from bot.core.messages import Button
 from bot.core.models import Unit
-from bot.core.services.occurrences import RECENT_WINDOW, rollup_tallies, tallies
+from bot.core.services.occurrences import RECENT_WINDOW
 from bot.core.services.people import audit
+from bot.core.services.status import count_statuses
 from bot.core.timeutil import to_db
 from bot.core.unit_words import place
 from bot.core.vietnamese_order import sort_key
 from handlers.conversation import Conversation
-from handlers.officer import counts, no_units_below, ranked_header
+from handlers.officer import counts_line, no_units_below, ranked_header
 
 
 async def commune_report(convo: Conversation) -> None:
@@ -30,13 +31,12 @@ async def commune_report(convo: Conversation) -> None:
         await convo.reply(no_units_below(convo, "commune"))
         return
     now = datetime.now(UTC)
-    rows = await rollup_tallies(convo.session, communes, to_db(now - RECENT_WINDOW), to_db(now))
+    rows = await count_statuses(
+        convo.session, communes, to_db(now - RECENT_WINDOW), to_db(now), include_below=True
+    )
     rows.sort(key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
     lines = [ranked_header(convo, communes, "commune")]
-    lines += [
-        f"{'⚠️ ' if t.overdue else '• '}{t.unit.name}: {counts(convo, t.done, t.open, t.overdue)}"
-        for t in rows
-    ]
+    lines += [f"{'⚠️ ' if t.overdue else '• '}{t.unit.name}: {counts_line(convo, t)}" for t in rows]
     buttons = [[Button(t.unit.name[:40], f"com:{t.unit.id}")] for t in rows[:20]]
     await convo.reply("\n".join(lines), buttons)
 
@@ -55,8 +55,8 @@ async def commune_detail(convo: Conversation, raw_id: str) -> None:
     )
     villages = sorted(found.all(), key=lambda unit: sort_key(unit.name))
     now = datetime.now(UTC)
-    rows = await tallies(convo.session, villages, to_db(now - RECENT_WINDOW), to_db(now))
+    rows = await count_statuses(convo.session, villages, to_db(now - RECENT_WINDOW), to_db(now))
     rows.sort(key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
     lines = [ranked_header(convo, villages, "village", commune)]
-    lines += [f"• {t.unit.name}: {counts(convo, t.done, t.open, t.overdue)}" for t in rows]
+    lines += [f"• {t.unit.name}: {counts_line(convo, t)}" for t in rows]
     await convo.reply("\n".join(lines))

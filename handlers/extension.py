@@ -1,16 +1,15 @@
-"""More time, or "cannot do": the reason is asked; extensions go up for a decision."""
+"""More time: the new date is asked (only later than the current due date, within the
+policy's maximum), then the reason; the level above approves or declines (with a reason)."""
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
 
-from sqlmodel import col, select
-
 from bot.core.i18n import format_day, translator
 from bot.core.messages import Button, Outgoing
-from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
-from bot.core.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
+from bot.core.models import Occurrence, Report, TaskDefinition, Unit, utcnow
+from bot.core.services.occurrences import ACTIVE_STATUSES, extend
 from bot.core.services.people import audit
 from bot.core.task_text import task_title
 from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
@@ -18,14 +17,17 @@ from bot.core.unit_words import committee
 from handlers.common import load_occurrence, local_due, person, tap_any
 from handlers.conversation import Conversation
 from handlers.report import too_long
+from handlers.requests import approvers_for, ask_decision_reason, is_past, load_request
+from scheduler.policy import load_policies
 
 EXTENSION_CHOICES = (3, 7, 14)
-MAX_EXTENSION_DAYS = 60  # the most one request may ask for, after the due date (or today)
+EXAMPLE_DAYS = 5
 DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")
 
 
 def parse_day(text: str, today: date) -> date | None:
-    """`15/12`, `15/12/2026`, `15-12-26` → a date not before today (Vietnamese order)."""
+    """`15/12`, `15/12/2026`, `15-12-26` → a date (Vietnamese order); without a year, the
+    next such day from today on."""
     match = DAY_MONTH.match(text)
     if not match:
         return None
@@ -40,22 +42,21 @@ def parse_day(text: str, today: date) -> date | None:
     return candidate if candidate >= today else candidate.replace(year=today.year + 1)
 
 
-async def approvers_for(convo: Conversation, occurrence: Occurrence, requester: User) -> list[User]:
-    """People one level up whose role oversees the requester's role (commune for a village)."""
-    unit = await convo.session.get(Unit, occurrence.unit_id)
-    if unit is None or unit.parent_id is None:
-        return []
-    overseeing = [
-        name for name, role in convo.app.framework.roles.items() if requester.role in role.oversees
-    ]
-    rows = await convo.session.exec(
-        select(User).where(
-            User.unit_id == unit.parent_id,
-            col(User.role).in_(overseeing),
-            col(User.active).is_(True),
-        )
-    )
-    return list(rows.all())
+def _today(convo: Conversation) -> date:
+    return datetime.now(convo.app.settings.tz).date()
+
+
+def _max_days(convo: Conversation) -> int:
+    return load_policies(convo.app.settings).reminders.max_extension_days
+
+
+def _base(convo: Conversation, occurrence: Occurrence) -> date:
+    """What "+N days" counts from: the current due date, or today once it has passed."""
+    return max(local_due(convo, occurrence).date(), _today(convo))
+
+
+def _example(convo: Conversation, occurrence: Occurrence) -> str:
+    return f"{_base(convo, occurrence) + timedelta(days=EXAMPLE_DAYS):%d/%m}"
 
 
 async def ask_extension(convo: Conversation, raw_id: str) -> None:
@@ -64,6 +65,9 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
         return
     occurrence, task = loaded
     _ = convo._
+    if occurrence.status not in ACTIVE_STATUSES:
+        await convo.reply(_("This task is already closed. Type /viec to see your open tasks."))
+        return
     due = local_due(convo, occurrence).date()
     buttons = [
         [
@@ -79,18 +83,43 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
             title=task_title(task, convo.locale),
             due=format_day(due, convo.locale),
             action=tap_any(_, start=True),
-            example=f"{due + timedelta(days=5):%d/%m}",
+            example=_example(convo, occurrence),
         ),
         buttons,
     )
 
 
-def extension_bounds(convo: Conversation, occurrence: Occurrence) -> tuple[date, date]:
-    """The first and last day a request may ask for: after the due date (or today, when that
-    has passed), and at most MAX_EXTENSION_DAYS after it."""
-    today = datetime.now(convo.app.settings.tz).date()
-    base = max(local_due(convo, occurrence).date(), today)
-    return base + timedelta(days=1), base + timedelta(days=MAX_EXTENSION_DAYS)
+def _refusal(convo: Conversation, occurrence: Occurrence, requested: date | None) -> str | None:
+    """Why `requested` cannot be asked for, in words that name the current due date."""
+    _ = convo._
+    due = local_due(convo, occurrence).date()
+    today = _today(convo)
+    if requested is None:
+        return _("Please type a date like {example}, or {action}.").format(
+            example=_example(convo, occurrence), action=tap_any(_)
+        )
+    if requested <= due:
+        return _(
+            "The new date must be after the current due date ({due}). Please type a later date, like {example}."
+        ).format(due=format_day(due, convo.locale), example=_example(convo, occurrence))
+    if requested <= today:
+        return _(
+            "The current due date ({due}) has passed: the new date must be after today ({today}), like {example}."
+        ).format(
+            due=format_day(due, convo.locale),
+            today=format_day(today, convo.locale),
+            example=_example(convo, occurrence),
+        )
+    latest = _base(convo, occurrence) + timedelta(days=_max_days(convo))
+    if requested > latest:
+        return _(
+            "At most {days} more days can be asked for: the latest date is {latest} (current due date {due})."
+        ).format(
+            days=_max_days(convo),
+            latest=format_day(latest, convo.locale),
+            due=format_day(due, convo.locale),
+        )
+    return None
 
 
 async def extension_date(convo: Conversation, raw_id: str, requested: date | None) -> None:
@@ -99,25 +128,11 @@ async def extension_date(convo: Conversation, raw_id: str, requested: date | Non
         return
     occurrence, _task = loaded
     _ = convo._
-    if requested is None:
-        await convo.reply(
-            _("Please type a date like 15/12, or {action}.").format(action=tap_any(_))
-        )
-        return
-    first, last = extension_bounds(convo, occurrence)
-    if not first <= requested <= last:
-        await convo.reply(
-            _(
-                "Please choose a day from {first} to {last}: at most {days} days more. "
-                "Type a date like {example}, or {action}."
-            ).format(
-                first=first.strftime("%d/%m/%Y"),
-                last=last.strftime("%d/%m/%Y"),
-                days=MAX_EXTENSION_DAYS,
-                example=first.strftime("%d/%m"),
-                action=tap_any(_),
-            )
-        )
+    refusal = _refusal(convo, occurrence, requested)
+    if refusal is not None:
+        # Still waiting for a date: the person types another one or taps a choice.
+        convo.set_state("awaiting_extension_date", occurrence_id=occurrence.id)
+        await convo.reply(refusal)
         return
     convo.set_state(
         "awaiting_extension_reason", occurrence_id=occurrence.id, until=requested.isoformat()
@@ -131,16 +146,18 @@ async def extension_days(convo: Conversation, raw: str) -> None:
     if loaded is None:
         return
     occurrence, _task = loaded
-    base = max(local_due(convo, occurrence).date(), datetime.now(convo.app.settings.tz).date())
-    # Forged payloads (`extd:12:-30`, `extd:12:9999`) are refused by extension_date's bounds.
-    requested = base + timedelta(days=int(days)) if days.isdigit() and len(days) <= 3 else None
+    count = int(days) if days.isdigit() and len(days) <= 12 else 0  # "-3", "abc", "" → refused
+    # A forged huge count is one day past the limit (refused below), never a date overflow.
+    count = min(count, _max_days(convo) + 1)
+    requested = _base(convo, occurrence) + timedelta(days=count) if count > 0 else None
     await extension_date(convo, raw_id, requested)
 
 
 async def typed_extension_date(convo: Conversation) -> None:
-    today = datetime.now(convo.app.settings.tz).date()
     await extension_date(
-        convo, str(convo.state_data["occurrence_id"]), parse_day(convo.incoming.text, today)
+        convo,
+        str(convo.state_data["occurrence_id"]),
+        parse_day(convo.incoming.text, _today(convo)),
     )
 
 
@@ -151,6 +168,7 @@ async def extension_reason(convo: Conversation) -> None:
     occurrence = await convo.session.get(Occurrence, int(convo.state_data["occurrence_id"]))
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     until = date.fromisoformat(convo.state_data["until"])
+    due = local_due(convo, occurrence).date()
     report = Report(
         occurrence_id=occurrence.id,
         user_id=convo.user.id,
@@ -169,10 +187,14 @@ async def extension_reason(convo: Conversation) -> None:
     for approver in approvers:
         t = translator(approver.locale)
         message = Outgoing(
-            text=t('{who} asks for more time on "{title}" until {until}.\nReason: {reason}').format(
+            text=t(
+                '{who} asks for more time on "{title}": due {due} → asked until {until} (+{days} days).\nReason: {reason}'
+            ).format(
                 who=person(convo, convo.user, unit, approver.locale),
                 title=task_title(task, approver.locale),
+                due=format_day(due, approver.locale),
                 until=format_day(until, approver.locale),
+                days=(until - due).days,
                 reason=report.note or "—",
             ),
             buttons=[
@@ -189,6 +211,7 @@ async def extension_reason(convo: Conversation) -> None:
         f"occurrence:{occurrence.id}",
         convo.user,
         report_id=report.id,
+        due=due.isoformat(),
         until=until.isoformat(),
     )
     above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
@@ -208,33 +231,20 @@ async def extension_reason(convo: Conversation) -> None:
 
 
 async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
+    """✅ applies the new date at once; ❌ first asks why (or "no reason")."""
+    loaded = await load_request(convo, raw_id, "extension")
+    if loaded is None:
+        return
+    report, occurrence, requester = loaded
+    if not approve:
+        await ask_decision_reason(convo, report, "decn", optional=True)
+        return
     _ = convo._
-    report = await convo.session.get(Report, int(raw_id)) if raw_id.isdigit() else None
-    occurrence = await convo.session.get(Occurrence, report.occurrence_id) if report else None
-    if report is None or report.kind != "extension" or occurrence is None:
-        await convo.reply(_("This request no longer exists."))
-        return
-    requester = await convo.session.get(User, report.user_id)
-    allowed = (
-        convo.user.id != report.user_id
-        and await may_act_on(convo.session, convo.user, occurrence)
-        and any(
-            requester.role in role.oversees
-            for name, role in convo.app.framework.roles.items()
-            if name == convo.user.role
-        )
-    )
-    if not allowed:
-        await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
-        await convo.reply(_("Only the level above may decide on this request."))
-        return
-    if report.status != "submitted":
-        await convo.reply(_("This request was already decided."))
-        return
-    report.status = "approved" if approve else "declined"
+    report.status = "approved"
     report.decided_by_user_id = convo.user.id
+    report.decided_at = utcnow()
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
-    if approve and occurrence.status in ACTIVE_STATUSES:
+    if occurrence.status in ACTIVE_STATUSES:
         extend(
             occurrence,
             to_db(local_moment(report.requested_until, DUE_CLOCK, convo.app.settings.tz)),
@@ -243,95 +253,72 @@ async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
     convo.session.add(report)
     await audit(
         convo.session,
-        f"extension.{report.status}",
+        "extension.approved",
         f"occurrence:{occurrence.id}",
         convo.user,
         report_id=report.id,
     )
     t = translator(requester.locale)
-    until = format_day(report.requested_until, requester.locale)
-    text = (
-        t('Your request for more time on "{title}" was approved: the new due date is {until}.')
-        if approve
-        else t(
-            'Your request for more time on "{title}" was declined. The due date stays the same; please call {committee} if you need help.'
-        )
+    text = t(
+        'Your request for more time on "{title}" was approved: the new due date is {until}.'
     ).format(
         title=task_title(task, requester.locale),
-        until=until,
-        committee=committee(convo.unit, requester.locale),
+        until=format_day(report.requested_until, requester.locale),
     )
     await convo.notify(requester, Outgoing(text=text), f"decision:{report.id}")
     await convo.reply(
-        (
-            _("Approved: {title}, new due date {until}.") if approve else _("Declined: {title}.")
-        ).format(
+        _("Approved: {title}, new due date {until}.").format(
             title=task_title(task, convo.locale),
             until=format_day(report.requested_until, convo.locale),
         )
     )
 
 
-async def ask_cannot(convo: Conversation, raw_id: str) -> None:
-    loaded = await load_occurrence(convo, raw_id)
+async def decline_without_reason(convo: Conversation, raw_id: str) -> None:
+    await finish_decline(convo, raw_id, "")
+
+
+async def finish_decline(convo: Conversation, raw_id: str, reason: str) -> None:
+    """Declined: the requester hears the reason and the due date that stands, and whether
+    it has already passed."""
+    loaded = await load_request(convo, raw_id, "extension")
     if loaded is None:
         return
-    occurrence, task = loaded
-    convo.set_state("awaiting_cannot_reason", occurrence_id=occurrence.id)
-    await convo.reply(
-        convo._("{title}: please write briefly why it cannot be done.").format(
-            title=task_title(task, convo.locale)
-        )
-    )
-
-
-async def cannot_reason(convo: Conversation) -> None:
+    report, occurrence, requester = loaded
     _ = convo._
-    occurrence = await convo.session.get(Occurrence, int(convo.state_data["occurrence_id"]))
-    task = await convo.session.get(TaskDefinition, occurrence.task_key)
-    reason = convo.incoming.text.strip()
-    if await too_long(convo, reason):
-        return  # still waiting for a reason that fits
-    report = Report(
-        occurrence_id=occurrence.id,
-        user_id=convo.user.id,
-        kind="cannot",
-        status="submitted",
-        note=reason,
-        submitted_at=utcnow(),
-    )
-    convo.session.add(report)
-    await convo.session.flush()
-    occurrence.status = OccurrenceStatus.excused
-    occurrence.note = reason
-    occurrence.updated_at = utcnow()
-    convo.session.add(occurrence)
     convo.clear_state()
-    unit = await convo.session.get(Unit, occurrence.unit_id)
-    for approver in await approvers_for(convo, occurrence, convo.user):
-        t = translator(approver.locale)
-        await convo.notify(
-            approver,
-            Outgoing(
-                text=t('{who} cannot do "{title}".\nReason: {reason}').format(
-                    who=person(convo, convo.user, unit, approver.locale),
-                    title=task_title(task, approver.locale),
-                    reason=reason,
-                )
-            ),
-            f"cannot:{report.id}",
-        )
+    report.status = "declined"
+    report.decided_by_user_id = convo.user.id
+    report.decided_at = utcnow()
+    report.decision_note = reason[:2000]
+    convo.session.add(report)
     await audit(
         convo.session,
-        "report.cannot",
+        "extension.declined",
         f"occurrence:{occurrence.id}",
         convo.user,
         report_id=report.id,
+        reason=report.decision_note,
     )
-    above = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
+    task = await convo.session.get(TaskDefinition, occurrence.task_key)
+    t = translator(requester.locale)
+    due = format_day(local_due(convo, occurrence).date(), requester.locale)
+    lines = [
+        t('Your request for more time on "{title}" was declined.').format(
+            title=task_title(task, requester.locale)
+        )
+    ]
+    if report.decision_note:
+        lines.append(t("Reason: {reason}").format(reason=report.decision_note))
+    lines.append(t("The due date stays {due}.").format(due=due))
+    if is_past(occurrence):
+        lines.append(
+            t("That date has passed: the task is now overdue. Please do it and report it soon.")
+        )
+    await convo.notify(requester, Outgoing(text="\n".join(lines)), f"decision:{report.id}")
     await convo.reply(
-        _('Recorded: "{title}" cannot be done. {committee} has been told.').format(
+        _("Declined: {title}. The due date stays {due}.").format(
             title=task_title(task, convo.locale),
-            committee=committee(above, convo.locale) if above else _("The level above"),
+            due=format_day(local_due(convo, occurrence).date(), convo.locale),
         )
     )

@@ -1,4 +1,5 @@
-"""The commune officer: the state of every village, invitations, and declaring events."""
+"""The commune officer: the state of every village (its tasks, reports, reporting on its
+behalf), invitations, and declaring events."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import col, select
 
 from bot.core.i18n import format_number
-from bot.core.messages import Button
-from bot.core.models import Event, Occurrence, TaskDefinition, Unit
-from bot.core.services.occurrences import RECENT_WINDOW, may_act_on, tallies
+from bot.core.messages import Button, tap_any
+from bot.core.models import Event, Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit
+from bot.core.services.occurrences import ACTIVE_STATUSES, RECENT_WINDOW, ancestor_ids, may_act_on
 from bot.core.services.people import audit, create_invite
+from bot.core.services.status import StatusCounts, count_statuses
 from bot.core.timeutil import to_db
 from bot.core.unit_words import collective, head_title, head_word, place
 from bot.core.vietnamese_order import sort_key
-from handlers.common import due_text
+from handlers.common import due_text, load_occurrence, local_due
 from handlers.conversation import Conversation
 from handlers.extension import parse_day
 from scheduler.planner import plan
@@ -22,6 +24,7 @@ from scheduler.planner import plan
 # A declared event starts at most a little in the past (declared late) and within two years.
 EVENT_PAST_DAYS = 30
 EVENT_FUTURE_DAYS = 2 * 366
+MAX_BUTTONS = 20
 STATUS_LABELS = {"open": "⏳", "overdue": "⚠️", "escalated": "🔺", "done": "✅", "excused": "➖"}
 
 
@@ -52,8 +55,16 @@ def ranked_header(
     )
 
 
-def counts(convo: Conversation, *numbers: int) -> str:
-    return " / ".join(format_number(number, convo.locale) for number in numbers)
+def counts_line(convo: Conversation, counts: StatusCounts) -> str:
+    def number(value: int) -> str:
+        return format_number(value, convo.locale)
+
+    return convo._("{done} done · {excused} excused · {open} open · {overdue} overdue").format(
+        done=number(counts.done),
+        excused=number(counts.excused),
+        open=number(counts.open),
+        overdue=number(counts.overdue),
+    )
 
 
 async def village_overview(convo: Conversation) -> None:
@@ -62,42 +73,103 @@ async def village_overview(convo: Conversation) -> None:
         await convo.reply(no_units_below(convo, "village"))
         return
     now = datetime.now(UTC)
-    rows = await tallies(convo.session, villages, to_db(now - RECENT_WINDOW), to_db(now))
+    rows = await count_statuses(convo.session, villages, to_db(now - RECENT_WINDOW), to_db(now))
     rows.sort(key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
     lines = [ranked_header(convo, villages, "village")]
-    lines += [f"• {t.unit.name}: {counts(convo, t.done, t.open, t.overdue)}" for t in rows]
-    buttons = [[Button(t.unit.name[:40], f"vil:{t.unit.id}")] for t in rows[:20]]
+    lines += [f"• {t.unit.name}: {counts_line(convo, t)}" for t in rows]
+    lines.append(
+        convo._("{action} to see a unit's tasks, open a report or report on its behalf.").format(
+            action=tap_any(convo._, start=True)
+        )
+    )
+    buttons = [[Button(t.unit.name[:40].rstrip(), f"vil:{t.unit.id}")] for t in rows[:20]]
     await convo.reply("\n".join(lines), buttons)
 
 
+async def _done_reports(convo: Conversation, occurrence_ids: list[int]) -> dict[int, int]:
+    """Occurrence id → its latest submitted done report."""
+    if not occurrence_ids:
+        return {}
+    rows = await convo.session.exec(
+        select(Report.occurrence_id, Report.id)
+        .where(
+            col(Report.occurrence_id).in_(occurrence_ids),
+            Report.kind == "done",
+            Report.status == "submitted",
+        )
+        .order_by(col(Report.id))
+    )
+    return dict(rows.all())
+
+
 async def village_detail(convo: Conversation, raw_id: str) -> None:
+    """A village's tasks of the last 3 months: open ones can be reported on its behalf, done
+    ones opened (photos, note) and reviewed."""
     _ = convo._
     village = await convo.session.get(Unit, int(raw_id)) if raw_id.isdigit() else None
-    if village is None or convo.user.unit_id not in (village.parent_id, village.id):
+    if village is None or convo.user.unit_id not in await ancestor_ids(convo.session, village.id):
         await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
         await convo.reply(
             _("This unit is not under {unit}.").format(unit=place(convo.unit, convo.locale))
         )
         return
     now = datetime.now(UTC)
-    rows = await convo.session.exec(
-        select(Occurrence, TaskDefinition)
-        .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
-        .where(
-            Occurrence.unit_id == village.id,
-            col(Occurrence.due_at) >= to_db(now - RECENT_WINDOW),
-            col(Occurrence.window_start) <= to_db(now),
+    rows = (
+        await convo.session.exec(
+            select(Occurrence, TaskDefinition)
+            .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
+            .where(
+                Occurrence.unit_id == village.id,
+                col(Occurrence.due_at) >= to_db(now - RECENT_WINDOW),
+                col(Occurrence.window_start) <= to_db(now),
+            )
+            .order_by(col(Occurrence.due_at))
         )
-        .order_by(col(Occurrence.due_at))
-    )
+    ).all()
+    reports = await _done_reports(convo, [occurrence.id for occurrence, _task in rows])
     lines = [village.name]
-    for occurrence, task in rows.all():
-        lines.append(
-            f"{STATUS_LABELS.get(occurrence.status, '')} {task.title} — {due_text(convo, occurrence)}"
-        )
+    buttons: list[list[Button]] = []
+    for occurrence, task in rows:
+        line = f"{STATUS_LABELS.get(occurrence.status, '')} {task.title} — {due_text(convo, occurrence)}"
+        if occurrence.status == OccurrenceStatus.excused and occurrence.note:
+            line += "\n   " + _("Reason: {reason}").format(reason=occurrence.note)
+        lines.append(line)
+        if len(buttons) >= MAX_BUTTONS:
+            continue
+        # The due day first: the same task comes back every period.
+        label = f"{local_due(convo, occurrence):%d/%m} {task.title}"
+        if occurrence.status in ACTIVE_STATUSES:
+            buttons.append([Button(f"📝 {label}"[:40].rstrip(), f"obh:{occurrence.id}")])
+        elif occurrence.id in reports:
+            button = Button(f"🔍 {label}"[:40].rstrip(), f"rv:{reports[occurrence.id]}")
+            buttons.append([button])
     if len(lines) == 1:
         lines.append(_("No tasks in the last 3 months."))
-    await convo.reply("\n".join(lines))
+    elif buttons:
+        lines.append(_("📝 report on the village's behalf · 🔍 open a report"))
+    await convo.reply("\n".join(lines), buttons)
+
+
+async def behalf_card(convo: Conversation, raw_id: str) -> None:
+    """One village task, for an officer to report it done or not doable for the village."""
+    loaded = await load_occurrence(convo, raw_id)
+    if loaded is None:
+        return
+    occurrence, task = loaded
+    _ = convo._
+    if occurrence.status not in ACTIVE_STATUSES:
+        await convo.reply(_("This task is already closed. Nothing was changed."))
+        return
+    unit = await convo.session.get(Unit, occurrence.unit_id)
+    await convo.reply(
+        _("{unit}: {title}\nDue: {due}\nReport it on behalf of {unit}:").format(
+            unit=unit.name, title=task.title, due=due_text(convo, occurrence)
+        ),
+        [
+            [Button(_("✅ Done (on their behalf)"), f"done:{occurrence.id}")],
+            [Button(_("❌ Cannot do (on their behalf)"), f"cant:{occurrence.id}")],
+        ],
+    )
 
 
 async def invite_menu(convo: Conversation) -> None:

@@ -35,6 +35,7 @@ from bot.core.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_u
 from bot.core.services.people import audit
 from bot.core.task_text import task_title
 from bot.core.timeutil import to_db
+from handlers.cannot import on_behalf, village_heads
 from handlers.common import load_occurrence, more_tasks_button, tap
 from handlers.conversation import Conversation
 
@@ -387,6 +388,10 @@ async def submit(convo: Conversation, raw_id: str) -> None:
     report.status = "submitted"
     report.submitted_at = utcnow()
     await keep_report_evidence(convo.session, report.id, convo.app.settings.data_dir)
+    behalf = on_behalf(convo, occurrence)
+    if behalf:
+        heads = await village_heads(convo, occurrence)
+        report.on_behalf_of_user_id = heads[0].id if heads else None
     mark_done(occurrence, convo.user)
     convo.session.add_all([report, occurrence])
     unit = await convo.session.get(Unit, occurrence.unit_id)
@@ -397,13 +402,23 @@ async def submit(convo: Conversation, raw_id: str) -> None:
     )
     await audit(
         convo.session,
-        "report.submitted",
+        "report.on_behalf" if behalf else "report.submitted",
         f"occurrence:{occurrence.id}",
         convo.user,
         report_id=report.id,
+        on_behalf_of=report.on_behalf_of_user_id,
     )
     convo.clear_state()
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
+    if behalf:
+        unit = await convo.session.get(Unit, occurrence.unit_id)
+        await convo.reply(
+            _("Recorded as done on behalf of {unit}: {title}.").format(
+                unit=unit.name, title=task.title
+            ),
+            [[Button(f"📋 {unit.name}"[:40].rstrip(), f"vil:{unit.id}")]],
+        )
+        return
     await convo.reply(
         _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale)),
         more_tasks_button(_),

@@ -31,7 +31,9 @@ from bot.core.models import InboundUpdate, Unit, User, utcnow
 from bot.core.services.outbox import dialog_state, enqueue
 from bot.core.services.people import audit, identity_for
 from handlers import (
+    cannot,
     checklist,
+    decision_reason,
     district,
     extension,
     followup,
@@ -39,6 +41,7 @@ from handlers import (
     officer,
     onboarding,
     report,
+    review,
     tasks,
 )
 from handlers.common import main_menu, role_label, title
@@ -109,10 +112,17 @@ BUTTONS: dict[str, Action] = {
     "allok": Action(checklist.confirm, ANYONE),
     "ext": Action(extension.ask_extension, ANYONE),
     "extd": Action(extension.extension_days, ANYONE),
-    "cant": Action(extension.ask_cannot, ANYONE),
+    "cant": Action(cannot.ask_cannot, ANYONE),
     "appr": Action(_approve, APPROVERS),
     "decl": Action(_decline, APPROVERS),
-    "vil": Action(officer.village_detail, COMMUNE),
+    "decn": Action(extension.decline_without_reason, APPROVERS),
+    "cnok": Action(cannot.accept, APPROVERS),  # "cannot do" is decided like an extension
+    "cnno": Action(cannot.reject, APPROVERS),
+    "obh": Action(officer.behalf_card, COMMUNE),  # report on a village's behalf
+    "rv": Action(review.open_report, COMMUNE | DISTRICT),  # the district reads, without buttons
+    "rva": Action(review.accept_report, COMMUNE),
+    "rvr": Action(review.return_report, COMMUNE),
+    "vil": Action(officer.village_detail, COMMUNE | DISTRICT),
     "inv": Action(officer.invite_village_head, COMMUNE),
     "evk": Action(officer.event_kind, COMMUNE),
     "fu": Action(followup.followed_up, DIGEST_READERS),
@@ -126,7 +136,8 @@ STATE_TEXT: dict[str, Action] = {
     "awaiting_note": Action(report.note_text, BUTTONS["next"].roles),
     "awaiting_extension_date": Action(extension.typed_extension_date, BUTTONS["ext"].roles),
     "awaiting_extension_reason": Action(extension.extension_reason, BUTTONS["ext"].roles),
-    "awaiting_cannot_reason": Action(extension.cannot_reason, BUTTONS["cant"].roles),
+    "awaiting_cannot_reason": Action(cannot.cannot_reason, BUTTONS["cant"].roles),
+    "awaiting_decision_reason": Action(decision_reason.typed_reason, BUTTONS["decl"].roles),
     "awaiting_event_date": Action(officer.event_date, BUTTONS["evk"].roles),
 }
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from bot.core.context import AppContext
 from scheduler.digests import DigestReport, run_digests
+from scheduler.evidence_digest import EvidenceDigestReport, run_evidence_digests
 from scheduler.planner import PlanReport, plan
 from scheduler.reminders import SweepReport, sweep
 
@@ -50,4 +51,9 @@ async def run_digest(ctx: AppContext, now: datetime) -> DigestReport:
     return await run_digests(ctx.db, ctx, _aware(now, ctx))
 
 
-__all__ = ["run_digest", "run_plan", "run_sweep"]
+async def run_evidence_digest(ctx: AppContext, now: datetime) -> EvidenceDigestReport:
+    """Each commune officer's message of the villages' new reports, once its time has come."""
+    return await run_evidence_digests(ctx.db, ctx, _aware(now, ctx))
+
+
+__all__ = ["run_digest", "run_evidence_digest", "run_plan", "run_sweep"]

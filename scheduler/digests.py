@@ -1,10 +1,12 @@
 """Digests for the supervising level, at 07:30 local:
 
 - daily, to every district user, when something in the district was escalated since their last
-  digest; weekly (Mondays) always. Both: per commune done / open / overdue, the overdue items
+  digest; weekly (Mondays) always. Both: per commune done / excused / open / overdue (counted by
+  bot.core.services.status.count_statuses, like every other view), the overdue items
   oldest first (village, task, days late), follow-ups recorded since the last digest, a button
   "Đã đôn đốc" per commune with overdue items (`fu:<commune id>`, handlers/followup.py), a chart
-  of the completion rate per commune (PNG) and every overdue and open item (XLSX);
+  of how each commune's tasks ended (PNG) and every overdue, open and excused item, the
+  excused with their reason (XLSX);
 - monthly (on `monthly_day`), to the holders of `monthly_roles` (Sở Nội vụ): last month by PAPI
   dimension.
 
@@ -36,7 +38,6 @@ from bot.core.i18n import (
 )
 from bot.core.messages import Button, Outgoing
 from bot.core.models import (
-    CLOSED_STATUSES,
     AuditLog,
     Escalation,
     Occurrence,
@@ -46,13 +47,14 @@ from bot.core.models import (
     Unit,
     User,
 )
-from bot.core.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
+from bot.core.services.occurrences import LATE_STATUSES, RECENT_WINDOW
 from bot.core.services.outbox import enqueue, preferred_identity
+from bot.core.services.status import StatusCounts, count_statuses
 from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
 from bot.core.unit_words import collective, place
 from bot.core.vietnamese_order import sort_key
-from scheduler.charts import completion_chart
+from scheduler.charts import status_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook
 
@@ -274,11 +276,16 @@ def _status_label(_: Translator, status: str) -> str:
         OccurrenceStatus.open: _("open"),
         OccurrenceStatus.overdue: _("overdue"),
         OccurrenceStatus.escalated: _("escalated"),
+        OccurrenceStatus.excused: _("excused"),
     }
     return labels.get(status, status)
 
 
-def _sorted_tallies(tallies: list[Tally]) -> list[Tally]:
+def chart_legend(_: Translator) -> tuple[str, str, str, str]:
+    return (_("done"), _("excused"), _("overdue"), _("open"))
+
+
+def _sorted_tallies(tallies: list[StatusCounts]) -> list[StatusCounts]:
     return sorted(tallies, key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
 
 
@@ -293,9 +300,10 @@ class DistrictDigest:
     """What one district's digest shows today (the same for each of its people)."""
 
     scope: Scope
-    tallies: list[Tally]
+    tallies: list[StatusCounts]
     overdue: list[Line]
     open: list[Line]
+    excused: list[Line] = field(default_factory=list)
     chart_path: str = ""
     workbook_path: str = ""
 
@@ -310,24 +318,30 @@ async def build_district_digest(
     locale: str,
 ) -> DistrictDigest:
     now_db = to_db(now)
+    since = to_db(now - RECENT_WINDOW)
     tallies = _sorted_tallies(
-        await rollup_tallies(session, scope.communes, to_db(now - RECENT_WINDOW), now_db)
+        await count_statuses(session, scope.communes, since, now_db, include_below=True)
     )
     overdue = await _items(session, scope, LATE_STATUSES, now_db)
     still_open = await _items(session, scope, (OccurrenceStatus.open,), now_db)
-    digest = DistrictDigest(scope, tallies, overdue, still_open)
+    excused = [
+        line
+        for line in await _items(session, scope, (OccurrenceStatus.excused,), now_db)
+        if from_db(line.occurrence.due_at) >= since
+    ]
+    digest = DistrictDigest(scope, tallies, overdue, still_open, excused)
     today = policies.local_day(now)
     folder = Path("digests") / f"{today:%Y-%m-%d}"
     _ = translator(locale)
     chart = folder / f"{kind}-{scope.unit.code}-{locale}.png"
-    rows = [(tally.unit.name, tally.rate) for tally in tallies]
+    rows = [(tally.unit.name, tally) for tally in tallies]
     title = _("Completion rate per {communes} — {unit}, {day}").format(
         communes=communes_word(scope, locale),
         unit=place(scope.unit, locale),
         day=format_short_day(today),
     )
     data_dir = Path(app.settings.data_dir)
-    await asyncio.to_thread(completion_chart, rows, title, data_dir / chart)
+    await asyncio.to_thread(status_chart, rows, title, chart_legend(_), data_dir / chart)
     digest.chart_path = chart.as_posix()
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
     headers = [
@@ -340,6 +354,7 @@ async def build_district_digest(
         _("Status"),
         _("Days late"),
     ]
+    excused_headers = [*headers[:6], _("Reason")]
 
     def sheet_rows(lines: list[Line]) -> list[list]:
         result = []
@@ -364,12 +379,17 @@ async def build_district_digest(
         [
             communes_word(scope, locale, capital=True),
             _("Done"),
+            _("Excused"),
             _("Open"),
             _("Overdue"),
             _("Completion %"),
         ],
-        [[t.unit.name, t.done, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
+        [[t.unit.name, t.done, t.excused, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
     )
+    excused_rows = [
+        row[:6] + [line.occurrence.note]
+        for row, line in zip(sheet_rows(excused), excused, strict=True)
+    ]
     await asyncio.to_thread(
         write_workbook,
         data_dir / book,
@@ -377,6 +397,7 @@ async def build_district_digest(
             Sheet(_("Overdue"), headers, sheet_rows(overdue)),
             Sheet(_("Open"), headers, sheet_rows(still_open)),
             summary,
+            Sheet(_("Excused"), excused_headers, excused_rows),
         ],
     )
     digest.workbook_path = book.as_posix()
@@ -409,14 +430,14 @@ def district_text(
             )
         lines.append("")
     lines.append(
-        _("{communes} (done / open / overdue), worst first:").format(
-            communes=communes_word(digest.scope, locale, capital=locale != "vi")
+        _("{communes} (done / excused / open / overdue), worst first:").format(
+            communes=communes_word(digest.scope, locale, capital=True)
         )
     )
     for tally in digest.tallies:
         mark = "⚠️ " if tally.overdue else "• "
         numbers = " / ".join(
-            format_number(n, locale) for n in (tally.done, tally.open, tally.overdue)
+            format_number(n, locale) for n in (tally.done, tally.excused, tally.open, tally.overdue)
         )
         lines.append(f"{mark}{tally.unit.name}: {numbers}")
     lines.append("")
@@ -587,15 +608,9 @@ async def send_monthly_summary(
     found = rows.all()
     if not found:
         return  # nothing was due that month: no summary of nothing
-    counts: dict[str, list[int]] = {key: [0, 0, 0] for key in app.framework.dimensions}
+    counts: dict[str, StatusCounts] = {key: StatusCounts() for key in app.framework.dimensions}
     for dimension, status, count in found:
-        slot = counts.setdefault(dimension, [0, 0, 0])
-        if status in CLOSED_STATUSES:
-            slot[0] += count
-        elif status in LATE_STATUSES:
-            slot[2] += count
-        else:
-            slot[1] += count
+        counts.setdefault(dimension, StatusCounts()).add(status, count)
     ordered = sorted(
         counts.items(),
         key=lambda kv: (
@@ -610,32 +625,35 @@ async def send_monthly_summary(
         _ = translator(locale)
         month = f"{start:%m/%Y}"
         lines = [
-            _("📊 PAPI monthly summary, {month}: done / open / overdue by dimension").format(
-                month=month
-            ),
+            _(
+                "📊 PAPI monthly summary, {month}: done / excused / open / overdue by dimension"
+            ).format(month=month),
             "",
         ]
         chart_rows = []
         sheet_rows = []
-        for key, (done, still_open, late) in ordered:
+        for key, tally in ordered:
             dimension = app.framework.dimensions.get(key)
             name = (dimension.short if locale == "vi" else dimension.short_en) if dimension else key
             number = dimension.number if dimension else "-"
-            total = done + still_open + late
-            rate = done / total if total else 0.0
+            rate = tally.rate if tally.expected else 0.0
             lines.append(
                 f"{number}. {name}: "
-                + " / ".join(format_number(n, locale) for n in (done, still_open, late))
-                + (f" ({format_percent(rate, locale)})" if total else "")
+                + " / ".join(
+                    format_number(n, locale)
+                    for n in (tally.done, tally.excused, tally.open, tally.overdue)
+                )
+                + (f" ({format_percent(rate, locale)})" if tally.expected else "")
             )
-            chart_rows.append((f"{number}. {name}", rate))
+            chart_rows.append((f"{number}. {name}", tally))
             sheet_rows.append(
                 [
                     number,
                     dimension.name if dimension else key,
-                    done,
-                    still_open,
-                    late,
+                    tally.done,
+                    tally.excused,
+                    tally.open,
+                    tally.overdue,
                     round(rate * 100),
                 ]
             )
@@ -644,9 +662,10 @@ async def send_monthly_summary(
         book = folder / f"monthly-{locale}.xlsx"
         data_dir = Path(app.settings.data_dir)
         await asyncio.to_thread(
-            completion_chart,
+            status_chart,
             chart_rows,
             _("Completion rate by PAPI dimension, {month}").format(month=month),
+            chart_legend(_),
             data_dir / chart,
         )
         await asyncio.to_thread(
@@ -659,6 +678,7 @@ async def send_monthly_summary(
                         _("No."),
                         _("Dimension"),
                         _("Done"),
+                        _("Excused"),
                         _("Open"),
                         _("Overdue"),
                         _("Completion %"),

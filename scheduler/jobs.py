@@ -7,6 +7,7 @@ database (no job per reminder), so a restart or a second worker loses and repeat
            morning spent down still gets today's digests (each is sent once per person and day)
 - uploads  at start and daily at 03:30 local: photos no submitted report claimed within a day
            leave the temporary area (files only; a restart loses nothing that matters)
+- evidence daily at 16:30 local, and shortly after start: each commune officer's new reports
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.core.context import AppContext
 from bot.core.services.evidence import purge_uploads
-from scheduler.commands import run_digest, run_plan, run_sweep
+from scheduler.commands import run_digest, run_evidence_digest, run_plan, run_sweep
+from scheduler.evidence_digest import SEND_AT as EVIDENCE_AT
 from scheduler.policy import load_policies
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,12 @@ def start_scheduler(ctx: AppContext, wake_sender: Callable[[], None]) -> AsyncIO
         CronTrigger(hour=3, minute=30, timezone=tz),
         id="uploads",
         next_run_time=now,
+    )
+    scheduler.add_job(
+        _job(ctx, wake_sender, "evidence", run_evidence_digest),
+        CronTrigger(hour=EVIDENCE_AT.hour, minute=EVIDENCE_AT.minute, timezone=tz),
+        id="evidence",
+        next_run_time=now + timedelta(seconds=50),
     )
     scheduler.start()
     return scheduler

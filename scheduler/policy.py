@@ -41,6 +41,7 @@ class ReminderPolicy(Strict):
     # Tasks stop being listed (they are counted) once the text would pass this; at least one
     # is always listed.
     max_message_chars: int = Field(default=4000, ge=400, le=4000)
+    max_extension_days: int = Field(default=60, ge=1, le=366)
 
     @model_validator(mode="after")
     def _sane(self) -> ReminderPolicy:

@@ -531,11 +531,25 @@ def task_buttons(_, occurrence_id: int, number: int | None) -> list[list[Button]
     ]
 
 
+BEHALF_BUTTONS = 5  # "báo cáo thay" buttons in one message; the rest are in /tinhhinh
+
+
+def _reports_for(reader: User, notice: Notice) -> bool:
+    """The commune officer told of a village's late task can report it on its behalf."""
+    return (
+        notice.kind in ("commune", "unreachable")
+        and notice.above is not None
+        and notice.unit.level == "village"
+        and reader.unit_id == notice.above.id
+    )
+
+
 def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) -> Outgoing:
     locale = letter.user.locale
     _ = translator(locale)
     today = policies.local_day(now)
     lines: list[str] = []
+    buttons: list[list[Button]] = []
     by_kind: dict[str, list[Notice]] = {}
     for notice in letter.notices:
         by_kind.setdefault(notice.kind, []).append(notice)
@@ -571,10 +585,23 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
                     _, letter.user.role, format_number(len(ordered) - notice_limit, locale)
                 )
             )
-        if kind == "unreachable":
+        behalf = [n for n in ordered if _reports_for(letter.user, n)][
+            : BEHALF_BUTTONS - len(buttons)
+        ]
+        buttons += [
+            [
+                Button(
+                    f"📝 {n.unit.name}: {task_title(n.task, locale)}"[:60].rstrip(),
+                    f"obh:{n.occurrence_id}",
+                )
+            ]
+            for n in behalf
+        ]
+        if behalf:
+            lines.append(_("📝 Report on a village's behalf: {action}.").format(action=tap_any(_)))
+        elif kind == "unreachable":
             lines.append(_unreachable_advice(_, letter.user.role))
         lines.append("")
-    buttons: list[list[Button]] = []
     items = sorted(letter.items, key=lambda i: (i.stage.due_day, i.task.title, i.occurrence.id))
     if items:
         limit = policies.reminders.max_tasks_per_message

@@ -56,7 +56,8 @@ async def test_a_village_head_answers_a_reminder_with_all_done_after_the_excepti
         }
         reports = {(r.occurrence_id, r.kind) for r in (await session.exec(select(Report))).all()}
     assert statuses[info.id] == OccurrenceStatus.done
-    assert statuses[clubs.id] == OccurrenceStatus.excused  # not turned into "done"
+    # "Cannot do" is a request the commune decides: it stays open, and "all done" left it out.
+    assert statuses[clubs.id] == OccurrenceStatus.open
     assert reports == {(info.id, "done"), (clubs.id, "cannot")}
 
     # Tapped again (a second device, a redelivered tap): nothing more is recorded.

@@ -173,17 +173,18 @@ async def test_the_weekly_chart_and_spreadsheet_show_every_open_and_overdue_item
     fractions = bar_fractions(settings.data_dir / chart["photo_path"])
     assert len(fractions) == 2
     assert abs(fractions[0] - 0.0) < 0.02 and abs(fractions[1] - 0.5) < 0.02
-    overdue, still_open, communes = load_workbook(
+    overdue, still_open, communes, excused = load_workbook(
         settings.data_dir / book["document_path"]
     ).worksheets
+    assert not list(excused.iter_rows(min_row=2, values_only=True))
     assert not list(overdue.iter_rows(min_row=2, values_only=True))
     opened = list(still_open.iter_rows(min_row=2, values_only=True))
     # Everything due on the 25th not done yet: Thôn Một, Thôn Hai, Thôn Ba (2 each), Xã Bình (4).
     assert len(opened) == 10
     assert {row[1] for row in opened} == {"Thôn Một", "Thôn Hai", "Thôn Ba", "Xã Bình"}
     assert list(communes.iter_rows(min_row=2, values_only=True)) == [
-        ("Xã Bình", 0, 6, 0, 0),
-        ("Xã An", 4, 4, 0, 50),
+        ("Xã Bình", 0, 0, 6, 0, 0),
+        ("Xã An", 4, 0, 4, 0, 50),
     ]
 
 
@@ -199,10 +200,14 @@ async def test_so_noi_vu_gets_last_month_by_papi_dimension(db, settings, framewo
     # Participation: T1, T2 at 3 villages and 2 communes, T3 at 2 communes = 12, of which
     # Thôn Một (2) and Xã An (3) done; Public services: T4 at the district and 2 communes,
     # the district and Xã An done.
-    assert "1. Tham gia: 5 / 0 / 7 (42%)" in text
-    assert "6. Dịch vụ công: 2 / 0 / 1 (67%)" in text
+    assert "1. Tham gia: 5 / 0 / 0 / 7 (42%)" in text
+    assert "6. Dịch vụ công: 2 / 0 / 0 / 1 (67%)" in text
     book = next(r for r in rows if r.idempotency_key.endswith(":xlsx")).payload
     (sheet,) = load_workbook(settings.data_dir / book["document_path"]).worksheets
     table = {row[0]: row[2:] for row in sheet.iter_rows(min_row=2, values_only=True)}
-    assert table[1] == (5, 0, 7, 42) and table[6] == (2, 0, 1, 67) and table[2] == (0, 0, 0, 0)
+    assert (
+        table[1] == (5, 0, 0, 7, 42)
+        and table[6] == (2, 0, 0, 1, 67)
+        and table[2] == (0, 0, 0, 0, 0)
+    )
     assert (await run_digest(world.app, at(1, 9, month=12))).monthly == 0

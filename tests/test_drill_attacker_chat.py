@@ -26,7 +26,7 @@ from bot.channels.zalo_oa import ZaloOAChannel
 from bot.core.config import Settings
 from bot.core.db import Database
 from bot.core.framework import Framework
-from bot.core.i18n import translator
+from bot.core.i18n import format_day, translator
 from bot.core.messages import FetchRefused, Incoming, Kind
 from bot.core.models import (
     AuditLog,
@@ -43,8 +43,8 @@ from bot.core.services.outbox import dialog_state
 from bot.core.services.people import identity_for
 from bot.core.timeutil import from_db
 from bot.core.unit_words import titled
-from handlers.extension import MAX_EXTENSION_DAYS
 from handlers.router import BUTTONS, COMMANDS, STATE_TEXT, Dispatcher
+from scheduler.policy import load_policies
 from tests.helpers.drill_support import changed, row_counts
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
 from tests.helpers.rows import count
@@ -546,6 +546,7 @@ async def test_an_event_in_the_year_9999_or_long_past_is_not_declared(world: Wor
 
 async def test_an_extension_of_negative_zero_or_huge_days_is_not_requested(world: World) -> None:
     db = world.db
+    max_days = load_policies(world.app.settings).reminders.max_extension_days
     chat = "6600002"
     await world.person("Trưởng thôn", world.villages[0], "village_head", "telegram", chat)
     dispatcher = Dispatcher(world.app)
@@ -555,37 +556,44 @@ async def test_an_extension_of_negative_zero_or_huge_days_is_not_requested(world
     due = from_db(occurrence.due_at).astimezone(world.app.settings.tz).date()
     base = max(due, date.today())
     tap = "bấm một nút bên dưới"  # what "{action}" reads as on a channel with buttons
-    first = base + timedelta(days=1)
-    bounded = vi(
-        "Please choose a day from {first} to {last}: at most {days} days more. "
-        "Type a date like {example}, or {action}."
-    ).format(
-        first=first.strftime("%d/%m/%Y"),
-        last=(base + timedelta(days=MAX_EXTENSION_DAYS)).strftime("%d/%m/%Y"),
-        days=MAX_EXTENSION_DAYS,
-        example=first.strftime("%d/%m"),
-        action=tap,
+    example = f"{base + timedelta(days=5):%d/%m}"
+    retype = vi("Please type a date like {example}, or {action}.").format(
+        example=example, action=tap
     )
-    retype = vi("Please type a date like 15/12, or {action}.").format(action=tap)
+    too_far = vi(
+        "At most {days} more days can be asked for: the latest date is {latest} "
+        "(current due date {due})."
+    ).format(
+        days=max_days,
+        latest=format_day(base + timedelta(days=max_days), "vi"),
+        due=format_day(due, "vi"),
+    )
+    too_early = vi(
+        "The new date must be after the current due date ({due}). "
+        "Please type a later date, like {example}."
+    ).format(due=format_day(due, "vi"), example=example)
     await dispatcher.handle(tapped(chat, f"ext:{occurrence_id}"))
     forged = {
         f"extd:{occurrence_id}:-30": retype,
-        f"extd:{occurrence_id}:0": bounded,
-        f"extd:{occurrence_id}:{MAX_EXTENSION_DAYS + 1}": bounded,
-        f"extd:{occurrence_id}:99999999": retype,
+        f"extd:{occurrence_id}:0": retype,
+        f"extd:{occurrence_id}:{max_days + 1}": too_far,
+        f"extd:{occurrence_id}:99999999": too_far,
     }
     for data, answer in forged.items():
         said = len(await replies(db, chat))
         await dispatcher.handle(tapped(chat, data))
         assert (await replies(db, chat))[said:] == [answer], data
         assert (await state_of(db, chat))[0] == "awaiting_extension_date", data
-    for text in ("01/01/2099", (base - timedelta(days=1)).strftime("%d/%m/%Y")):
+    for text, answer in (
+        ("01/01/2099", too_far),
+        ((due - timedelta(days=1)).strftime("%d/%m/%Y"), too_early),
+    ):
         said = len(await replies(db, chat))
         await dispatcher.handle(typed(chat, text))
-        assert (await replies(db, chat))[said:] == [bounded], text
+        assert (await replies(db, chat))[said:] == [answer], text
     assert await count(db, Report) == 0
 
-    await dispatcher.handle(tapped(chat, f"extd:{occurrence_id}:{MAX_EXTENSION_DAYS}"))
+    await dispatcher.handle(tapped(chat, f"extd:{occurrence_id}:{max_days}"))
     state, data = await state_of(db, chat)
     assert state == "awaiting_extension_reason"
-    assert data["until"] == (base + timedelta(days=MAX_EXTENSION_DAYS)).isoformat()
+    assert data["until"] == (base + timedelta(days=max_days)).isoformat()

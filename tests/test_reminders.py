@@ -271,7 +271,7 @@ async def test_the_scheduler_runs_a_few_database_only_jobs_that_never_overlap(
     scheduler = start_scheduler(runtime.ctx, wake_sender=runtime.sender.wake)
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {"plan", "sweep", "digest", "uploads"}
+        assert set(jobs) == {"plan", "sweep", "digest", "uploads", "evidence"}
         for job in jobs.values():
             assert job.coalesce and job.max_instances == 1
         assert (

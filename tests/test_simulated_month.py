@@ -76,7 +76,11 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     officer_binh = people["officer_binh"]
     assert moments(officer_binh) == [at(18, 8), at(24, 8), at(25, 8), at(26, 8), at(27, 8)]
     binh_own = {occ[(t, "xa_binh")].id for t in TASKS}
-    assert all(d.reminded_ids == binh_own for d in officer_binh)
+    # A message stays within a phone screen and a half: where the notices take room, a task
+    # may be counted ("… và 1 việc khác") rather than listed, never another unit's.
+    assert all(d.reminded_ids <= binh_own for d in officer_binh)
+    assert any(d.reminded_ids == binh_own for d in officer_binh)
+    assert all(len(d.row.payload["text"]) <= 1200 for d in officer_binh)
     assert "Thôn Ba" in officer_binh[0].row.payload["text"]
     assert "Thôn Ba" not in officer_binh[1].row.payload["text"]
     assert "Thôn Ba" in officer_binh[3].row.payload["text"]
@@ -109,8 +113,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     ]
     assert len(digests) == 3 * len(digest_texts)  # text, chart, spreadsheet
 
-    # The weekly summary of Monday 30/11: per commune done / open / overdue, worst first, the
-    # overdue items oldest first with village, task and days late, a button per late commune.
+    # The weekly summary of Monday 30/11: per commune done / excused / open / overdue, worst
+    # first, the overdue items oldest first with village, task and days late, a button per late commune.
     weekly = next(
         d.row.payload
         for d in digests
@@ -118,8 +122,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     body = weekly["text"]
     assert "Thứ Hai, 30/11/2026" in body
-    assert "⚠️ Xã Bình: 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 2" in body
-    assert body.index("Xã Bình: 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 2")
+    assert "⚠️ Xã Bình: 0 / 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 0 / 2" in body
+    assert body.index("Xã Bình: 0 / 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 0 / 2")
     t1_title = world.app.framework.tasks[T1].title
     late = translator("vi")("{days} day(s) late")
     assert f"1. Thôn Ba (xã Bình) — {t1_title} — {late.format(days=5)}" in body
@@ -141,7 +145,7 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     fractions = bar_fractions(settings.data_dir / chart["photo_path"])
     assert fractions == pytest.approx([0.0, 0.75], abs=0.02)
-    overdue_sheet, open_sheet, communes_sheet = load_workbook(
+    overdue_sheet, open_sheet, communes_sheet, _excused_sheet = load_workbook(
         settings.data_dir / book["document_path"]
     ).worksheets
     overdue_rows = list(overdue_sheet.iter_rows(min_row=2, values_only=True))
@@ -151,8 +155,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     assert {r[7] for r in overdue_rows} == {5}
     assert [r for r in communes_sheet.iter_rows(min_row=2, values_only=True)] == [
-        ("Xã Bình", 0, 0, 6, 0),
-        ("Xã An", 6, 0, 2, 75),
+        ("Xã Bình", 0, 0, 0, 6, 0),
+        ("Xã An", 6, 0, 0, 2, 75),
     ]
 
     # Escalations: each step once, at its time, to the right unit, with who was told.

@@ -400,7 +400,8 @@ async def cmd_coverage(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.core.services.status import status_rows
+    from bot.core.i18n import format_number
+    from bot.core.services.status import status_rows, total_counts
     from bot.core.units import descendants_ids
 
     if args.task and args.task not in ctx.framework.tasks:
@@ -435,7 +436,23 @@ async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
         for row in rows
     ]
     _print_table([_("Unit code"), _("Unit"), _("Task"), _("Period"), _("Due"), _("Status")], table)
-    print(_("{count} occurrences").format(count=len(rows)))
+    totals = total_counts(rows)
+    locale = ctx.settings.locale
+
+    def number(value: int) -> str:
+        return format_number(value, locale)
+
+    print(
+        _(
+            "{count} occurrences: {done} done, {excused} excused, {overdue} overdue, {open} open"
+        ).format(
+            count=number(len(rows)),
+            done=number(totals["done"]),
+            excused=number(totals["excused"]),
+            overdue=number(totals["overdue"]),
+            open=number(totals["open"]),
+        )
+    )
 
 
 def status_labels(_: Callable[[str], str]) -> dict[str, str]:

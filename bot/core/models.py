@@ -173,10 +173,20 @@ class Report(SQLModel, table=True):
     occurrence_id: int = Field(foreign_key="occurrences.id", index=True)
     user_id: int = Field(foreign_key="users.id")
     kind: str = Field(max_length=16)  # done | cannot | extension
-    status: str = Field(default="draft", max_length=16)  # draft|submitted|approved|declined
+    # draft | submitted | cancelled; extension and cannot requests: approved | declined
+    status: str = Field(default="draft", max_length=16)
     note: str = Field(default="", max_length=2000)
     requested_until: date | None = None
     decided_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    decided_at: datetime | None = None
+    decision_note: str = Field(default="", max_length=2000)  # why declined / rejected
+    # Set when an officer reported for a village: the village head it was done for (if any).
+    on_behalf_of_user_id: int | None = Field(default=None, foreign_key="users.id")
+    # A done report's review by the commune: "" (not yet) | accepted | returned.
+    review_status: str = Field(default="", max_length=16)
+    reviewed_by_user_id: int | None = Field(default=None, foreign_key="users.id")
+    reviewed_at: datetime | None = None
+    review_note: str = Field(default="", max_length=2000)
     created_at: datetime = Field(default_factory=utcnow)
     submitted_at: datetime | None = None
 

@@ -26,7 +26,7 @@ from bot.core.models import Escalation, Occurrence, Outbox, Reminder, Unit, User
 from bot.core.services.framework_sync import sync_task_definitions
 from bot.core.services.occurrences import mark_done
 from bot.core.services.people import add_user, link_identity
-from scheduler.charts import BAR_COLOR, TRACK_COLOR
+from scheduler.charts import BAR_COLOR, EXCUSED_COLOR, OVERDUE_COLOR, TRACK_COLOR
 from scheduler.commands import run_digest, run_plan, run_sweep
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -247,31 +247,42 @@ def in_quiet_hours(moment: datetime) -> bool:
     return clock >= time(21) or clock < time(7)
 
 
-def bar_fractions(path: Path) -> list[float]:
-    """How full each bar of a digest chart is, top to bottom, measured on the pixels: the
-    green bar over the grey 100 % track."""
+def bar_shares(path: Path) -> list[dict[str, float]]:
+    """How each bar of a digest chart is made up, top to bottom, measured on the pixels: the
+    shares of done (green), excused, overdue (red) and open (the grey track) in its width."""
     image = Image.open(path).convert("RGB")
     assert image.format is None or image.format == "PNG"
-    green, grey = ImageColor.getrgb(BAR_COLOR), ImageColor.getrgb(TRACK_COLOR)
+    colours = {
+        "done": ImageColor.getrgb(BAR_COLOR),
+        "excused": ImageColor.getrgb(EXCUSED_COLOR),
+        "overdue": ImageColor.getrgb(OVERDUE_COLOR),
+        "open": ImageColor.getrgb(TRACK_COLOR),
+    }
     width, height = image.size
     pixels = image.load()
-    bands: list[list[tuple[int, int]]] = []
+    bands: list[list[dict[str, int]]] = []
     previous = False
     for y in range(height):
         row = [pixels[x, y] for x in range(width)]
-        counts = (row.count(green), row.count(grey))
-        if sum(counts) > width // 10:
+        counts = {part: row.count(colour) for part, colour in colours.items()}
+        if sum(counts.values()) > width // 10:
             if not previous:
                 bands.append([])
             bands[-1].append(counts)
             previous = True
         else:
             previous = False
-    fractions = []
+    shares = []
     for band in bands:
-        g, t = band[len(band) // 2]
-        fractions.append(g / (g + t))
-    return fractions
+        middle = band[len(band) // 2]
+        total = sum(middle.values())
+        shares.append({part: count / total for part, count in middle.items()})
+    return shares
+
+
+def bar_fractions(path: Path) -> list[float]:
+    """How full each bar of a digest chart is with done (green), top to bottom."""
+    return [share["done"] for share in bar_shares(path)]
 
 
 # --- the month ------------------------------------------------------------------------------

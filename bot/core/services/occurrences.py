@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.framework import Framework
 from bot.core.framework.schema import role_matches
 from bot.core.models import (
-    CLOSED_STATUSES,
     Occurrence,
     OccurrenceStatus,
     TaskDefinition,
@@ -71,75 +69,6 @@ async def open_for_user(
         (occ, task) for occ, task in rows.all() if visible_to_role(framework, task.roles, user.role)
     ]
     return result[:limit]
-
-
-@dataclass
-class Tally:
-    unit: Unit
-    done: int = 0
-    open: int = 0
-    overdue: int = 0
-
-    def add(self, status: str, count: int) -> None:
-        if status in CLOSED_STATUSES:
-            self.done += count
-        elif status in LATE_STATUSES:
-            self.overdue += count
-        else:
-            self.open += count
-
-    @property
-    def total(self) -> int:
-        return self.done + self.open + self.overdue
-
-    @property
-    def rate(self) -> float:
-        return self.done / self.total if self.total else 1.0
-
-
-async def tallies(
-    session: AsyncSession, units: list[Unit], since: datetime, until: datetime
-) -> list[Tally]:
-    """done / open / overdue per unit (counting each unit's own occurrences and those below it
-    is the caller's choice: pass villages to see villages), for occurrences due in the range."""
-    by_id = {unit.id: Tally(unit) for unit in units}
-    if not by_id:
-        return []
-    rows = await session.exec(
-        select(Occurrence.unit_id, Occurrence.status, func.count())
-        .where(
-            col(Occurrence.unit_id).in_(list(by_id)),
-            col(Occurrence.due_at) >= since,
-            col(Occurrence.window_start) <= until,
-        )
-        .group_by(Occurrence.unit_id, Occurrence.status)
-    )
-    for unit_id, status, count in rows.all():
-        by_id[unit_id].add(status, count)
-    return list(by_id.values())
-
-
-async def rollup_tallies(
-    session: AsyncSession, parents: list[Unit], since: datetime, until: datetime
-) -> list[Tally]:
-    """Like `tallies`, but each parent counts its own occurrences and all below it."""
-    result = []
-    for parent in parents:
-        ids = await subtree_ids(session, parent.id)
-        rows = await session.exec(
-            select(Occurrence.status, func.count())
-            .where(
-                col(Occurrence.unit_id).in_(ids),
-                col(Occurrence.due_at) >= since,
-                col(Occurrence.window_start) <= until,
-            )
-            .group_by(Occurrence.status)
-        )
-        tally = Tally(parent)
-        for status, count in rows.all():
-            tally.add(status, count)
-        result.append(tally)
-    return result
 
 
 def mark_done(occurrence: Occurrence, user: User) -> None:

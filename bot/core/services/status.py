@@ -1,15 +1,119 @@
-"""Occurrences as operations sees them: `papibot status` and the status page."""
+"""What the record says, counted and listed: the one count of done / excused / open /
+overdue that every view shows (chat, digests, chart, workbook, CLI, pages), and the rows of
+`papibot status` and the status page."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core.models import Occurrence, Unit
+from bot.core.models import Occurrence, OccurrenceStatus, Unit
 from bot.core.timeutil import from_db
+
+LATE = (OccurrenceStatus.overdue, OccurrenceStatus.escalated)
+
+
+@dataclass
+class StatusCounts:
+    """One unit's occurrences by outcome. The three outcomes are never merged:
+
+    - `done`: reported done (with or without evidence);
+    - `excused`: "không thực hiện được", accepted by the level above, the reason on record;
+    - `overdue`: past the due date and not done (overdue or escalated);
+    - `open`: not done, not yet late (a cannot-do request waiting for a decision stays here).
+    """
+
+    unit: Unit | None = None  # None: a count over something else (a PAPI dimension, a list)
+    done: int = 0
+    excused: int = 0
+    overdue: int = 0
+    open: int = 0
+
+    def add(self, status: str, count: int) -> None:
+        if status == OccurrenceStatus.done:
+            self.done += count
+        elif status == OccurrenceStatus.excused:
+            self.excused += count
+        elif status in LATE:
+            self.overdue += count
+        else:
+            self.open += count
+
+    @property
+    def total(self) -> int:
+        return self.done + self.excused + self.overdue + self.open
+
+    @property
+    def expected(self) -> int:
+        """What had to be done: everything but the excused."""
+        return self.done + self.overdue + self.open
+
+    @property
+    def rate(self) -> float:
+        """Completion: done over expected (an excused task is neither done nor missing);
+        1.0 when nothing was expected."""
+        return self.done / self.expected if self.expected else 1.0
+
+
+async def count_statuses(
+    session: AsyncSession,
+    units: list[Unit],
+    since: datetime,
+    until: datetime,
+    *,
+    include_below: bool = False,
+) -> list[StatusCounts]:
+    """Done / excused / overdue / open per unit, in the order of `units`.
+
+    Counts the occurrences due at or after `since` whose window opened by `until` (both aware
+    UTC, as stored: pass `to_db(now - RECENT_WINDOW)`, `to_db(now)` for "the last 3 months").
+    `include_below=False` counts each unit's own occurrences (villages of a commune);
+    `include_below=True` counts each unit with everything under it (communes of a district).
+    """
+    result = [StatusCounts(unit) for unit in units]
+    if not result:
+        return []
+    owner: dict[int, int] = {}  # occurrence unit id → index in `result`
+    for index, unit in enumerate(units):
+        ids = [unit.id]
+        if include_below:
+            frontier = [unit.id]
+            while frontier:
+                rows = await session.exec(select(Unit.id).where(col(Unit.parent_id).in_(frontier)))
+                frontier = list(rows.all())
+                ids += frontier
+        for unit_id in ids:
+            owner.setdefault(unit_id, index)
+    unit_ids = list(owner)
+    for start in range(0, len(unit_ids), 1000):
+        rows = await session.exec(
+            select(Occurrence.unit_id, Occurrence.status, func.count())
+            .where(
+                col(Occurrence.unit_id).in_(unit_ids[start : start + 1000]),
+                col(Occurrence.due_at) >= since,
+                col(Occurrence.window_start) <= until,
+            )
+            .group_by(Occurrence.unit_id, Occurrence.status)
+        )
+        for unit_id, status, count in rows.all():
+            result[owner[unit_id]].add(status, count)
+    return result
+
+
+def total_counts(rows: list[StatusRow]) -> dict[str, int]:
+    """done / excused / overdue / open over listed rows (the CLI's closing line)."""
+    totals = StatusCounts()
+    for row in rows:
+        totals.add(row.status, 1)
+    return {
+        "done": totals.done,
+        "excused": totals.excused,
+        "overdue": totals.overdue,
+        "open": totals.open,
+    }
 
 
 @dataclass

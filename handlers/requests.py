@@ -1,0 +1,90 @@
+"""Requests that go one level up for a decision (more time, "cannot do"): who decides, and
+the reason asked of the person who declines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import col, select
+
+from bot.core.messages import Button, tap
+from bot.core.models import Occurrence, Report, Unit, User
+from bot.core.services.occurrences import may_act_on
+from bot.core.services.people import audit
+from bot.core.timeutil import from_db
+from handlers.conversation import Conversation
+
+DECISION_REASON_STATE = "awaiting_decision_reason"
+
+
+def oversees(convo: Conversation, role: str, other_role: str) -> bool:
+    found = convo.app.framework.roles.get(role)
+    return found is not None and other_role in found.oversees
+
+
+async def approvers_for(convo: Conversation, occurrence: Occurrence, requester: User) -> list[User]:
+    """People one level up whose role oversees the requester's role (commune for a village)."""
+    unit = await convo.session.get(Unit, occurrence.unit_id)
+    if unit is None or unit.parent_id is None:
+        return []
+    overseeing = [
+        name for name, role in convo.app.framework.roles.items() if requester.role in role.oversees
+    ]
+    rows = await convo.session.exec(
+        select(User).where(
+            User.unit_id == unit.parent_id,
+            col(User.role).in_(overseeing),
+            col(User.active).is_(True),
+        )
+    )
+    return list(rows.all())
+
+
+async def load_request(
+    convo: Conversation, raw_id: str, kind: str
+) -> tuple[Report, Occurrence, User] | None:
+    """The request a decision button names, if this person may decide it and it is still
+    waiting; otherwise answered (and audited when not theirs)."""
+    _ = convo._
+    report = await convo.session.get(Report, int(raw_id)) if raw_id.isdigit() else None
+    occurrence = await convo.session.get(Occurrence, report.occurrence_id) if report else None
+    if report is None or report.kind != kind or occurrence is None:
+        await convo.reply(_("This request no longer exists."))
+        return None
+    requester = await convo.session.get(User, report.user_id)
+    allowed = (
+        requester is not None
+        and convo.user.id != report.user_id
+        and await may_act_on(convo.session, convo.user, occurrence)
+        and oversees(convo, convo.user.role, requester.role)
+    )
+    if not allowed:
+        await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
+        await convo.reply(_("Only the level above may decide on this request."))
+        return None
+    if report.status != "submitted":
+        await convo.reply(_("This request was already decided."))
+        return None
+    return report, occurrence, requester
+
+
+async def ask_decision_reason(
+    convo: Conversation, report: Report, action: str, optional: bool
+) -> None:
+    """Ask why; `action` is what the typed reason (or "no reason") then does."""
+    _ = convo._
+    convo.set_state(DECISION_REASON_STATE, report_id=report.id, action=action)
+    if optional:
+        label, data = _("➖ No reason"), f"{action}:{report.id}"
+        await convo.reply(
+            _("Please write briefly why (the requester will read it), or {action}.").format(
+                action=tap(_, label, data)
+            ),
+            [[Button(label, data)]],
+        )
+    else:
+        await convo.reply(_("Please write briefly why (the requester will read it)."))
+
+
+def is_past(occurrence: Occurrence) -> bool:
+    return from_db(occurrence.due_at) <= datetime.now(UTC)
