@@ -41,6 +41,7 @@ from bot.context import AppContext
 from bot.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
 from bot.models import ChannelIdentity
 from bot.services.people import identity_for
+from bot.services.reach import record_receipts
 from bot.timeutil import from_db
 from bot.web.media import add_media_routes
 
@@ -64,6 +65,8 @@ TOKEN_ERRORS = {-216, -220, -124}  # access token invalid / expired
 RATE_LIMITED = -32
 NOT_FOLLOWING = -213
 OUTSIDE_WINDOW = {-230, -232}
+# Zalo's receipts, for consultation messages and ZNS alike: delivered to the phone, or seen.
+RECEIPT_EVENTS = {"user_received_message": False, "user_seen_message": True}
 
 BUTTON_PAYLOAD = re.compile(r"^([a-z]{2,12}):[A-Za-z0-9_:\-]{1,60}$")
 
@@ -210,7 +213,10 @@ class ZaloOAChannel(ZaloHTTPChannel):
             return DeliveryError(message, retry_after=self.rate_limit_retry_after)
         if error == NOT_FOLLOWING:
             return DeliveryError(message, unreachable=True)
-        return DeliveryError(message, permanent=True)  # incl. outside the interaction window
+        if error in OUTSIDE_WINDOW:
+            # Not retried: the window opens again only when the person writes.
+            return DeliveryError(message, permanent=True, reason="outside_window")
+        return DeliveryError(message, permanent=True)
 
     async def _send_message(self, user_id: str, message: dict[str, Any]) -> str:
         data = await self.api(
@@ -243,6 +249,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
             raise DeliveryError(
                 "Zalo OA: the person has not written for over 7 days; Zalo allows no message",
                 permanent=True,
+                reason="outside_window",
             )
 
     async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
@@ -413,6 +420,21 @@ class ZaloOAChannel(ZaloHTTPChannel):
                 session.add(identity)
                 await session.commit()
 
+    async def _receipt(self, body: dict[str, Any]) -> None:
+        """A delivery or seen receipt: the outbox rows it names (by Zalo message id) say so."""
+        message = body.get("message") if isinstance(body.get("message"), dict) else {}
+        listed = message.get("msg_ids")
+        ids = [str(i) for i in listed] if isinstance(listed, list) else []
+        ids.append(str(message.get("msg_id") or ""))
+        async with self.ctx.db.writer(), self.ctx.db.session() as session:
+            await record_receipts(
+                session,
+                [i for i in ids if 0 < len(i) <= 64],
+                RECEIPT_EVENTS[str(body["event_name"])],
+                datetime.now(UTC),
+            )
+            await session.commit()
+
     async def webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         secret = self.settings.zalo_oa_secret_key
@@ -435,6 +457,9 @@ class ZaloOAChannel(ZaloHTTPChannel):
             return web.Response(status=400, text="not a JSON object")
         if body.get("event_name") == "unfollow":
             await self._unfollow(body)
+            return web.json_response({"ok": True})
+        if body.get("event_name") in RECEIPT_EVENTS:
+            await self._receipt(body)
             return web.json_response({"ok": True})
         return await self.dispatch(self.to_incomings(body))
 
