@@ -13,6 +13,11 @@ One aiohttp server plays four parts (every base URL setting points at it):
 Every call is recorded. Hooks: `expire_access_token()` (-216), `rate_limit_next` (-32 / 429),
 `not_following` (-213), `outside_window` (-230), `bot_blocked` (403).
 
+Like Zalo, the OA answers -230 to a consultation message for anyone who has not written to it
+within `window` (7 days) on the fake's `clock`: the fake learns that someone wrote from the
+events it signs (`oa_headers`) or from `user_wrote`. `receipt()` posts a signed
+`user_received_message` / `user_seen_message` event to our webhook.
+
 `ZaloStack` wires papibot around it for journey tests: a world on a real database, the channel,
 the dispatcher and the sender, and our own aiohttp server on loopback for webhooks and media.
 """
@@ -24,7 +29,9 @@ import hashlib
 import io
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +106,10 @@ class FakeZalo:
         self.rate_limit_next = 0
         self.not_following: set[str] = set()
         self.outside_window: set[str] = set()
+        self.enforce_window = True
+        self.window = timedelta(days=7)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.last_wrote: dict[str, datetime] = {}
         self.oa_sent: list[dict[str, Any]] = []
         self.uploads: dict[str, bytes] = {}
         # CDN
@@ -298,7 +309,7 @@ class FakeZalo:
             return self._oa_error(-201, "Parameters invalid: recipient.user_id / message")
         if recipient in self.not_following:
             return self._oa_error(-213, "User has not followed the OA")
-        if recipient in self.outside_window:
+        if recipient in self.outside_window or not self.in_window(recipient):
             return self._oa_error(-230, "User has not interacted with the OA in the last 7 days")
         invalid = self._invalid_message(message)
         if invalid:
@@ -426,8 +437,53 @@ class FakeZalo:
     # ------------------------------------------------------------------ signing OA webhooks
 
     def oa_headers(self, raw: bytes, secret_key: str, timestamp: str) -> dict[str, str]:
+        self._note_interaction(raw)
         mac = signature(self.app_id, raw, timestamp, secret_key)
         return {"X-ZEvent-Signature": f"mac={mac}", "Content-Type": "application/json"}
+
+    # ------------------------------------------------------------------ the interaction window
+
+    def user_wrote(self, user_id: str, at: datetime | None = None) -> None:
+        self.last_wrote[user_id] = at or self.clock()
+
+    def in_window(self, user_id: str) -> bool:
+        if not self.enforce_window:
+            return True
+        wrote = self.last_wrote.get(user_id)
+        return wrote is not None and self.clock() - wrote <= self.window
+
+    def _note_interaction(self, raw: bytes) -> None:
+        """An event the fake "sends" for a user who wrote (or followed) opens their window."""
+        try:
+            body = json.loads(raw, parse_int=str)
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        event = str(body.get("event_name") or "")
+        who = body.get("follower") if event == "follow" else body.get("sender")
+        if (event.startswith("user_send_") or event == "follow") and isinstance(who, dict):
+            self.user_wrote(str(who.get("id") or ""))
+
+    async def receipt(
+        self, webhook_url: str, secret_key: str, message_id: str, seen: bool = False, **extra: Any
+    ) -> int:
+        """Post Zalo's receipt for one message to our webhook; returns the HTTP status."""
+        timestamp = str(int(self.clock().timestamp() * 1000))
+        body = {
+            "app_id": self.app_id,
+            "event_name": "user_seen_message" if seen else "user_received_message",
+            "sender": {"id": "oa-" + self.app_id},
+            "recipient": {"id": extra.pop("user_id", "")},
+            "message": {"msg_id": message_id, **extra},
+            "timestamp": timestamp,
+        }
+        raw = json.dumps(body).encode()
+        headers = self.oa_headers(raw, secret_key, timestamp)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(webhook_url, data=raw, headers=headers) as response:
+                await response.read()
+                return response.status
 
 
 # ---------------------------------------------------------------------- papibot around the fake
