@@ -480,10 +480,12 @@ class FakeZalo:
         }
         raw = json.dumps(body).encode()
         headers = self.oa_headers(raw, secret_key, timestamp)
-        async with aiohttp.ClientSession() as session:
-            async with session.post(webhook_url, data=raw, headers=headers) as response:
-                await response.read()
-                return response.status
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(webhook_url, data=raw, headers=headers) as response,
+        ):
+            await response.read()
+            return response.status
 
 
 # ---------------------------------------------------------------------- papibot around the fake
