@@ -46,7 +46,7 @@ from bot.models import (
 from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
 from bot.services.outbox import Queued, enqueue_many
 from bot.services.reach import ZNS, identities_of, log_entry, phone_for, plan, zns_payload
-from bot.services.reach_policy import KINDS, load_reach_policy
+from bot.services.reach_policy import load_reach_policy
 from bot.sqlutil import dialect_name, insert_new
 from bot.timeutil import from_db, to_db
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
@@ -401,8 +401,6 @@ async def remind(
     to_send: list[tuple[Item, list[User]]] = []
     nobody: list[tuple[Occurrence, TaskDefinition]] = []
     now_db = to_db(now)
-    reach = load_reach_policy(directory.app.settings)
-    by_phone = any(zns_on(reach, directory.app, kind) for kind in KINDS)
     for occurrence in claimed:
         task = tasks.get(occurrence.task_key)
         if task is None or occurrence.status not in ACTIVE_STATUSES:
@@ -416,13 +414,11 @@ async def remind(
         ]
         if not pending:
             continue
-        people = [
-            user
-            for user in await directory.people(
-                occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
-            )
-            if directory.identity(user.id) is not None or (by_phone and phone_for(user))
-        ]
+        # Everyone holding the role, reachable or not: a person no step can reach gets a
+        # chain that ends with the commune told who and why, never a silent gap.
+        people = await directory.people(
+            occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
+        )
         if not people:
             nobody.append((occurrence, task))
         latest = pending[-1]
@@ -640,7 +636,8 @@ async def deliver(
             "step": 0,
             "channel": step.channel if step else "",
             "outbox_key": key if step else "",
-            "reason": "" if step else "no_channel",
+            # Nothing to try: why their chat was skipped (blocked, window closed), else none.
+            "reason": "" if step else (skipped[0]["reason"] if skipped else "no_channel"),
             "awaiting_since": None if step else to_db(now),
             "payload": message.to_payload(),
             "template": fields,

@@ -16,7 +16,8 @@ Every call is recorded. Hooks: `expire_access_token()` (-216), `rate_limit_next`
 Like Zalo, the OA answers -230 to a consultation message for anyone who has not written to it
 within `window` (7 days) on the fake's `clock`: the fake learns that someone wrote from the
 events it signs (`oa_headers`) or from `user_wrote`. `receipt()` posts a signed
-`user_received_message` / `user_seen_message` event to our webhook.
+`user_received_message` / `user_seen_message` event to our webhook; with `receipts_to` set,
+every accepted consultation message gets one, unless its user is in `undelivered`.
 
 `ZaloStack` wires papibot around it for journey tests: a world on a real database, the channel,
 the dispatcher and the sender, and our own aiohttp server on loopback for webhooks and media.
@@ -110,6 +111,10 @@ class FakeZalo:
         self.window = timedelta(days=7)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.last_wrote: dict[str, datetime] = {}
+        # Receipts for consultation messages: posted to this webhook unless the user is listed.
+        self.receipts_to: tuple[str, str] | None = None  # (our webhook URL, OA secret key)
+        self.undelivered: set[str] = set()
+        self._receipts: set[asyncio.Task] = set()
         self.oa_sent: list[dict[str, Any]] = []
         self.uploads: dict[str, bytes] = {}
         # CDN
@@ -316,6 +321,10 @@ class FakeZalo:
             return self._oa_error(-201, f"Parameters invalid: {invalid}")
         message_id = self.next_id()
         self.oa_sent.append({"user_id": recipient, "message_id": message_id, "message": message})
+        if self.receipts_to is not None and recipient not in self.undelivered:
+            task = asyncio.create_task(self._later_receipt(message_id, recipient))
+            self._receipts.add(task)
+            task.add_done_callback(self._receipts.discard)
         return web.json_response(
             {
                 "error": 0,
@@ -464,6 +473,15 @@ class FakeZalo:
         who = body.get("follower") if event == "follow" else body.get("sender")
         if (event.startswith("user_send_") or event == "follow") and isinstance(who, dict):
             self.user_wrote(str(who.get("id") or ""))
+
+    async def _later_receipt(self, message_id: str, user_id: str) -> None:
+        assert self.receipts_to is not None
+        await asyncio.sleep(0.1)  # Zalo reports delivery after it answered the send
+        await self.receipt(*self.receipts_to, message_id, user_id=user_id)
+
+    async def settle_receipts(self) -> None:
+        while self._receipts:
+            await asyncio.gather(*list(self._receipts), return_exceptions=True)
 
     async def receipt(
         self, webhook_url: str, secret_key: str, message_id: str, seen: bool = False, **extra: Any

@@ -72,6 +72,7 @@ class Rig:
         for _ in range(rounds):
             total += await self.sender.drain_once()
             await self.zns.settle()
+            await self.zalo.settle_receipts()
         return total
 
     async def person(
@@ -116,6 +117,7 @@ class Rig:
             await channel.stop()
         await self.runner.cleanup()
         await self.zns.stop()
+        await self.zalo.settle_receipts()
         await self.zalo.stop()
         await self.telegram.close()
 
