@@ -46,7 +46,7 @@ from bot.models import (
 from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
 from bot.services.outbox import Queued, enqueue_many
 from bot.services.reach import ZNS, identities_of, log_entry, phone_for, plan, zns_payload
-from bot.services.reach_policy import load_reach_policy
+from bot.services.reach_policy import KINDS, load_reach_policy
 from bot.sqlutil import dialect_name, insert_new
 from bot.timeutil import from_db, to_db
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
@@ -401,6 +401,8 @@ async def remind(
     to_send: list[tuple[Item, list[User]]] = []
     nobody: list[tuple[Occurrence, TaskDefinition]] = []
     now_db = to_db(now)
+    reach = load_reach_policy(directory.app.settings)
+    by_phone = any(zns_on(reach, directory.app, kind) for kind in KINDS)
     for occurrence in claimed:
         task = tasks.get(occurrence.task_key)
         if task is None or occurrence.status not in ACTIVE_STATUSES:
@@ -415,10 +417,13 @@ async def remind(
         if not pending:
             continue
         # Everyone holding the role, reachable or not: a person no step can reach gets a
-        # chain that ends with the commune told who and why, never a silent gap.
+        # chain that ends with the commune told who and why, never a silent gap. When nobody
+        # at all can be reached, the unit is escalated as unreachable at once, as before.
         people = await directory.people(
             occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
         )
+        if not any(directory.identity(u.id) or (by_phone and phone_for(u)) for u in people):
+            people = []
         if not people:
             nobody.append((occurrence, task))
         latest = pending[-1]
