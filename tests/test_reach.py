@@ -287,3 +287,22 @@ def test_a_template_naming_an_unknown_field_stops_the_start(settings, tmp_path):
         load_reach_policy(settings.model_copy(update={"framework_overrides": broken}))
     text = str(error.value)
     assert "province/reach.yaml" in text and "`ho_ten`" in text and "commune" in text
+
+
+def test_an_officer_sets_and_removes_a_phone_number_from_the_cli(tmp_path, monkeypatch, capsys):  # noqa: ANN001
+    from bot.cli import main
+
+    monkeypatch.setenv("PAPIBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PAPIBOT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    units = tmp_path / "units.csv"
+    units.write_text("code,name,level,parent_code\n56,Khánh Hòa,province,\n", encoding="utf-8")
+    assert main(["init", "--units", str(units)]) == 0
+    assert main(["users", "add", "--unit", "56", "--role", "province_committee"]) == 0
+    capsys.readouterr()
+    assert main(["users", "phone", "--user", "1", "--phone", "0912 345 678"]) == 0
+    assert capsys.readouterr().out.strip() == "user 1: phone 0912345678"
+    assert main(["users", "phone", "--user", "1", "--phone", "0258 3822 111"]) == 2
+    assert "not a Vietnamese mobile number" in capsys.readouterr().err
+    assert main(["users", "phone", "--user", "99", "--phone", "0912345678"]) == 2
+    assert main(["users", "phone", "--user", "1", "--remove"]) == 0
+    assert capsys.readouterr().out.strip().endswith("phone removed")
