@@ -306,3 +306,24 @@ def test_an_officer_sets_and_removes_a_phone_number_from_the_cli(tmp_path, monke
     assert main(["users", "phone", "--user", "99", "--phone", "0912345678"]) == 2
     assert main(["users", "phone", "--user", "1", "--remove"]) == 0
     assert capsys.readouterr().out.strip().endswith("phone removed")
+
+
+async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_not_lost(rig: Rig):
+    from bot.models import Outbox
+
+    async with rig.db.session() as session:
+        row = Outbox(idempotency_key="early", channel="zalo_zns", external_id="84912345678")
+        row.status = OutboxStatus.sending  # Zalo answered; the sender has not written it yet
+        session.add(row)
+        await session.commit()
+    webhook = rig.url + "/webhook/zalo-oa"
+    secret = rig.world.app.settings.zalo_oa_secret_key
+    assert await rig.zalo.receipt(webhook, secret, "zns-early-1") == 200
+    async with rig.db.session() as session:
+        stored = await session.get(Outbox, row.id)
+        stored.status, stored.platform_message_id = OutboxStatus.sent, "zns-early-1"
+        session.add(stored)
+        await session.commit()
+    await rig.channels["zalo_oa"].settle_receipts()
+    [stored] = await rig.rows(idempotency_key="early")
+    assert stored.status == OutboxStatus.delivered

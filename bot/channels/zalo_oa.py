@@ -67,6 +67,7 @@ NOT_FOLLOWING = -213
 OUTSIDE_WINDOW = {-230, -232}
 # Zalo's receipts, for consultation messages and ZNS alike: delivered to the phone, or seen.
 RECEIPT_EVENTS = {"user_received_message": False, "user_seen_message": True}
+RECEIPT_RETRIES = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds before trying an unmatched receipt again
 
 BUTTON_PAYLOAD = re.compile(r"^([a-z]{2,12}):[A-Za-z0-9_:\-]{1,60}$")
 
@@ -150,6 +151,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
         super().__init__(ctx, dispatcher)
         self.tokens = ZaloTokenStore(ctx.db, ctx.settings, self.http)
         self.rate_limit_retry_after = 30.0  # Zalo's -32 says no wait time: half a minute
+        self._receipt_tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ platform calls
 
@@ -421,19 +423,39 @@ class ZaloOAChannel(ZaloHTTPChannel):
                 await session.commit()
 
     async def _receipt(self, body: dict[str, Any]) -> None:
-        """A delivery or seen receipt: the outbox rows it names (by Zalo message id) say so."""
+        """A delivery or seen receipt: the outbox rows it names (by Zalo message id) say so.
+        Zalo may report delivery before our sender has recorded the message id it was given:
+        an id with no row yet is tried again a few times in the background."""
         message = body.get("message") if isinstance(body.get("message"), dict) else {}
         listed = message.get("msg_ids")
         ids = [str(i) for i in listed] if isinstance(listed, list) else []
         ids.append(str(message.get("msg_id") or ""))
+        ids = [i for i in ids if 0 < len(i) <= 64]
+        seen = RECEIPT_EVENTS[str(body["event_name"])]
+        missing = set(ids) - await self._record_receipts(ids, seen)
+        if missing:
+            task = asyncio.create_task(self._receipt_later(sorted(missing), seen))
+            self._receipt_tasks.add(task)
+            task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _record_receipts(self, ids: list[str], seen: bool) -> set[str]:
         async with self.ctx.db.writer(), self.ctx.db.session() as session:
-            await record_receipts(
-                session,
-                [i for i in ids if 0 < len(i) <= 64],
-                RECEIPT_EVENTS[str(body["event_name"])],
-                datetime.now(UTC),
-            )
+            found = await record_receipts(session, ids, seen, datetime.now(UTC))
             await session.commit()
+        return found
+
+    async def _receipt_later(self, ids: list[str], seen: bool) -> None:
+        for delay in RECEIPT_RETRIES:
+            await asyncio.sleep(delay)
+            ids = sorted(set(ids) - await self._record_receipts(ids, seen))
+            if not ids:
+                return
+        log.info("Zalo OA receipts for unknown messages: %s", ", ".join(ids[:5]))
+
+    async def settle_receipts(self) -> None:
+        """Wait for the receipts being tried again (tests, and a clean stop)."""
+        while self._receipt_tasks:
+            await asyncio.gather(*list(self._receipt_tasks), return_exceptions=True)
 
     async def webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
@@ -473,6 +495,8 @@ class ZaloOAChannel(ZaloHTTPChannel):
         """The webhook URL is set in the Zalo developer console; nothing to call here."""
 
     async def stop(self) -> None:
+        for task in self._receipt_tasks:
+            task.cancel()
         await self.close()
 
 

@@ -225,12 +225,12 @@ async def message_failed(session: AsyncSession, row: Outbox, reason: str, now: d
 
 async def record_receipts(
     session: AsyncSession, message_ids: Sequence[str], seen: bool, at: datetime
-) -> int:
+) -> set[str]:
     """Zalo said these messages arrived (or were seen): their outbox rows and chains say so.
-    Returns how many rows changed. A receipt never moves a row back (seen stays seen)."""
+    Returns the ids it found a row for. A receipt never moves a row back (seen stays seen)."""
     ids = [m for m in dict.fromkeys(message_ids) if m]
     if not ids:
-        return 0
+        return set()
     rows = (
         await session.exec(
             select(Outbox).where(
@@ -239,7 +239,6 @@ async def record_receipts(
             )
         )
     ).all()
-    changed = 0
     for row in rows:
         if seen and row.status != OutboxStatus.seen:
             row.status = OutboxStatus.seen
@@ -250,7 +249,6 @@ async def record_receipts(
             row.delivered_at = at
         else:
             continue
-        changed += 1
         session.add(row)
         chain = await _current_chain(session, row)
         if chain is not None and chain.status != ChainStatus.seen:
@@ -259,7 +257,7 @@ async def record_receipts(
             chain.updated_at = at
             _log(chain, chain.status, "", at)
             session.add(chain)
-    return changed
+    return {row.platform_message_id for row in rows}
 
 
 # --- who cannot be reached -----------------------------------------------------------------

@@ -73,6 +73,7 @@ class Rig:
             total += await self.sender.drain_once()
             await self.zns.settle()
             await self.zalo.settle_receipts()
+            await self.channels["zalo_oa"].settle_receipts()
         return total
 
     async def person(
