@@ -6,6 +6,7 @@ call ("📵 Không liên lạc được …"). Every step, tried or skipped, is 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from bot.services.outbox import enqueue
 from bot.services.reach import (
     NOT_DELIVERED,
     ZNS,
+    Step,
     identities_of,
     log_entry,
     mark_reminders,
@@ -99,6 +101,8 @@ async def follow_up(
     }
     identities = await identities_of(session, users)
     directory = Directory(session, app)
+    # Officer id → (officer, the chains flagged to them): one message each, however many.
+    to_tell: dict[int, tuple[User, list[ReachChain]]] = {}
     for chain in chains:
         user = users[chain.user_id]
         if chain.status == ChainStatus.sent:  # accepted, but no receipt in time
@@ -116,11 +120,44 @@ async def follow_up(
             await queue_step(session, chain, step, now)
             report.advanced += 1
         else:
-            await flag(session, app, policies, directory, chain, user, now)
+            for officer in await flag(session, policies, directory, chain, user, now):
+                to_tell.setdefault(officer.id, (officer, []))[1].append(chain)
             report.flagged += 1
         chain.updated_at = now
         session.add(chain)
+    await _tell(session, app, directory, users, to_tell)
     return report
+
+
+async def _tell(
+    session: AsyncSession,
+    app: AppContext,
+    directory: Directory,
+    users: dict[int, User],
+    to_tell: dict[int, tuple[User, list[ReachChain]]],
+) -> None:
+    """One "📵 cannot reach" message per officer, naming everyone flagged to them; each chain
+    records the keys of the messages that named its person."""
+    for officer, flagged in to_tell.values():
+        identity = directory.identity(officer.id)
+        if identity is None:
+            continue
+        keys = sorted(chain.key for chain in flagged)
+        key = f"flag:{officer.id}:{hashlib.sha256('|'.join(keys).encode()).hexdigest()[:16]}"
+        sections = []
+        for chain in sorted(flagged, key=lambda c: (users[c.user_id].name, c.key)):
+            user = users[chain.user_id]
+            unit = await directory.unit(user.unit_id)
+            sections.append(unreachable_notice(app, officer.locale, user, unit, chain).text)
+        message = Outgoing(text="\n\n".join(sections))
+        await enqueue(
+            session, identity.channel, identity.external_id, message, key, user_id=officer.id
+        )
+        for chain in flagged:
+            entries = list(chain.steps)
+            told = [*entries[-1].get("notices", []), key]
+            entries[-1] = {**entries[-1], "notices": told}
+            chain.steps = entries
 
 
 def _note(chain: ReachChain, reason: str, now: datetime) -> None:
@@ -131,7 +168,7 @@ def _note(chain: ReachChain, reason: str, now: datetime) -> None:
     chain.steps = entries
 
 
-async def queue_step(session: AsyncSession, chain: ReachChain, step, now: datetime) -> None:  # noqa: ANN001
+async def queue_step(session: AsyncSession, chain: ReachChain, step: Step, now: datetime) -> None:
     """Queue the chain's message on `step` and make it the chain's current step."""
     chain.step += 1
     key = f"{chain.key}:{chain.step}"
@@ -172,15 +209,15 @@ async def queue_step(session: AsyncSession, chain: ReachChain, step, now: dateti
 
 async def flag(
     session: AsyncSession,
-    app: AppContext,
     policies: Policies,
     directory: Directory,
     chain: ReachChain,
     user: User,
     now: datetime,
 ) -> list[User]:
-    """Nothing reached the person: the unit above is told who, why, and the number to call.
-    Their reminders that no message carried are recorded unreachable. Returns who was told."""
+    """Nothing reached the person: the chain ends, flagged; their reminders that no message
+    carried are recorded unreachable. Returns who at the unit above is to be told (by `_tell`:
+    who, why, and the number to call)."""
     reason = chain.reason or "no_channel"
     chain.status = ChainStatus.flagged
     chain.reason = reason
@@ -193,27 +230,16 @@ async def flag(
         log_entry("commune", "", str(target.code if target else ""), "flagged", reason, now),
     ]
     await mark_reminders(session, chain.reminders or [], "unreachable")
-    for officer in told:
-        identity = directory.identity(officer.id)
-        if identity is None:
-            continue
-        await enqueue(
-            session,
-            identity.channel,
-            identity.external_id,
-            unreachable_notice(app, officer.locale, user, unit, reason, chain),
-            f"{chain.key}:flag:{officer.id}",
-            user_id=officer.id,
-        )
     if not told:
         log.warning("nobody to tell that %s (user %s) cannot be reached", user.name, user.id)
     return told
 
 
 def unreachable_notice(
-    app: AppContext, locale: str, user: User, unit: Unit | None, reason: str, chain: ReachChain
+    app: AppContext, locale: str, user: User, unit: Unit | None, chain: ReachChain
 ) -> Outgoing:
     _ = translator(locale)
+    reason = chain.reason or "no_channel"
     fields = chain.template or {}
     try:
         role = app.framework.role_name(user.role, locale)

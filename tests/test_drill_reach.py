@@ -176,9 +176,9 @@ async def account(rig: Rig, people: dict[str, User]) -> tuple[Figures, list[str]
                 when = from_db(chain.updated_at)
                 figures.flagged[chain.reason] += 1
                 told = [
-                    r
-                    for key, r in rows.items()
-                    if key.startswith(f"{chain.key}:flag:") and r.status in ACCEPTED_STATUSES
+                    rows[key]
+                    for key in chain.steps[-1].get("notices", [])
+                    if rows[key].status in ACCEPTED_STATUSES
                 ]
                 reason = _(REASON_TEXT[chain.reason])
                 if not told or not all(

@@ -327,3 +327,19 @@ async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_not_lost(ri
     await rig.channels["zalo_oa"].settle_receipts()
     [stored] = await rig.rows(idempotency_key="early")
     assert stored.status == OutboxStatus.delivered
+
+
+async def test_the_commune_gets_one_message_naming_everyone_it_could_not_reach(rig: Rig):
+    await officer(rig)
+    await rig.person("head_mot", "thon_mot", "zalo_oa", OA_USER)
+    await rig.person("head_hai", "thon_mot", "telegram", "1002")
+    rig.telegram.block(rig.telegram.user(1002)["id"])
+    await rig.sweep(at(18, 8))
+    await rig.drain()
+    report = await rig.sweep(at(18, 8, 1))
+    assert report.flagged == 2
+    await rig.drain()
+    texts = [m.text for m in rig.telegram.sent_to(3001)]
+    [notice] = [t for t in texts if t.startswith(vi_notice_start("head_"))]
+    assert notice.startswith(vi_notice_start("head_hai"))
+    assert vi_notice_start("head_mot") in notice and "đã chặn" in notice

@@ -98,7 +98,7 @@ def plan(
 ) -> tuple[Step | None, list[dict]]:
     """The next step not tried yet, in the policy's order, and the log of the steps skipped on
     the way (a blocked chat, a Zalo OA window that closed: never tried blindly). None: only the
-    commune is left."""
+    commune is left. `tried` (channel, address) pairs grows with what this call looked at."""
     from bot.channels.zalo_oa import within_window  # late: the channel module is heavier
 
     ordered = ordered_identities(identities)
@@ -293,7 +293,7 @@ async def unreachable_by_commune(
             latest[user.id] = (chain, user, unit)
     by_unit: dict[int, list[Unreachable]] = {}
     for chain, user, unit in latest.values():
-        told = unit.id if unit.level != "village" or unit.parent_id is None else unit.parent_id
+        told = unit.parent_id or unit.id  # as scheduler.escalation.level_above, one level up
         by_unit.setdefault(told, []).append(
             Unreachable(
                 user.id, user.name, unit.name, phone_for(user), chain.reason, chain.updated_at
