@@ -480,7 +480,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
         if body.get("event_name") == "unfollow":
             await self._unfollow(body)
             return web.json_response({"ok": True})
-        if body.get("event_name") in RECEIPT_EVENTS:
+        if str(body.get("event_name")) in RECEIPT_EVENTS:  # any JSON value: never a 500
             await self._receipt(body)
             return web.json_response({"ok": True})
         return await self.dispatch(self.to_incomings(body))
