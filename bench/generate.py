@@ -49,11 +49,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework, load_framework
-from bot.framework.schema import role_matches
-from bot.services.framework_sync import sync_task_definitions
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework, load_framework
+from bot.core.framework.schema import role_matches
+from bot.core.services.framework_sync import sync_task_definitions
 from scheduler.periods import periods_between
 from scheduler.planner import DUE_CLOCK, OPEN_CLOCK, UnitIndex, units_for_task
 from scheduler.policy import Policies, load_policies

@@ -13,7 +13,7 @@ registered village head (Telegram identity) per village. This process is the loa
 papibot sends to, answers callback queries with, and downloads the photos from.
 
 The webhook records an update and answers; the inbox's worker handles it afterwards
-(bot/inbox.py). So every run has two sides, both measured: *accepted* (the webhook's answers,
+(bot/core/inbox.py). So every run has two sides, both measured: *accepted* (the webhook's answers,
 timed by the client) and *handled* (from `inbound_updates.received_at` to `handled_at`, read
 from the database once the server has worked off what it recorded).
 
@@ -149,12 +149,12 @@ async def register_village_heads(data_dir: Path, count: int) -> list[tuple[int, 
     from sqlmodel import select
 
     from bench.load_client import CHAT_BASE
-    from bot.config import Settings
-    from bot.context import AppContext
-    from bot.models import Unit
-    from bot.services.occurrences import open_for_user
-    from bot.services.people import add_user, link_identity
-    from bot.timeutil import to_db
+    from bot.core.config import Settings
+    from bot.core.context import AppContext
+    from bot.core.models import Unit
+    from bot.core.services.occurrences import open_for_user
+    from bot.core.services.people import add_user, link_identity
+    from bot.core.timeutil import to_db
 
     ctx = AppContext.build(Settings(data_dir=data_dir, _env_file=None))
     people: list[tuple[int, list[int]]] = []
@@ -182,8 +182,8 @@ async def check_recorded(data_dir: Path, answered: set[int], attempted: set[int]
     whose answer timed out may or may not be recorded: it is counted apart)."""
     from sqlalchemy import text
 
-    from bot.config import Settings
-    from bot.db import Database
+    from bot.core.config import Settings
+    from bot.core.db import Database
 
     db = Database.from_settings(Settings(data_dir=data_dir, _env_file=None))
     try:
@@ -290,8 +290,8 @@ async def settle(data_dir: Path, sent: int, at_least: float, limit: float = 900.
     at Telegram's 30 messages/s."""
     from sqlalchemy import text
 
-    from bot.config import Settings
-    from bot.db import Database
+    from bot.core.config import Settings
+    from bot.core.db import Database
 
     started = time.monotonic()
     await asyncio.sleep(at_least)
@@ -325,8 +325,8 @@ async def handling(data_dir: Path, update_ids: list[int]) -> dict[str, Any]:
     """The handled side of a run (after `settle`): per update, recorded → handled."""
     from sqlalchemy import text
 
-    from bot.config import Settings
-    from bot.db import Database
+    from bot.core.config import Settings
+    from bot.core.db import Database
 
     wanted = {str(update_id) for update_id in update_ids}
     db = Database.from_settings(Settings(data_dir=data_dir, _env_file=None))

@@ -183,8 +183,8 @@ async def generate_dataset(
 
 def context_for(url: str, data_dir: Path, **settings: Any):  # noqa: ANN201
     """The app's context on `url`."""
-    from bot.config import Settings
-    from bot.context import AppContext
+    from bot.core.config import Settings
+    from bot.core.context import AppContext
 
     config = Settings(
         _env_file=None, database_url=url, data_dir=data_dir, secret_key="bench", **settings
@@ -322,7 +322,7 @@ class Checkpoint:
         self.max_occurrence = 0
 
     async def take(self, since: datetime, until: datetime) -> None:
-        from bot.timeutil import to_db
+        from bot.core.timeutil import to_db
 
         async with self.ctx.db.session() as session:
             for table in self.TABLES:
@@ -333,7 +333,7 @@ class Checkpoint:
             ).scalar() or 0
             from sqlmodel import col, select
 
-            from bot.models import Occurrence
+            from bot.core.models import Occurrence
 
             rows = await session.exec(
                 select(Occurrence.id, Occurrence.status, Occurrence.updated_at).where(
@@ -348,7 +348,7 @@ class Checkpoint:
         """Put the rows back; returns how many occurrences changed status."""
         from sqlmodel import col, select, update
 
-        from bot.models import Occurrence
+        from bot.core.models import Occurrence
 
         async with self.ctx.db.session() as session:
             for table in self.TABLES:
@@ -496,11 +496,11 @@ async def bench_sweep(
 async def bench_send(out: Out, database: str, messages: int, chats: int) -> None:
     """The real Sender and TelegramChannel against the fake Bot API limited to 30 sends/s."""
     from bench.generate import create_postgres_database
+    from bot.app.runtime import rate_limits
+    from bot.channels.sender import Sender
     from bot.channels.telegram import TelegramChannel
-    from bot.messages import Button, Outgoing
-    from bot.models import Outbox
-    from bot.runtime import rate_limits
-    from bot.sender import Sender
+    from bot.core.messages import Button, Outgoing
+    from bot.core.models import Outbox
     from handlers.router import Dispatcher
     from tests.helpers.fake_telegram import FakeTelegram
 
@@ -645,7 +645,7 @@ async def bench_memory(out: Out, database: str, scale: str, months: int, within:
         process = None
         checkpoint = Checkpoint(ctx)
         try:
-            from bot.timeutil import to_db
+            from bot.core.timeutil import to_db
 
             now = datetime.now(ctx.settings.tz)
             async with ctx.db.session() as session:

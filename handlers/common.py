@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.i18n import format_day
-from bot.messages import Button
-from bot.models import Occurrence, TaskDefinition, Unit
-from bot.services.occurrences import may_act_on
-from bot.services.people import audit
-from bot.timeutil import from_db
+from bot.core.i18n import format_day
+from bot.core.messages import Button
+from bot.core.models import Occurrence, TaskDefinition, Unit
+from bot.core.services.occurrences import may_act_on
+from bot.core.services.people import audit
+from bot.core.timeutil import from_db
 from handlers.conversation import Conversation
 
 

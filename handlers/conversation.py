@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.i18n import Translator, translator
-from bot.messages import Button, Incoming, Outgoing
-from bot.models import ChannelIdentity, DialogState, Unit, User, utcnow
-from bot.services.outbox import enqueue, notify_user
+from bot.core.context import AppContext
+from bot.core.i18n import Translator, translator
+from bot.core.messages import Button, Incoming, Outgoing
+from bot.core.models import ChannelIdentity, DialogState, Unit, User, utcnow
+from bot.core.services.outbox import enqueue, notify_user
 
 
 @dataclass

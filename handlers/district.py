@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from bot.models import Unit
-from bot.services.occurrences import RECENT_WINDOW, rollup_tallies
-from bot.timeutil import to_db
+from bot.core.models import Unit
+from bot.core.services.occurrences import RECENT_WINDOW, rollup_tallies
+from bot.core.timeutil import to_db
 from handlers.conversation import Conversation
 
 

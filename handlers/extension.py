@@ -7,12 +7,12 @@ from datetime import date, timedelta
 
 from sqlmodel import col, select
 
-from bot.i18n import format_day, translator
-from bot.messages import Button, Outgoing
-from bot.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
-from bot.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
-from bot.services.people import audit
-from bot.timeutil import local_moment, to_db
+from bot.core.i18n import format_day, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition, Unit, User, utcnow
+from bot.core.services.occurrences import ACTIVE_STATUSES, extend, may_act_on
+from bot.core.services.people import audit
+from bot.core.timeutil import local_moment, to_db
 from handlers.common import load_occurrence, local_due, role_label
 from handlers.conversation import Conversation
 from scheduler.planner import DUE_CLOCK

@@ -3,9 +3,9 @@ in their next digest, so colleagues see which communes were already followed up.
 
 from __future__ import annotations
 
-from bot.models import Unit
-from bot.services.occurrences import ancestor_ids
-from bot.services.people import audit
+from bot.core.models import Unit
+from bot.core.services.occurrences import ancestor_ids
+from bot.core.services.people import audit
 from handlers.conversation import Conversation
 from scheduler.digests import FOLLOWED_UP
 

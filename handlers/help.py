@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.i18n import LOCALES, translator
+from bot.core.i18n import LOCALES, translator
 from handlers.common import main_menu
 from handlers.conversation import Conversation
 

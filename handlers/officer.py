@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 
-from bot.messages import Button
-from bot.models import Event, Occurrence, TaskDefinition, Unit
-from bot.services.occurrences import RECENT_WINDOW, may_act_on, tallies
-from bot.services.people import audit, create_invite
-from bot.timeutil import to_db
+from bot.core.messages import Button
+from bot.core.models import Event, Occurrence, TaskDefinition, Unit
+from bot.core.services.occurrences import RECENT_WINDOW, may_act_on, tallies
+from bot.core.services.people import audit, create_invite
+from bot.core.timeutil import to_db
 from handlers.common import due_text
 from handlers.conversation import Conversation
 from handlers.extension import parse_day

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot.services.people import InviteProblem, audit, redeem_invite
+from bot.core.services.people import InviteProblem, audit, redeem_invite
 from handlers.common import main_menu, role_label
 from handlers.conversation import Conversation
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
-from bot.messages import Button
-from bot.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, utcnow
-from bot.services.evidence import MAX_PHOTO_BYTES, EvidenceProblem, StoredPhoto, store_photo
-from bot.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_user
-from bot.services.people import audit
-from bot.timeutil import to_db
+from bot.core.messages import Button
+from bot.core.models import Evidence, Occurrence, Reminder, Report, TaskDefinition, utcnow
+from bot.core.services.evidence import MAX_PHOTO_BYTES, EvidenceProblem, StoredPhoto, store_photo
+from bot.core.services.occurrences import ACTIVE_STATUSES, mark_done, open_for_user
+from bot.core.services.people import audit
+from bot.core.timeutil import to_db
 from handlers.common import load_occurrence
 from handlers.conversation import Conversation
 

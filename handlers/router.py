@@ -19,13 +19,13 @@ from sqlalchemy.exc import (
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.i18n import translator
-from bot.inbox import Inbox, fetch_first
-from bot.messages import Incoming, Kind, Outgoing
-from bot.models import InboundUpdate, Unit, User, utcnow
-from bot.services.outbox import dialog_state, enqueue
-from bot.services.people import identity_for
+from bot.core.context import AppContext
+from bot.core.i18n import translator
+from bot.core.inbox import Inbox, fetch_first
+from bot.core.messages import Incoming, Kind, Outgoing
+from bot.core.models import InboundUpdate, Unit, User, utcnow
+from bot.core.services.outbox import dialog_state, enqueue
+from bot.core.services.people import identity_for
 from handlers import district, extension, followup, help, officer, onboarding, report, tasks
 from handlers.conversation import Conversation
 
@@ -178,7 +178,7 @@ class Dispatcher:
         self.inbox = Inbox(app.db, self)
 
     async def accept(self, incoming: Incoming) -> None:
-        """Record a platform's update to be handled shortly (see bot/inbox.py)."""
+        """Record a platform's update to be handled shortly (see bot/core/inbox.py)."""
         await self.inbox.accept(incoming)
 
     async def idle(self) -> None:

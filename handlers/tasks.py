@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.models import OccurrenceStatus
-from bot.services.occurrences import LATE_STATUSES, open_for_user
-from bot.timeutil import to_db
+from bot.core.models import OccurrenceStatus
+from bot.core.services.occurrences import LATE_STATUSES, open_for_user
+from bot.core.timeutil import to_db
 from handlers.common import dimension_label, due_text, task_buttons
 from handlers.conversation import Conversation
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.context import AppContext
+from bot.core.context import AppContext
 from scheduler.digests import DigestReport, run_digests
 from scheduler.planner import PlanReport, plan
 from scheduler.reminders import SweepReport, sweep

@@ -22,11 +22,11 @@ from pathlib import Path
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.db import Database
-from bot.i18n import Translator, format_day, format_short_day, mark, translator
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.i18n import Translator, format_day, format_short_day, mark, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     CLOSED_STATUSES,
     AuditLog,
     Escalation,
@@ -37,9 +37,9 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
-from bot.services.outbox import enqueue, preferred_identity
-from bot.timeutil import from_db, to_db
+from bot.core.services.occurrences import LATE_STATUSES, RECENT_WINDOW, Tally, rollup_tallies
+from bot.core.services.outbox import enqueue, preferred_identity
+from bot.core.timeutil import from_db, to_db
 from scheduler.charts import completion_chart
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook

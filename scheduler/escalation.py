@@ -22,8 +22,8 @@ from datetime import date, datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.models import (
+from bot.core.context import AppContext
+from bot.core.models import (
     ChannelIdentity,
     Escalation,
     Occurrence,
@@ -32,10 +32,10 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.occurrences import LATE_STATUSES
-from bot.services.people import preferred_identities
-from bot.sqlutil import insert_new
-from bot.timeutil import from_db, to_db
+from bot.core.services.occurrences import LATE_STATUSES
+from bot.core.services.people import preferred_identities
+from bot.core.sqlutil import insert_new
+from bot.core.timeutil import from_db, to_db
 from scheduler.policy import EscalationStep, Policies
 
 UNREACHABLE = "unreachable"

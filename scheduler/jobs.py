@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.runtime import Runtime
+from bot.app.runtime import Runtime
 from scheduler.commands import run_digest, run_plan, run_sweep
 from scheduler.policy import load_policies
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from bot.framework.schema import ScheduleRule, parse_month_day
+from bot.core.framework.schema import ScheduleRule, parse_month_day
 
 SCHOOL_YEAR_START_MONTH = 9  # Vietnamese school years run from September to May
 

@@ -22,11 +22,11 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
-from bot.config import Settings
-from bot.framework import Framework, TaskRecord
-from bot.models import Event, Occurrence, TaskDefinition, Unit, utcnow
-from bot.sqlutil import insert_ignore, insert_ignore_for_ids
-from bot.timeutil import local_moment, to_db
+from bot.core.config import Settings
+from bot.core.framework import Framework, TaskRecord
+from bot.core.models import Event, Occurrence, TaskDefinition, Unit, utcnow
+from bot.core.sqlutil import insert_ignore, insert_ignore_for_ids
+from bot.core.timeutil import local_moment, to_db
 from scheduler.periods import Period, periods_between
 
 _UNIQUE = ("period", "task_key", "unit_id")  # ON CONFLICT matches the key's columns in any order

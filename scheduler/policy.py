@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.config import Settings
-from bot.framework.loader import FrameworkError, merge_yaml, read_yaml
+from bot.core.config import Settings
+from bot.core.framework.loader import FrameworkError, merge_yaml, read_yaml
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 

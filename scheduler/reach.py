@@ -1,4 +1,4 @@
-"""The minute sweep's follow-up of reach chains (bot/services/reach.py): a step that failed, or
+"""The minute sweep's follow-up of reach chains (bot/core/services/reach.py): a step that failed, or
 was accepted by a channel with receipts but not delivered within the policy's wait, gives way to
 the person's next step; when none is left, the commune is told, by name, with the number to
 call ("📵 Không liên lạc được …"). Every step, tried or skipped, is recorded on the chain.
@@ -14,12 +14,12 @@ from datetime import datetime
 from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.i18n import mark, translator
-from bot.messages import Outgoing
-from bot.models import ChainStatus, Outbox, ReachChain, Unit, User
-from bot.services.outbox import enqueue
-from bot.services.reach import (
+from bot.core.context import AppContext
+from bot.core.i18n import mark, translator
+from bot.core.messages import Outgoing
+from bot.core.models import ChainStatus, Outbox, ReachChain, Unit, User
+from bot.core.services.outbox import enqueue
+from bot.core.services.reach import (
     NOT_DELIVERED,
     ZNS,
     Step,
@@ -31,9 +31,9 @@ from bot.services.reach import (
     tried_in,
     zns_payload,
 )
-from bot.services.reach_policy import ReachPolicy, load_reach_policy
-from bot.sqlutil import for_update_skip_locked
-from bot.timeutil import to_db
+from bot.core.services.reach_policy import ReachPolicy, load_reach_policy
+from bot.core.sqlutil import for_update_skip_locked
+from bot.core.timeutil import to_db
 from scheduler.escalation import Directory, level_above
 from scheduler.policy import Policies
 

@@ -27,12 +27,12 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework.schema import role_matches
-from bot.i18n import format_day, format_short_day, mark, translator
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework.schema import role_matches
+from bot.core.i18n import format_day, format_short_day, mark, translator
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     ChainStatus,
     Escalation,
     Occurrence,
@@ -43,12 +43,12 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
-from bot.services.outbox import Queued, enqueue_many
-from bot.services.reach import ZNS, identities_of, log_entry, phone_for, plan, zns_payload
-from bot.services.reach_policy import KINDS, load_reach_policy
-from bot.sqlutil import dialect_name, insert_new
-from bot.timeutil import from_db, to_db
+from bot.core.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
+from bot.core.services.outbox import Queued, enqueue_many
+from bot.core.services.reach import ZNS, identities_of, log_entry, phone_for, plan, zns_payload
+from bot.core.services.reach_policy import KINDS, load_reach_policy
+from bot.core.sqlutil import dialect_name, insert_new
+from bot.core.timeutil import from_db, to_db
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
 from scheduler.policy import Policies, Stage, load_policies
 from scheduler.reach import follow_up, zns_on
@@ -281,7 +281,7 @@ def _claim_statement(shape: WorkShape, postgres: bool) -> Select | None:
     # PostgreSQL: the filter is fenced in a materialised CTE, else ORDER BY unit_id … LIMIT
     # makes the planner walk ix_occurrences_unit_id over the whole table when little is due.
     # The rows are then claimed so that a concurrent worker skips them (what
-    # bot.sqlutil.for_update_skip_locked does, kept inside the cached statement).
+    # bot.core.sqlutil.for_update_skip_locked does, kept inside the cached statement).
     # The task filter stays outside the fence: inside, PostgreSQL reads the whole unique index
     # (period, task_key, unit_id) for it (a BitmapAnd, 15 s at national scale) when the
     # (status, due_at) range alone finds the few rows in milliseconds.
@@ -584,7 +584,7 @@ def _kind(letter: Letter) -> str:
 async def _template_fields(
     directory: Directory, policies: Policies, letter: Letter, now: datetime
 ) -> dict:
-    """Our fields for a ZNS template (bot/services/reach_policy.OUR_FIELDS)."""
+    """Our fields for a ZNS template (bot/core/services/reach_policy.OUR_FIELDS)."""
     unit = await directory.unit(letter.user.unit_id)
     items = sorted(letter.items, key=lambda i: (i.stage.due_day, i.task.title))
     if not items:

@@ -10,7 +10,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import create_engine
 
-from bot.db import alembic_config
+from bot.core.db import alembic_config
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ SOURCE_DIRS = ("bot", "handlers", "scheduler")
 SKIP_PARTS = {"__pycache__", "migrations", "locales"}
 LOCALES_DIR = ROOT / "bot" / "locales"
 TEMPLATE_PATH = LOCALES_DIR / "messages.pot"
-LOCALES = ("vi", "en")  # tests/test_i18n.py checks this equals bot.i18n.LOCALES
+LOCALES = ("vi", "en")  # tests/test_i18n.py checks this equals bot.core.i18n.LOCALES
 DOMAIN = "messages"
 
 KEYWORDS = frozenset({"_", "t", "mark", "gettext"})

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-import bot.models  # noqa: F401  (registers the tables)
-from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
-from bot.db import Database
-from bot.framework import Framework, load_framework
+import bot.core.models  # noqa: F401  (registers the tables)
+from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.core.db import Database
+from bot.core.framework import Framework, load_framework
 
 POSTGRES_URL = os.environ.get("PAPIBOT_TEST_DATABASE_URL", "")
 SAMPLE_UNITS_CSV = DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv"

@@ -13,12 +13,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import func, select
 
-from bot.backup import BackupError, backup, restore
-from bot.config import Settings
-from bot.db import Database
-from bot.models import Evidence, Occurrence, Report, Unit
-from bot.services.evidence import store_photo
-from bot.services.framework_sync import sync_task_definitions
+from bot.app.backup import BackupError, backup, restore
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.models import Evidence, Occurrence, Report, Unit
+from bot.core.services.evidence import store_photo
+from bot.core.services.framework_sync import sync_task_definitions
 from tests.conftest import POSTGRES_URL
 from tests.helpers.world import build_world
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import DEFAULT_FRAMEWORK_DIR
+from bot.core.config import DEFAULT_FRAMEWORK_DIR
 
 SAMPLE = DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv"
 
@@ -18,7 +18,7 @@ def runner(folder: Path):
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "bot.cli", *args],
+            [sys.executable, "-m", "bot.app.cli", *args],
             capture_output=True,
             text=True,
             env=env,
@@ -123,7 +123,7 @@ def test_a_yaml_task_with_an_unknown_role_is_refused(papibot, tmp_path):
         encoding="utf-8",
     )
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "framework", "validate"],
+        [sys.executable, "-m", "bot.app.cli", "framework", "validate"],
         capture_output=True,
         text=True,
         env={

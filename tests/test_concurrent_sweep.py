@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlmodel import SQLModel, col, select
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.models import Unit
-from bot.services.people import add_user, link_identity
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.models import Unit
+from bot.core.services.people import add_user, link_identity
 from scheduler.commands import run_plan
 from scheduler.reminders import sweep
 from tests.conftest import POSTGRES_URL, drop_postgres_schema, make_postgres_database

@@ -9,9 +9,9 @@ import time_machine
 from openpyxl import load_workbook
 from sqlmodel import select
 
-from bot.i18n import translator
-from bot.messages import Incoming, Kind
-from bot.models import AuditLog, DialogState, Unit, User
+from bot.core.i18n import translator
+from bot.core.messages import Incoming, Kind
+from bot.core.models import AuditLog, DialogState, Unit, User
 from handlers.conversation import Conversation
 from handlers.followup import followed_up
 from scheduler.commands import run_digest, run_sweep

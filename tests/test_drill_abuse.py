@@ -22,11 +22,11 @@ from sqlmodel import col, select
 
 from bot.channels.zalo_bot import SECRET_HEADER, ZaloBotChannel
 from bot.channels.zalo_oa import ZaloOAChannel
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.i18n import translator
-from bot.models import (
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.i18n import translator
+from bot.core.models import (
     AuditLog,
     ChannelIdentity,
     Evidence,
@@ -35,8 +35,8 @@ from bot.models import (
     Report,
     User,
 )
-from bot.services.evidence import MAX_PHOTO_BYTES
-from bot.services.people import WRONG_CODE_LIMIT
+from bot.core.services.evidence import MAX_PHOTO_BYTES
+from bot.core.services.people import WRONG_CODE_LIMIT
 from tests.helpers.drill_support import row_counts
 from tests.helpers.fake_zalo import ZaloStack, fixture, start_stack
 from tests.helpers.rows import count

@@ -23,17 +23,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.app.runtime import Runtime, build_runtime
+from bot.app.server import build_app
 from bot.channels.telegram import SECRET_HEADER as TELEGRAM_SECRET_HEADER
 from bot.channels.zalo_bot import SECRET_HEADER as ZALO_BOT_SECRET_HEADER
 from bot.channels.zalo_oa import SIGNATURE_HEADER, signature
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.runtime import Runtime, build_runtime
-from bot.server import build_app
-from bot.services.framework_sync import sync_task_definitions
-from bot.units import import_units_csv
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.units import import_units_csv
 from tests.helpers.drill_fuzz import MAX_BODY, bodies, check_answer, encode, snapshot
 from tests.helpers.fake_telegram import FakeTelegram
 from tests.helpers.fake_zalo import fixture

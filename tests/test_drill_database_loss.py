@@ -33,10 +33,10 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, col, select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import (
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import (
     AuditLog,
     ChannelIdentity,
     Escalation,

@@ -29,9 +29,9 @@ import pytest
 from sqlalchemy import insert
 from sqlmodel import col, func, select
 
-from bot.db import Database
-from bot.messages import Outgoing
-from bot.models import ChannelIdentity, Outbox, OutboxStatus, Unit, User
+from bot.core.db import Database
+from bot.core.messages import Outgoing
+from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, Unit, User
 from tests.helpers.drill_support import Child, TrippingTelegram, child_env, free_port, wait_for
 
 pytestmark = pytest.mark.drill

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot.i18n import translator
-from bot.models import ACCEPTED_STATUSES, ChainStatus, Outbox, ReachChain, Reminder, User
-from bot.timeutil import from_db
+from bot.core.i18n import translator
+from bot.core.models import ACCEPTED_STATUSES, ChainStatus, Outbox, ReachChain, Reminder, User
+from bot.core.timeutil import from_db
 from scheduler.reach import REASON_TEXT
 from tests.helpers.reach_rig import Rig, start_rig
 from tests.helpers.scheduler_world import HCM
@@ -107,7 +107,7 @@ async def populate(rig: Rig) -> dict[str, User]:
             rig.zns.no_zalo.add("84" + phone[1:])
         people[key] = await rig.person(key, village, channel, address if channel else "", phone)
         if behaviour.endswith("+zalo_bot"):
-            from bot.services.people import link_identity
+            from bot.core.services.people import link_identity
 
             async with rig.db.session() as session:
                 user = await session.get(User, people[key].id)

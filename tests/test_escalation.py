@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from bot.i18n import translator
-from bot.models import Occurrence, OccurrenceStatus
+from bot.core.i18n import translator
+from bot.core.models import Occurrence, OccurrenceStatus
 from scheduler.commands import run_digest, run_sweep
 from tests.helpers.scheduler_world import T1, T2, T3, T4, at, build_scheduler_world
 

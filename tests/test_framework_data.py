@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import DEFAULT_FRAMEWORK_DIR
-from bot.framework import Framework, FrameworkError, load_framework
-from bot.framework.schema import KEY_PATTERN
+from bot.core.config import DEFAULT_FRAMEWORK_DIR
+from bot.core.framework import Framework, FrameworkError, load_framework
+from bot.core.framework.schema import KEY_PATTERN
 
 # Tasks per dimension as transcribed (NOTES.md explains every split, join and dropped duplicate).
 EXPECTED_COUNTS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.i18n import DEFAULT_LOCALE, LOCALES, LOCALES_DIR, format_day, translator
+from bot.core.i18n import DEFAULT_LOCALE, LOCALES, LOCALES_DIR, format_day, translator
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "update_catalogs.py"
 

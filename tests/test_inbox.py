@@ -1,4 +1,4 @@
-"""The inbox (bot/inbox.py): a webhook records its update and answers; the worker handles it.
+"""The inbox (bot/core/inbox.py): a webhook records its update and answers; the worker handles it.
 
 Through the real Telegram webhook of a running papibot app, against the fake Bot API, on
 SQLite and PostgreSQL."""
@@ -13,12 +13,12 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from bot import inbox as inbox_module
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.messages import Incoming, IncomingFile, Kind
-from bot.models import InboundUpdate, Outbox
+from bot.core import inbox as inbox_module
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.messages import Incoming, IncomingFile, Kind
+from bot.core.models import InboundUpdate, Outbox
 from handlers import router
 from handlers.conversation import Conversation
 from handlers.router import Dispatcher

@@ -31,10 +31,10 @@ import pytest
 from PIL import Image
 from sqlmodel import col, select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import (
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import (
     AuditLog,
     ChannelIdentity,
     DialogState,
@@ -46,7 +46,7 @@ from bot.models import (
     Report,
     User,
 )
-from bot.timeutil import from_db
+from bot.core.timeutil import from_db
 from tests.helpers.drivers import CHANNELS, ChannelDriver, Sent, make_driver
 from tests.helpers.rows import count
 

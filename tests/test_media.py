@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config import Settings
+from bot.core.config import Settings
 from bot.web.media import MediaError, add_media_routes, media_url, resolve_token, sign_path
 from tests.helpers.fake_zalo import jpeg_bytes
 

@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from bot.db import Database
+from bot.core.db import Database
 from tests.conftest import POSTGRES_URL, drop_postgres_schema, make_postgres_database
 
 

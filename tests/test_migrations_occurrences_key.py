@@ -8,7 +8,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from bot.db import Database, alembic_config
+from bot.core.db import Database, alembic_config
 from tests.conftest import DATABASE_KINDS, drop_postgres_schema, make_postgres_database
 
 REVISION = "7ccdee07dee8"  # occurrences unique key (period, task_key, unit_id)

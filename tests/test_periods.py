@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from bot.framework.schema import ScheduleRule
+from bot.core.framework.schema import ScheduleRule
 from scheduler.periods import periods_between
 
 

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
-from bot.db import Database
-from bot.models import Event, Occurrence, Unit
+from bot.core.db import Database
+from bot.core.models import Event, Occurrence, Unit
 from scheduler.planner import _counts_query, plan
 from tests.helpers.world import build_world
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.framework.loader import FrameworkError
-from bot.models import ACCEPTED_STATUSES, ChainStatus, OutboxStatus
-from bot.services.reach import normalise_phone, unreachable_by_commune
-from bot.services.reach_policy import load_reach_policy
+from bot.core.framework.loader import FrameworkError
+from bot.core.models import ACCEPTED_STATUSES, ChainStatus, OutboxStatus
+from bot.core.services.reach import normalise_phone, unreachable_by_commune
+from bot.core.services.reach_policy import load_reach_policy
 from tests.helpers.reach_rig import TEMPLATES, Rig, start_rig
 from tests.helpers.scheduler_world import T1, T2, at
 
@@ -229,8 +229,8 @@ async def test_the_first_step_skips_a_blocked_chat_and_tries_the_other(rig: Rig)
     rig.telegram.user(1001)
     head = await rig.person("head_mot", "thon_mot", "zalo_bot", "2002")
     async with rig.db.session() as session:
-        from bot.models import User
-        from bot.services.people import link_identity
+        from bot.core.models import User
+        from bot.core.services.people import link_identity
 
         user = await session.get(User, head.id)
         await link_identity(session, user, "telegram", "1001")  # used last
@@ -290,7 +290,7 @@ def test_a_template_naming_an_unknown_field_stops_the_start(settings, tmp_path):
 
 
 def test_an_officer_sets_and_removes_a_phone_number_from_the_cli(tmp_path, monkeypatch, capsys):  # noqa: ANN001
-    from bot.cli import main
+    from bot.app.cli import main
 
     monkeypatch.setenv("PAPIBOT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PAPIBOT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
@@ -309,7 +309,7 @@ def test_an_officer_sets_and_removes_a_phone_number_from_the_cli(tmp_path, monke
 
 
 async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_not_lost(rig: Rig):
-    from bot.models import Outbox
+    from bot.core.models import Outbox
 
     async with rig.db.session() as session:
         row = Outbox(idempotency_key="early", channel="zalo_zns", external_id="84912345678")

@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pytest
 from sqlmodel import col, select
 
-from bot.config import Settings
-from bot.framework import FrameworkError
-from bot.i18n import format_day, translator
-from bot.models import ChannelIdentity, Escalation, Occurrence, OccurrenceStatus
-from bot.services.occurrences import extend
-from bot.timeutil import to_db
+from bot.core.config import Settings
+from bot.core.framework import FrameworkError
+from bot.core.i18n import format_day, translator
+from bot.core.models import ChannelIdentity, Escalation, Occurrence, OccurrenceStatus
+from bot.core.services.occurrences import extend
+from bot.core.timeutil import to_db
 from scheduler.commands import run_sweep
 from scheduler.jobs import start_scheduler
 from scheduler.policy import load_policies

@@ -11,9 +11,9 @@ from collections import defaultdict
 import pytest
 from openpyxl import load_workbook
 
-from bot.i18n import translator
-from bot.models import Occurrence
-from bot.timeutil import from_db
+from bot.core.i18n import translator
+from bot.core.models import Occurrence
+from bot.core.timeutil import from_db
 from scheduler.commands import run_sweep
 from tests.helpers.scheduler_world import (
     HCM,

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     ChannelIdentity,
     DialogState,
     Occurrence,
@@ -21,10 +21,10 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.services.outbox import Queued, enqueue, enqueue_many, preferred_identity
-from bot.services.people import add_user, link_identity, preferred_identities
-from bot.sqlutil import dialect_name
-from bot.timeutil import to_db
+from bot.core.services.outbox import Queued, enqueue, enqueue_many, preferred_identity
+from bot.core.services.people import add_user, link_identity, preferred_identities
+from bot.core.sqlutil import dialect_name
+from bot.core.timeutil import to_db
 from scheduler import commands
 from scheduler.commands import run_plan
 from scheduler.policy import load_policies

@@ -20,11 +20,11 @@ from aiohttp import ClientSession
 from sqlmodel import col, select
 
 from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, parse_command
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     AuditLog,
     ChannelIdentity,
     Evidence,
@@ -35,7 +35,7 @@ from bot.models import (
     Report,
     User,
 )
-from bot.services.outbox import enqueue, notify_user
+from bot.core.services.outbox import enqueue, notify_user
 from tests.helpers.telegram_harness import (
     SECRET,
     VILLAGE_HEAD,

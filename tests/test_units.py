@@ -10,10 +10,10 @@ import yaml
 from sqlalchemy import func
 from sqlmodel import select
 
-from bot.config import DEFAULT_FRAMEWORK_DIR
-from bot.db import Database
-from bot.models import Unit
-from bot.units import (
+from bot.core.config import DEFAULT_FRAMEWORK_DIR
+from bot.core.db import Database
+from bot.core.models import Unit
+from bot.core.units import (
     UnitImportError,
     UnknownUnitError,
     ancestors,

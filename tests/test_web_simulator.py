@@ -19,11 +19,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 from sqlmodel import col, select
 
-from bot.config import Settings
-from bot.db import Database
-from bot.demo import COMMUNE_OFFICER, DISTRICT_OFFICER, VILLAGE_HEAD, seed_demo
-from bot.framework import Framework
-from bot.models import (
+from bot.app.demo import COMMUNE_OFFICER, DISTRICT_OFFICER, VILLAGE_HEAD, seed_demo
+from bot.app.runtime import build_runtime
+from bot.app.server import build_app
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import (
     AuditLog,
     ChannelIdentity,
     Evidence,
@@ -35,8 +37,6 @@ from bot.models import (
     Report,
     User,
 )
-from bot.runtime import build_runtime
-from bot.server import build_app
 from tests.helpers.rows import count
 from tests.helpers.world import World, build_world
 
@@ -400,8 +400,8 @@ async def test_bad_requests_get_json_errors_not_500(sim: Sim) -> None:
 
 
 async def test_a_bot_photo_is_served_only_from_the_data_directory(sim: Sim) -> None:
-    from bot.messages import Outgoing
-    from bot.models import OutboxStatus
+    from bot.core.messages import Outgoing
+    from bot.core.models import OutboxStatus
 
     settings = sim.world.app.settings
     (settings.data_dir / "charts").mkdir(parents=True, exist_ok=True)

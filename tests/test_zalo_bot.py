@@ -17,9 +17,9 @@ from sqlmodel import col, select
 
 from bot.channels.base import DeliveryError
 from bot.channels.zalo_bot import SECRET_HEADER, ZaloBotChannel
-from bot.context import AppContext
-from bot.messages import Button, Outgoing
-from bot.models import (
+from bot.core.context import AppContext
+from bot.core.messages import Button, Outgoing
+from bot.core.models import (
     ChannelIdentity,
     Evidence,
     InboundUpdate,
@@ -28,7 +28,7 @@ from bot.models import (
     Report,
     User,
 )
-from bot.services.outbox import notify_user
+from bot.core.services.outbox import notify_user
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
 from tests.helpers.rows import count
 from tests.helpers.world import build_world
@@ -300,8 +300,8 @@ async def test_platform_errors_become_delivery_errors(bare_stack: ZaloStack, db)
     assert limited.value.retry_after == 1 and not limited.value.permanent
 
     # Through the sender: a rate limit is waited out and the message still delivered.
-    from bot.sender import RateLimiter
-    from bot.services.outbox import enqueue
+    from bot.channels.sender import RateLimiter
+    from bot.core.services.outbox import enqueue
 
     stack.sender.limits = {"zalo_bot": RateLimiter(per_second=100, per_chat_interval=0)}
     stack.fake.rate_limit_next = 1

@@ -24,9 +24,9 @@ from bot.channels.zalo_oa import (
     within_window,
 )
 from bot.channels.zalo_tokens import ZaloTokenStore
-from bot.context import AppContext
-from bot.messages import Button, Kind, Outgoing
-from bot.models import (
+from bot.core.context import AppContext
+from bot.core.messages import Button, Kind, Outgoing
+from bot.core.models import (
     ChannelIdentity,
     Evidence,
     InboundUpdate,
@@ -39,8 +39,8 @@ from bot.models import (
     User,
     utcnow,
 )
-from bot.services.outbox import enqueue, notify_user, preferred_identity
-from bot.services.people import add_user, link_identity
+from bot.core.services.outbox import enqueue, notify_user, preferred_identity
+from bot.core.services.people import add_user, link_identity
 from tests.helpers.fake_zalo import FakeZalo, ZaloStack, fixture, jpeg_bytes, noisy_png, start_stack
 from tests.helpers.rows import count
 from tests.helpers.world import build_world
@@ -437,7 +437,7 @@ async def test_rate_limit_and_other_errors(bare_stack: ZaloStack, db):  # noqa: 
     assert limited.value.retry_after == 0.2 and not limited.value.permanent
 
     # Through the sender, the wait is honoured and the message goes out.
-    from bot.sender import RateLimiter
+    from bot.channels.sender import RateLimiter
 
     stack.sender.limits = {"zalo_oa": RateLimiter(per_second=100, per_chat_interval=0)}
     stack.fake.rate_limit_next = 1

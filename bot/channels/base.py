@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.messages import Outgoing
+from bot.core.messages import Outgoing
 
 
 def loads_body(raw: bytes, **options: Any) -> Any:
@@ -34,7 +34,7 @@ class DeliveryError(Exception):
     """A send that failed. `retry_after` (seconds) when the platform asked us to wait;
     `permanent` when retrying cannot help; `unreachable` when the recipient can no longer be
     reached on this channel at all (blocked the bot, unfollowed the OA). `reason` is what the
-    outbox records when the message fails for good (bot.models.FAILURE_REASONS); without one,
+    outbox records when the message fails for good (bot.core.models.FAILURE_REASONS); without one,
     `blocked` for an unreachable recipient and `platform_error` for anything else."""
 
     def __init__(

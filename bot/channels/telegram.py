@@ -37,13 +37,13 @@ from telegram.error import (
 )
 
 from bot.channels.base import DeliveryError, loads_body
-from bot.channels.capabilities import CAPABILITIES
 from bot.channels.telegram_http import AiohttpRequest
-from bot.inbox import ChannelHooks
-from bot.messages import Incoming, IncomingFile, Kind, Outgoing, split_text
+from bot.core.capabilities import CAPABILITIES
+from bot.core.inbox import ChannelHooks
+from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, split_text
 
 if TYPE_CHECKING:
-    from bot.context import AppContext
+    from bot.core.context import AppContext
     from handlers.router import Dispatcher
 
 log = logging.getLogger(__name__)

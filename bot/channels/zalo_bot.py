@@ -26,11 +26,11 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels.base import DeliveryError, loads_body
-from bot.channels.capabilities import CAPABILITIES
-from bot.context import AppContext
-from bot.inbox import ChannelHooks
-from bot.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
-from bot.services.evidence import MAX_PHOTO_BYTES
+from bot.core.capabilities import CAPABILITIES
+from bot.core.context import AppContext
+from bot.core.inbox import ChannelHooks
+from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
+from bot.core.services.evidence import MAX_PHOTO_BYTES
 from bot.web.media import MediaError, add_media_routes, media_url
 
 log = logging.getLogger(__name__)

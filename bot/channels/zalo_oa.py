@@ -34,15 +34,15 @@ from aiohttp import web
 from PIL import Image, ImageOps
 
 from bot.channels.base import DeliveryError, loads_body
-from bot.channels.capabilities import CAPABILITIES, uses_numbered_menu
 from bot.channels.zalo_bot import ZaloHTTPChannel, update_key
 from bot.channels.zalo_tokens import Token, ZaloTokenStore
-from bot.context import AppContext
-from bot.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
-from bot.models import ChannelIdentity
-from bot.services.people import identity_for
-from bot.services.reach import record_receipts
-from bot.timeutil import from_db
+from bot.core.capabilities import CAPABILITIES, uses_numbered_menu
+from bot.core.context import AppContext
+from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
+from bot.core.models import ChannelIdentity
+from bot.core.services.people import identity_for
+from bot.core.services.reach import record_receipts
+from bot.core.timeutil import from_db
 from bot.web.media import add_media_routes
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.channels.base import DeliveryError
-from bot.config import Settings
-from bot.db import Database
-from bot.models import PlatformToken, utcnow
-from bot.sqlutil import dialect_name
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.models import PlatformToken, utcnow
+from bot.core.sqlutil import dialect_name
 
 log = logging.getLogger(__name__)
 

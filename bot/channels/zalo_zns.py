@@ -1,6 +1,6 @@
 """Zalo Notification Service (ZNS): an approved template sent to a phone number.
 
-The last chat step of a reach chain before the commune is told (bot/services/reach.py). It needs
+The last chat step of a reach chain before the commune is told (bot/core/services/reach.py). It needs
 the province's Zalo OA (its rotating access token, bot/channels/zalo_tokens.py) and, per kind of
 message, a template Zalo approved (framework_data/reach.yaml: its id and which of our fields
 fills each parameter). `POST {zalo_zns_api_url}/message/template` with the `access_token` header
@@ -22,10 +22,10 @@ from aiohttp import web
 
 from bot.channels.base import DeliveryError
 from bot.channels.zalo_tokens import Token, ZaloTokenStore
-from bot.context import AppContext
-from bot.messages import Outgoing
-from bot.services.reach import ZNS, normalise_phone
-from bot.services.reach_policy import PARAM_LIMIT, ReachPolicy, load_reach_policy
+from bot.core.context import AppContext
+from bot.core.messages import Outgoing
+from bot.core.services.reach import ZNS, normalise_phone
+from bot.core.services.reach_policy import PARAM_LIMIT, ReachPolicy, load_reach_policy
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ TRACKING_LIMIT = 48  # characters Zalo keeps of a tracking id
 TOKEN_ERRORS = {-124, -216, -220}
 RATE_LIMITED = -32
 UNKNOWN_ERROR = -100  # Zalo: "try again later"
-# What each refusal means for the person (bot.models.FAILURE_REASONS).
+# What each refusal means for the person (bot.core.models.FAILURE_REASONS).
 REASONS = {
     -108: "invalid_phone",  # not a phone number Zalo accepts
     -118: "no_channel",  # no Zalo account on this number, or it was disabled

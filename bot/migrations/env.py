@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection handed over by bot.db (sync inside run_sync)."""
+"""Alembic environment: runs on the connection handed over by bot.core.db (sync inside run_sync)."""
 
 from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import bot.models  # noqa: F401  (registers the tables)
+import bot.core.models  # noqa: F401  (registers the tables)
 
 target_metadata = SQLModel.metadata
 config = context.config

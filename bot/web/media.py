@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.config import Settings
+from bot.core.config import Settings
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600  # long enough for a chat client to load it again later
 MEDIA_ROUTE = "/media/{token}"

@@ -17,8 +17,14 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from sqlmodel import col, select
 
+from bot.app.server import RUNTIME_KEY
 from bot.channels.base import loads_body
-from bot.channels.web import (
+from bot.channels.sender import Sender
+from bot.core.messages import CALLBACK_DATA_LIMIT, Incoming, Outgoing
+from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, Unit, User
+from bot.core.services.evidence import MAX_PHOTO_BYTES
+from bot.core.services.people import link_identity
+from bot.web.sim_channel import (
     WebChannel,
     button_update,
     chat_for_user,
@@ -28,12 +34,6 @@ from bot.channels.web import (
     valid_chat,
     valid_update_id,
 )
-from bot.messages import CALLBACK_DATA_LIMIT, Incoming, Outgoing
-from bot.models import ChannelIdentity, Outbox, OutboxStatus, Unit, User
-from bot.sender import Sender
-from bot.server import RUNTIME_KEY
-from bot.services.evidence import MAX_PHOTO_BYTES
-from bot.services.people import link_identity
 
 _dumps = partial(json.dumps, ensure_ascii=False)  # readable Vietnamese in the answers
 STATIC_DIR = Path(__file__).resolve().parent / "static"

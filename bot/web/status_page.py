@@ -6,11 +6,11 @@ import html
 
 from aiohttp import web
 
-from bot.services.status import status_rows
+from bot.core.services.status import status_rows
 
 
 async def status_page(request: web.Request) -> web.Response:
-    from bot.server import CTX_KEY
+    from bot.app.server import CTX_KEY
 
     ctx = request.app[CTX_KEY]
     async with ctx.db.session() as session:

@@ -27,8 +27,8 @@ from typing import Any
 from hypothesis import strategies as st
 from sqlmodel import col, func, select
 
-from bot.db import Database
-from bot.models import AuditLog, InboundUpdate, Outbox
+from bot.core.db import Database
+from bot.core.models import AuditLog, InboundUpdate, Outbox
 from tests.helpers.drill_support import changed, row_counts
 
 MAX_BODY = 1024 * 1024

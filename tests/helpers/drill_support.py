@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlmodel import SQLModel, func, select
 
-from bot.db import Database
+from bot.core.db import Database
 from tests.helpers.fake_telegram import FakeTelegram
 
 REPO = Path(__file__).resolve().parent.parent.parent

@@ -40,23 +40,23 @@ import aiohttp
 from aiohttp import FormData, web
 from sqlmodel import select
 
+from bot.app.runtime import Runtime, build_runtime
+from bot.app.server import build_app
+from bot.channels.sender import RateLimiter
 from bot.channels.telegram import TelegramChannel
-from bot.channels.web import WebChannel
 from bot.channels.zalo_bot import SECRET_HEADER as ZALO_BOT_SECRET_HEADER
 from bot.channels.zalo_bot import ZaloBotChannel
 from bot.channels.zalo_oa import WEBHOOK_PATH as ZALO_OA_WEBHOOK_PATH
 from bot.channels.zalo_oa import ZaloOAChannel
-from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.messages import Outgoing
-from bot.models import Occurrence, Outbox, OutboxStatus, TaskDefinition, Unit
-from bot.runtime import Runtime, build_runtime
-from bot.sender import RateLimiter
-from bot.server import build_app
-from bot.services.framework_sync import sync_task_definitions
-from bot.units import import_units_csv
+from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.messages import Outgoing
+from bot.core.models import Occurrence, Outbox, OutboxStatus, TaskDefinition, Unit
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.units import import_units_csv
+from bot.web.sim_channel import WebChannel
 from handlers.router import Dispatcher
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram

@@ -40,9 +40,9 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
+from bot.channels.sender import Sender
 from bot.channels.zalo_oa import signature
-from bot.context import AppContext
-from bot.sender import Sender
+from bot.core.context import AppContext
 from handlers.router import Dispatcher
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "zalo"

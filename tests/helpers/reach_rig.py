@@ -16,16 +16,16 @@ from pathlib import Path
 from aiohttp import web
 from sqlmodel import col, select
 
+from bot.channels.sender import Sender
 from bot.channels.telegram import TelegramChannel
 from bot.channels.zalo_bot import ZaloBotChannel
 from bot.channels.zalo_oa import WEBHOOK_PATH, ZaloOAChannel
 from bot.channels.zalo_zns import ZaloZNSChannel
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import Outbox, ReachChain, Reminder, User
-from bot.sender import Sender
-from bot.services.reach import normalise_phone
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import Outbox, ReachChain, Reminder, User
+from bot.core.services.reach import normalise_phone
 from handlers.router import Dispatcher
 from scheduler.commands import run_sweep
 from scheduler.reminders import SweepReport

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import func, select
 
-from bot.db import Database
+from bot.core.db import Database
 
 
 async def count(db: Database, model: type, *where: Any) -> int:

@@ -18,14 +18,14 @@ import time_machine
 from PIL import Image, ImageColor
 from sqlmodel import col, select
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import Escalation, Occurrence, Outbox, Reminder, Unit, User
-from bot.services.framework_sync import sync_task_definitions
-from bot.services.occurrences import mark_done
-from bot.services.people import add_user, link_identity
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import Escalation, Occurrence, Outbox, Reminder, Unit, User
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.occurrences import mark_done
+from bot.core.services.people import add_user, link_identity
 from scheduler.charts import BAR_COLOR, TRACK_COLOR
 from scheduler.commands import run_digest, run_plan, run_sweep
 

@@ -15,21 +15,21 @@ from aiohttp import web
 from PIL import Image
 from sqlmodel import select
 
+from bot.app.runtime import Runtime, build_runtime
+from bot.app.server import build_app
+from bot.channels.sender import RateLimiter
 from bot.channels.telegram import TelegramChannel
-from bot.config import DEFAULT_FRAMEWORK_DIR, Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import (
+from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import (
     ChannelIdentity,
     Unit,
     User,
 )
-from bot.runtime import Runtime, build_runtime
-from bot.sender import RateLimiter
-from bot.server import build_app
-from bot.services.framework_sync import sync_task_definitions
-from bot.units import import_units_csv
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.units import import_units_csv
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram
 from tests.helpers.rows import count

@@ -10,14 +10,14 @@ from datetime import date, timedelta
 
 from sqlmodel import select
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.db import Database
-from bot.framework import Framework
-from bot.models import Invite, Unit, User
-from bot.services.framework_sync import sync_task_definitions
-from bot.services.people import add_user, create_invite, link_identity
-from bot.units import UnitRow, read_units_csv, upsert_units
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.db import Database
+from bot.core.framework import Framework
+from bot.core.models import Invite, Unit, User
+from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.people import add_user, create_invite, link_identity
+from bot.core.units import UnitRow, read_units_csv, upsert_units
 from scheduler.planner import plan
 
 SAMPLE_UNITS_CSV = Settings().framework_dir / "units" / "khanh-hoa-2022.csv"

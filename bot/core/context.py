@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.config import Settings
-from bot.db import Database
-from bot.framework import Framework, load_framework
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework, load_framework
 
 
 @dataclass

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from bot.db import Database
-from bot.messages import Incoming, Kind
-from bot.models import InboundUpdate, utcnow
-from bot.services.evidence import MAX_PHOTO_BYTES
-from bot.sqlutil import insert_new
+from bot.core.db import Database
+from bot.core.messages import Incoming, Kind
+from bot.core.models import InboundUpdate, utcnow
+from bot.core.services.evidence import MAX_PHOTO_BYTES
+from bot.core.sqlutil import insert_new
 
 if TYPE_CHECKING:
     from handlers.router import Dispatcher

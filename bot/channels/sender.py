@@ -10,7 +10,7 @@ to make that resend a no-op where the platform allows it.
 
 A row is `sent` only when the platform accepted it (with its message id); a row that fails for
 good is `dead` with its reason (`failure`). A row that belongs to a reach chain tells the chain
-in the same transaction (bot/services/reach.py): its reminders count as sent only then, and a
+in the same transaction (bot/core/services/reach.py): its reminders count as sent only then, and a
 failure lets the sweep try the person's next step.
 """
 
@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select, update
 
 from bot.channels.base import ChannelSender, DeliveryError
-from bot.db import Database
-from bot.messages import Outgoing
-from bot.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
-from bot.services.reach import message_failed, message_sent
-from bot.sqlutil import for_update_skip_locked
+from bot.core.db import Database
+from bot.core.messages import Outgoing
+from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
+from bot.core.services.reach import message_failed, message_sent
+from bot.core.sqlutil import for_update_skip_locked
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy import tuple_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import (
+from bot.core.models import (
     ChainStatus,
     ChannelIdentity,
     Outbox,
@@ -30,7 +30,7 @@ from bot.models import (
     Unit,
     User,
 )
-from bot.timeutil import to_db
+from bot.core.timeutil import to_db
 
 ZNS = "zalo_zns"
 RECEIPT_CHANNELS = frozenset({"zalo_oa", ZNS})  # channels that say when a message arrived
@@ -75,7 +75,7 @@ def log_entry(
 
 
 def ordered_identities(identities: Iterable[ChannelIdentity]) -> list[ChannelIdentity]:
-    """Most recently used first, as bot.services.people.preferred_identities orders them."""
+    """Most recently used first, as bot.core.services.people.preferred_identities orders them."""
     never = datetime.min.replace(tzinfo=None)
     return sorted(
         identities,

@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.db import Database
-from bot.models import Level, Unit
+from bot.core.db import Database
+from bot.core.models import Level, Unit
 
 REQUIRED_COLUMNS = ("code", "name", "level", "parent_code")
 OPTIONAL_COLUMNS = ("sample",)

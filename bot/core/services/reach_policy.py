@@ -11,12 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.config import Settings
-from bot.framework.loader import FrameworkError, merge_yaml, read_yaml
+from bot.core.config import Settings
+from bot.core.framework.loader import FrameworkError, merge_yaml, read_yaml
 
 FILE = "reach.yaml"
 StepName = Literal["last_used", "other_channels", "zns", "commune"]
-# What a ZNS template parameter can be filled with (bot/services/reach.py fills them).
+# What a ZNS template parameter can be filled with (bot/core/services/reach.py fills them).
 OUR_FIELDS = ("name", "unit", "task", "count", "due", "days_late")
 KINDS = ("reminder", "overdue")
 PARAM_LIMIT = 30  # characters: ZNS's limit for name and label parameters

@@ -8,9 +8,9 @@ from datetime import date, datetime, timedelta
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.framework import Framework
-from bot.framework.schema import role_matches
-from bot.models import (
+from bot.core.framework import Framework
+from bot.core.framework.schema import role_matches
+from bot.core.models import (
     CLOSED_STATUSES,
     Occurrence,
     OccurrenceStatus,

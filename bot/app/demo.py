@@ -14,11 +14,11 @@ from datetime import timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.channels.web import CHANNEL, chat_for_user
-from bot.context import AppContext
-from bot.models import Invite, Level, Unit, User, utcnow
-from bot.services.people import add_user, create_invite, identity_for, link_identity
-from bot.timeutil import from_db
+from bot.core.context import AppContext
+from bot.core.models import Invite, Level, Unit, User, utcnow
+from bot.core.services.people import add_user, create_invite, identity_for, link_identity
+from bot.core.timeutil import from_db
+from bot.web.sim_channel import CHANNEL, chat_for_user
 
 DEMO_DISTRICT_NAME = "Thành phố Nha Trang"
 

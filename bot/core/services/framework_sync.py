@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.framework import Framework, TaskRecord
-from bot.models import TaskDefinition
+from bot.core.framework import Framework, TaskRecord
+from bot.core.models import TaskDefinition
 
 
 @dataclass

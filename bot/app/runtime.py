@@ -10,8 +10,8 @@ from datetime import timedelta
 from aiohttp import web
 
 from bot.channels.base import Channel
-from bot.context import AppContext
-from bot.sender import RateLimiter, Sender
+from bot.channels.sender import RateLimiter, Sender
+from bot.core.context import AppContext
 from handlers.router import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def configured_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Ch
     channels: dict[str, Channel] = {}
     settings = ctx.settings
     if settings.simulator_on:
-        from bot.channels.web import WebChannel
+        from bot.web.sim_channel import WebChannel
 
         channels["web"] = WebChannel(ctx, dispatcher)
     if settings.telegram_token:
@@ -46,7 +46,7 @@ def configured_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Ch
 
         channels["zalo_oa"] = ZaloOAChannel(ctx, dispatcher)
         from bot.channels.zalo_zns import ZaloZNSChannel, zns_configured
-        from bot.services.reach_policy import load_reach_policy
+        from bot.core.services.reach_policy import load_reach_policy
 
         if zns_configured(load_reach_policy(settings), settings.zalo_oa_app_id):
             channels["zalo_zns"] = ZaloZNSChannel(ctx, tokens=channels["zalo_oa"].tokens)

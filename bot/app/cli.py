@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-from bot.config import Settings
-from bot.context import AppContext
-from bot.framework import FrameworkError, load_framework
-from bot.timeutil import parse_now
+from bot.core.config import Settings
+from bot.core.context import AppContext
+from bot.core.framework import FrameworkError, load_framework
+from bot.core.timeutil import parse_now
 
 
 class CliError(Exception):
@@ -30,7 +30,7 @@ def _print_json(data: object) -> None:
 
 
 async def _unit_or_fail(session, code: str):  # noqa: ANN001, ANN202
-    from bot.units import unit_by_code
+    from bot.core.units import unit_by_code
 
     unit = await unit_by_code(session, code)
     if unit is None:
@@ -42,7 +42,7 @@ async def _unit_or_fail(session, code: str):  # noqa: ANN001, ANN202
 
 
 async def cmd_init(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.framework_sync import sync_task_definitions
+    from bot.core.services.framework_sync import sync_task_definitions
 
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
     await ctx.db.upgrade()
@@ -58,7 +58,7 @@ async def cmd_init(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 def cmd_framework_validate(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.services.reach_policy import KINDS, load_reach_policy
+    from bot.core.services.reach_policy import KINDS, load_reach_policy
 
     framework = load_framework(settings.framework_dir, settings.framework_overrides)
     print(
@@ -82,7 +82,7 @@ def cmd_framework_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.units import UnitImportError, import_units_csv, import_vietnam_provinces
+    from bot.core.units import UnitImportError, import_units_csv, import_vietnam_provinces
 
     try:
         if args.vietnam_provinces:
@@ -101,7 +101,7 @@ async def cmd_units_import(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_units_list(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.units import UnknownUnitError, list_units
+    from bot.core.units import UnknownUnitError, list_units
 
     try:
         units = await list_units(ctx.db, args.parent)
@@ -124,7 +124,7 @@ def _check_role(ctx: AppContext, role: str, level: str) -> None:
 
 
 async def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.people import add_user, identity_for, link_identity
+    from bot.core.services.people import add_user, identity_for, link_identity
 
     async with ctx.db.session() as session:
         unit = await _unit_or_fail(session, args.unit)
@@ -139,8 +139,8 @@ async def cmd_users_add(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_users_phone(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.models import User
-    from bot.services.reach import normalise_phone
+    from bot.core.models import User
+    from bot.core.services.reach import normalise_phone
 
     phone = None if args.remove else normalise_phone(args.phone)
     if not args.remove and phone is None:
@@ -156,7 +156,7 @@ async def cmd_users_phone(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.people import create_invite
+    from bot.core.services.people import create_invite
 
     async with ctx.db.session() as session:
         unit = await _unit_or_fail(session, args.unit)
@@ -173,7 +173,7 @@ async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_events_add(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.models import Event
+    from bot.core.models import Event
 
     if args.kind not in ctx.framework.event_kinds:
         raise CliError(
@@ -206,8 +206,8 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_status(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.services.status import status_rows
-    from bot.units import descendants_ids
+    from bot.core.services.status import status_rows
+    from bot.core.units import descendants_ids
 
     async with ctx.db.session() as session:
         unit_ids = None
@@ -240,7 +240,7 @@ async def cmd_digest(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.demo import DemoSeedError, seed_demo
+    from bot.app.demo import DemoSeedError, seed_demo
 
     try:
         lines = await seed_demo(ctx)
@@ -251,7 +251,7 @@ async def cmd_demo_seed(ctx: AppContext, args: argparse.Namespace) -> None:
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.backup import BackupError, backup
+    from bot.app.backup import BackupError, backup
 
     try:
         report = backup(settings, Path(args.file) if args.file else None)
@@ -261,7 +261,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.backup import BackupError, restore
+    from bot.app.backup import BackupError, restore
 
     try:
         report = restore(settings, Path(args.file))
@@ -271,7 +271,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def cmd_run(ctx: AppContext, args: argparse.Namespace) -> None:
-    from bot.server import run_forever
+    from bot.app.server import run_forever
 
     await run_forever(ctx)
 

@@ -14,9 +14,9 @@ import uuid
 
 from aiohttp import web
 
-from bot.context import AppContext
-from bot.messages import Incoming, IncomingFile, Kind, Outgoing
-from bot.sender import Sender
+from bot.channels.sender import Sender
+from bot.core.context import AppContext
+from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing
 from handlers.router import Dispatcher
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import AuditLog, ChannelIdentity, Invite, Unit, User, utcnow
+from bot.core.models import AuditLog, ChannelIdentity, Invite, Unit, User, utcnow
 
 # No 0/O, 1/I/L: codes are read aloud over the phone and typed on small keyboards.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"

@@ -10,8 +10,8 @@ import signal
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.context import AppContext
-from bot.runtime import Runtime, add_channel_routes, build_runtime
+from bot.app.runtime import Runtime, add_channel_routes, build_runtime
+from bot.core.context import AppContext
 
 log = logging.getLogger(__name__)
 

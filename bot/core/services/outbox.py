@@ -9,11 +9,11 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.channels.capabilities import uses_numbered_menu
-from bot.messages import Outgoing
-from bot.models import ChannelIdentity, DialogState, Outbox, User, utcnow
-from bot.services.people import preferred_identities
-from bot.sqlutil import INSERT_CHUNK, insert_new
+from bot.core.capabilities import uses_numbered_menu
+from bot.core.messages import Outgoing
+from bot.core.models import ChannelIdentity, DialogState, Outbox, User, utcnow
+from bot.core.services.people import preferred_identities
+from bot.core.sqlutil import INSERT_CHUNK, insert_new
 
 
 async def dialog_state(session: AsyncSession, channel: str, external_id: str) -> DialogState:
@@ -86,7 +86,7 @@ class Queued:
     key: str
     user_id: int | None = None
     created_at: datetime | None = None  # default: now
-    chain_key: str | None = None  # the reach chain it is a step of (bot/services/reach.py)
+    chain_key: str | None = None  # the reach chain it is a step of (bot/core/services/reach.py)
     payload: dict | None = None  # instead of the message's: a template channel's (ZNS)
 
 

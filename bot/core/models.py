@@ -276,7 +276,7 @@ class ChainStatus(StrEnum):
 
 
 class ReachChain(SQLModel, table=True):
-    """One message to one person and the steps taken to reach them (bot/services/reach.py):
+    """One message to one person and the steps taken to reach them (bot/core/services/reach.py):
     their last channel, their other channels, a ZNS template to their phone, then the commune.
     `steps` records each step with its outcome; `reminders` the (occurrence, stage) it holds."""
 
@@ -302,7 +302,7 @@ class ReachChain(SQLModel, table=True):
 
 
 class InboundUpdate(SQLModel, table=True):
-    """An update from a platform, recorded before it is handled (bot/inbox.py): the unique key
+    """An update from a platform, recorded before it is handled (bot/core/inbox.py): the unique key
     makes a redelivery change nothing; `payload` holds it until it is handled, then is cleared."""
 
     __tablename__ = "inbound_updates"

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bot.framework.schema import (
+from bot.core.framework.schema import (
     Dimension,
     Framework,
     RolesFile,

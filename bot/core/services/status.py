@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.models import Occurrence, Unit
-from bot.timeutil import from_db
+from bot.core.models import Occurrence, Unit
+from bot.core.timeutil import from_db
 
 
 @dataclass
