@@ -41,7 +41,9 @@ async def reminded_open(convo: Conversation, day: date) -> list[tuple[Occurrence
         .where(
             Occurrence.unit_id == convo.user.unit_id,
             col(Occurrence.status).in_(ACTIVE_STATUSES),
-            Reminder.outcome == "sent",
+            # The tap comes from the message itself, so it reached the person even if the
+            # sender has not yet recorded the platform's acceptance ("queued" → "sent").
+            col(Reminder.outcome).in_(("queued", "sent")),
             col(Reminder.created_at) >= start,
             col(Reminder.created_at) < end,
         )

@@ -31,12 +31,14 @@ from bot.core.commands import overview_command
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework.schema import role_matches
-from bot.core.i18n import format_day, format_number, mark, translator
+from bot.core.i18n import format_day, format_number, format_short_day, mark, translator
 from bot.core.messages import Button, Outgoing, tap, tap_any
 from bot.core.models import (
+    ChainStatus,
     Escalation,
     Occurrence,
     OccurrenceStatus,
+    ReachChain,
     Reminder,
     TaskDefinition,
     Unit,
@@ -44,6 +46,8 @@ from bot.core.models import (
 )
 from bot.core.services.occurrences import ACTIVE_STATUSES, LATE_STATUSES
 from bot.core.services.outbox import Queued, enqueue_many
+from bot.core.services.reach import ZNS, identities_of, log_entry, phone_for, plan, zns_payload
+from bot.core.services.reach_policy import KINDS, load_reach_policy
 from bot.core.sqlutil import dialect_name, insert_new
 from bot.core.task_text import task_evidence, task_title
 from bot.core.timeutil import from_db, to_db
@@ -51,6 +55,7 @@ from bot.core.unit_words import collective, place
 from bot.core.vietnamese_order import sort_key
 from scheduler.escalation import Directory, Notice, escalate_due, escalate_unreachable
 from scheduler.policy import Policies, Stage, load_policies
+from scheduler.reach import follow_up, zns_on
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,9 @@ CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
 # rest waits for the next sweep (the job runs every minute and never twice at once).
 SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
-SENT, FOLDED, UNREACHABLE = "sent", "folded", "unreachable"
+# A reminder is "queued" when its message is; the sender makes it "sent" once the platform
+# accepted a message holding it, the reach follow-up "unreachable" when none could.
+QUEUED, FOLDED, UNREACHABLE = "queued", "folded", "unreachable"
 FOOTER_RESERVE = 160  # the "… and N more" and "All done?" lines after the last task
 TASK_RESERVE = 330  # the reminder's header and one task with its due date and evidence
 
@@ -68,12 +75,14 @@ TASK_RESERVE = 330  # the reminder's header and one task with its due date and e
 class SweepReport:
     overdue_marked: int = 0
     claimed: int = 0
-    sent: int = 0  # (occurrence, stage) pairs sent
+    sent: int = 0  # (occurrence, stage) pairs queued to be sent
     folded: int = 0
     unreachable: int = 0
     escalations: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     quiet: bool = False
+    next_steps: int = 0  # reach chains given their next step (a failure, no receipt)
+    flagged: int = 0  # reach chains that ended with the commune told
 
     def count_escalations(self, counts: dict[str, int]) -> None:
         for step, count in counts.items():
@@ -86,8 +95,9 @@ class SweepReport:
         steps = ", ".join(f"{k} {v}" for k, v in sorted(self.escalations.items())) or "none"
         return (
             f"{self.overdue_marked} became overdue; {self.claimed} claimed; reminders: "
-            f"{self.sent} sent, {self.folded} folded, {self.unreachable} unreachable; "
-            f"escalations: {steps}; {self.messages} messages queued"
+            f"{self.sent} queued, {self.folded} folded, {self.unreachable} unreachable; "
+            f"escalations: {steps}; {self.messages} messages queued; reach: "
+            f"{self.next_steps} next steps, {self.flagged} flagged to the level above"
             + (" (quiet hours: nothing sent)" if self.quiet else "")
         )
 
@@ -396,6 +406,8 @@ async def remind(
     to_send: list[tuple[Item, list[User]]] = []
     nobody: list[tuple[Occurrence, TaskDefinition]] = []
     now_db = to_db(now)
+    reach = load_reach_policy(directory.app.settings)
+    by_phone = any(zns_on(reach, directory.app, kind) for kind in KINDS)
     for occurrence in claimed:
         task = tasks.get(occurrence.task_key)
         if task is None or occurrence.status not in ACTIVE_STATUSES:
@@ -409,13 +421,22 @@ async def remind(
         ]
         if not pending:
             continue
-        people = await directory.reachable(
+        # Everyone holding the role, reachable or not: a person no step can reach gets a
+        # chain that ends with the commune told who and why, never a silent gap. When nobody
+        # at all can be reached, the unit is escalated as unreachable at once, as before.
+        people = await directory.people(
             occurrence.unit_id, lambda role, roles=task.roles: role_matches(roles, role)
         )
-        if not people and (fallback := app_fallbacks(directory, task.roles)):
-            # Nobody holds the role here yet: its stand-in is reminded (roles.yaml `fallback`);
-            # the gap goes to the coverage report, not up the chain.
-            people = await directory.reachable(occurrence.unit_id, fallback.__contains__)
+
+        def reachable(people: list[User]) -> bool:
+            return any(directory.identity(u.id) or (by_phone and phone_for(u)) for u in people)
+
+        if not reachable(people) and (fallback := app_fallbacks(directory, task.roles)):
+            # Nobody here can take the role yet: its stand-in is reminded (roles.yaml
+            # `fallback`); the gap goes to the coverage report, not up the chain.
+            people = await directory.people(occurrence.unit_id, fallback.__contains__)
+        if not reachable(people):
+            people = []
         if not people:
             nobody.append((occurrence, task))
         latest = pending[-1]
@@ -423,17 +444,17 @@ async def remind(
         for stage in pending:
             outcome = FOLDED
             if stage is latest and fresh:
-                outcome = SENT if people else UNREACHABLE
+                outcome = QUEUED if people else UNREACHABLE
             rows.append(
                 {
                     "occurrence_id": occurrence.id,
                     "stage": stage.key,
-                    "user_ids": [user.id for user in people] if outcome == SENT else [],
+                    "user_ids": [user.id for user in people] if outcome == QUEUED else [],
                     "outcome": outcome,
                     "created_at": now_db,
                 }
             )
-            if outcome == SENT:
+            if outcome == QUEUED:
                 to_send.append((Item(occurrence, task, stage), people))
     owned = await _insert_reminders(session, rows)
     for row in rows:
@@ -656,6 +677,34 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 
+def _kind(letter: Letter) -> str:
+    """Which ZNS template carries the letter: overdue if any task is late."""
+    if not letter.items:
+        return "notice"
+    late = any(item.stage.name.startswith("overdue") for item in letter.items)
+    return "overdue" if late else "reminder"
+
+
+async def _template_fields(
+    directory: Directory, policies: Policies, letter: Letter, now: datetime
+) -> dict:
+    """Our fields for a ZNS template (bot/core/services/reach_policy.OUR_FIELDS)."""
+    unit = await directory.unit(letter.user.unit_id)
+    items = sorted(letter.items, key=lambda i: (i.stage.due_day, i.task.title))
+    if not items:
+        return {"name": letter.user.name, "unit": unit.name if unit else ""}
+    first = items[0]
+    late = (policies.local_day(now) - first.stage.due_day).days
+    return {
+        "name": letter.user.name,
+        "unit": unit.name if unit else "",
+        "task": first.task.title,
+        "count": len(items),
+        "due": format_short_day(first.stage.due_day),
+        "days_late": max(late, 0),
+    }
+
+
 async def deliver(
     session: AsyncSession,
     app: AppContext,
@@ -664,26 +713,89 @@ async def deliver(
     mailbag: Mailbag,
     now: datetime,
 ) -> int:
-    """Queue one message per person; returns how many were queued. The key names the person,
+    """Queue one message per person, each the first step of its reach chain (the policy's
+    first channel that can take it); returns how many were queued. The key names the person,
     the day and what the message holds, so a replayed sweep, or a concurrent worker that got
-    there first, adds nothing (ON CONFLICT DO NOTHING on the key)."""
+    there first, adds nothing (ON CONFLICT DO NOTHING on the key). Each reminder records the
+    chains of the messages that carry it."""
     day = policies.local_day(now)
-    messages = []
-    for letter in mailbag.letters.values():
-        identity = directory.identity(letter.user.id)
-        if identity is None or not (letter.items or letter.notices):
-            continue
-        messages.append(
-            Queued(
-                channel=identity.channel,
-                external_id=identity.external_id,
-                message=compose(app, policies, letter, now),
-                key=f"remind:{letter.user.id}:{day:%Y%m%d}:{letter.fingerprint()}",
-                user_id=letter.user.id,
-                created_at=to_db(now),
-            )
+    reach = load_reach_policy(app.settings)
+    letters = [letter for letter in mailbag.letters.values() if letter.items or letter.notices]
+    identities = await identities_of(session, [letter.user.id for letter in letters])
+    messages: list[Queued] = []
+    chains: list[dict] = []
+    for letter in letters:
+        key = f"remind:{letter.user.id}:{day:%Y%m%d}:{letter.fingerprint()}"
+        kind = _kind(letter)
+        message = compose(app, policies, letter, now)
+        fields = await _template_fields(directory, policies, letter, now)
+        step, skipped = plan(
+            reach.order,
+            identities.get(letter.user.id, []),
+            phone_for(letter.user),
+            zns_on(reach, app, kind),
+            set(),
+            now,
         )
-    return len(await enqueue_many(session, messages))
+        chain = {
+            "key": key,
+            "user_id": letter.user.id,
+            "kind": kind,
+            "status": ChainStatus.queued,
+            "step": 0,
+            "channel": step.channel if step else "",
+            "outbox_key": key if step else "",
+            # Nothing to try: why their chat was skipped (blocked, window closed), else none.
+            "reason": "" if step else (skipped[0]["reason"] if skipped else "no_channel"),
+            "awaiting_since": None if step else to_db(now),
+            "payload": message.to_payload(),
+            "template": fields,
+            "reminders": sorted({(i.occurrence.id, i.stage.key) for i in letter.items}),
+            "steps": skipped,
+            "created_at": to_db(now),
+            "updated_at": to_db(now),
+        }
+        if step is None:
+            chain["status"] = ChainStatus.failed  # the follow-up tells the commune
+        else:
+            chain["steps"] = [
+                *skipped,
+                log_entry(step.name, step.channel, step.address, "queued", "", now),
+            ]
+            messages.append(
+                Queued(
+                    channel=step.channel,
+                    external_id=step.address,
+                    message=message,
+                    key=key,
+                    user_id=letter.user.id,
+                    created_at=to_db(now),
+                    chain_key=key,
+                    payload=zns_payload(kind, fields) if step.channel == ZNS else None,
+                )
+            )
+        chains.append(chain)
+    added = await enqueue_many(session, messages)
+    queued_keys = {m.key for m in messages}
+    fresh = [c for c in chains if c["key"] in added or c["key"] not in queued_keys]
+    owned = {key for (key,) in await insert_new(session, ReachChain.__table__, fresh, ("key",))}
+    links: dict[tuple[int, str], list[str]] = {}
+    for chain in fresh:
+        if chain["key"] in owned:
+            for pair in chain["reminders"]:
+                links.setdefault(tuple(pair), []).append(chain["key"])
+    if links:
+        connection = await session.connection()  # one executemany for every reminder
+        await connection.execute(
+            update(Reminder.__table__)
+            .where(
+                Reminder.__table__.c.occurrence_id == bindparam("o"),
+                Reminder.__table__.c.stage == bindparam("s"),
+            )
+            .values(chain_keys=bindparam("k")),
+            [{"o": o, "s": s, "k": keys} for (o, s), keys in links.items()],
+        )
+    return len(added)
 
 
 # --- the sweep ------------------------------------------------------------------------------
@@ -712,6 +824,17 @@ async def _claim_and_handle(
     await remind(session, directory, policies, claimed, tasks, now, mailbag, report)
     report.messages += await deliver(session, app, directory, policies, mailbag, now)
     return claimed
+
+
+async def _follow_up(
+    db: Database, app: AppContext, policies: Policies, now: datetime, report: SweepReport
+) -> None:
+    """Reach chains whose step failed or sent no receipt in time take their next step."""
+    async with db.session() as session:
+        done = await follow_up(session, app, policies, now)
+        await session.commit()
+    report.next_steps += done.advanced
+    report.flagged += done.flagged
 
 
 async def sweep(
@@ -748,6 +871,8 @@ async def sweep(
         batch_seconds = time.monotonic() - batch_started
     if len(claimed) == limit:
         log.info("sweep budget spent after %d occurrences; the next sweep goes on", report.claimed)
+    if not report.quiet:
+        await _follow_up(db, app, policies, now, report)
     return report
 
 

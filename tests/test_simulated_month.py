@@ -238,10 +238,10 @@ async def test_two_days_down_then_every_escalation_once_and_no_burst(db, setting
     ]
     assert outcomes == [
         ("before-7", "folded"),  # the clock started on the 23rd, long after it
-        ("before-1", "sent"),
-        ("due", "sent"),
+        ("before-1", "queued"),  # no sender in this world: queued is the truth
+        ("due", "queued"),
         ("overdue-1", "folded"),
-        ("overdue-2", "sent"),
+        ("overdue-2", "queued"),
     ]
 
     # The commune step due on the 26th happens at the restart, once; the supervisor step on the
@@ -275,7 +275,7 @@ async def test_a_restart_long_after_the_reminder_time_sends_nothing_stale(db, se
         if r.occurrence_id == occurrence.id
     ] == [
         ("before-7", "folded", at(24, 7)),  # the first sweep after the clock started
-        ("before-1", "sent", at(24, 8)),
+        ("before-1", "queued", at(24, 8)),
         ("due", "folded", at(26, 15)),
         ("overdue-1", "folded", at(26, 15)),
     ]

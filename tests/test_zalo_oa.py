@@ -41,7 +41,7 @@ from bot.core.models import (
 from bot.core.sealed import unseal
 from bot.core.services.outbox import enqueue, notify_user, preferred_identity
 from bot.core.services.people import add_user, link_identity
-from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, noisy_png, start_stack
+from tests.helpers.fake_zalo import FakeZalo, ZaloStack, fixture, jpeg_bytes, noisy_png, start_stack
 from tests.helpers.rows import count
 from tests.helpers.world import build_world
 
@@ -93,7 +93,15 @@ async def bare_stack(settings, db, framework):  # noqa: ANN001
     await stack.close()
 
 
-async def registered(db, external_id: str = USER, last_seen: datetime | None = None) -> User:  # noqa: ANN001
+async def registered(
+    db,  # noqa: ANN001
+    external_id: str = USER,
+    last_seen: datetime | None = None,
+    fake: FakeZalo | None = None,
+) -> User:
+    """A village head on the OA; `fake`: Zalo saw them write at `last_seen` (default now)."""
+    if fake is not None:
+        fake.user_wrote(external_id, last_seen)
     async with db.session() as session:
         unit = Unit(code=f"V{uuid.uuid4().hex[:6]}", name="Thôn Đông", level="village")
         session.add(unit)
@@ -115,6 +123,7 @@ async def test_village_head_follows_registers_and_answers_with_buttons(settings,
         officer = await world.person(
             "Chủ tịch xã", world.commune, "commune_committee", "zalo_oa", OFFICER
         )
+        stack.fake.user_wrote(OFFICER)  # the officer wrote to the OA lately
 
         # Following the OA: the greeting asks for the code.
         assert await post_event(stack, event("follow")) == 200
@@ -311,8 +320,8 @@ async def test_unfollow_marks_the_identity_unreachable(bare_stack: ZaloStack, db
 
 async def test_expired_token_is_refreshed_once_for_concurrent_sends(bare_stack: ZaloStack, db):  # noqa: ANN001
     stack = bare_stack
-    await registered(db, USER)
-    await registered(db, OFFICER)
+    await registered(db, USER, fake=stack.fake)
+    await registered(db, OFFICER, fake=stack.fake)
     await stack.channel.send(USER, Outgoing(text="trước"), "t0")
     assert stack.fake.oauth_calls == 0
     stack.fake.expire_access_token()
@@ -365,8 +374,8 @@ async def test_expired_token_is_refreshed_once_for_concurrent_sends(bare_stack: 
 
 async def test_the_interaction_window_is_respected(bare_stack: ZaloStack, db):  # noqa: ANN001
     stack = bare_stack
-    stale = await registered(db, USER, last_seen=utcnow() - timedelta(days=8))
-    await registered(db, OFFICER, last_seen=utcnow() - timedelta(days=6))
+    stale = await registered(db, USER, last_seen=utcnow() - timedelta(days=8), fake=stack.fake)
+    await registered(db, OFFICER, last_seen=utcnow() - timedelta(days=6), fake=stack.fake)
     with pytest.raises(DeliveryError) as refused:
         await stack.channel.send(USER, Outgoing(text="Nhắc việc"), "w1")
     assert refused.value.permanent and not refused.value.unreachable
@@ -426,7 +435,7 @@ async def test_the_interaction_window_is_respected(bare_stack: ZaloStack, db):  
 
 async def test_rate_limit_and_other_errors(bare_stack: ZaloStack, db):  # noqa: ANN001
     stack = bare_stack
-    await registered(db, USER)
+    await registered(db, USER, fake=stack.fake)
     stack.fake.rate_limit_next = 1
     stack.channel.rate_limit_retry_after = 0.2
     with pytest.raises(DeliveryError) as limited:
@@ -460,7 +469,7 @@ async def test_rate_limit_and_other_errors(bare_stack: ZaloStack, db):  # noqa: 
 
 async def test_long_text_many_buttons_and_big_images(bare_stack: ZaloStack, db, settings):  # noqa: ANN001
     stack = bare_stack
-    await registered(db, USER)
+    await registered(db, USER, fake=stack.fake)
     text = "\n".join(f"{n}. Thôn {n}: đã nộp báo cáo công khai ngân sách quý." for n in range(100))
     assert len(text) > 4000
     buttons = [[Button("Xem", "menu:viec"), Button("Trợ giúp", "menu:help")]]
@@ -499,7 +508,7 @@ async def test_webhook_answers_within_two_seconds_while_a_slow_download_goes_on(
     db,  # noqa: ANN001
 ):
     stack = bare_stack
-    await registered(db, USER)
+    await registered(db, USER, fake=stack.fake)
     stack.fake.cdn_delay = 3.0
     image = event("user_send_image")
     image["message"]["attachments"][0]["payload"]["url"] = stack.fake.add_cdn(

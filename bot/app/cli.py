@@ -152,12 +152,17 @@ async def _check_structure(ctx: AppContext, structure: str | None, quiet: bool =
 
 
 def cmd_framework_validate(settings: Settings, args: argparse.Namespace) -> None:
+    from bot.core.services.reach_policy import KINDS, load_reach_policy
+
     framework = load_framework(settings.framework_dir, settings.framework_overrides)
     print(
         f"framework OK: {len(framework.tasks)} tasks in {len(framework.dimensions)} dimensions, "
         f"{len(framework.schedules)} schedules, {len(framework.roles)} roles, "
         f"{len(framework.agencies)} agencies"
     )
+    reach = load_reach_policy(settings)
+    templates = [f"{kind} {t.template_id}" for kind in KINDS if (t := reach.template(kind))]
+    print(f"reach: {' → '.join(reach.order)}; ZNS templates: {', '.join(templates) or 'none'}")
 
 
 def cmd_framework_list(settings: Settings, args: argparse.Namespace) -> None:
@@ -321,6 +326,23 @@ async def cmd_users_deactivate(ctx: AppContext, args: argparse.Namespace) -> Non
     print(
         f"user {user.id} ({user.name or 'no name'}) deactivated: no more messages or tasks in chat"
     )
+
+
+async def cmd_users_phone(ctx: AppContext, args: argparse.Namespace) -> None:
+    from bot.core.models import User
+    from bot.core.services.reach import normalise_phone
+
+    phone = None if args.remove else normalise_phone(args.phone)
+    if not args.remove and phone is None:
+        raise CliError(f"--phone: {args.phone!r} is not a Vietnamese mobile number (09x xxx xxxx)")
+    async with ctx.db.session() as session:
+        user = await session.get(User, args.user)
+        if user is None:
+            raise CliError(f"--user: no user {args.user}")
+        user.phone = phone
+        session.add(user)
+        await session.commit()
+    print(f"user {user.id}: " + (f"phone 0{phone[2:]}" if phone else "phone removed"))
 
 
 async def cmd_invite(ctx: AppContext, args: argparse.Namespace) -> None:
@@ -620,6 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     user_off = users.add_parser("deactivate", help="stop messaging someone (kept on record)")
     user_off.add_argument("id", type=_positive_int, help="the user id (see `users list`)")
     user_off.set_defaults(run=cmd_users_deactivate)
+    user_phone = users.add_parser("phone", help="set or remove a person's phone number (ZNS)")
+    user_phone.add_argument("--user", required=True, type=int, help="the user id")
+    change = user_phone.add_mutually_exclusive_group(required=True)
+    change.add_argument("--phone", help="a Vietnamese mobile number, e.g. 0912 345 678")
+    change.add_argument("--remove", action="store_true")
+    user_phone.set_defaults(run=cmd_users_phone)
 
     invite = sub.add_parser("invite", help="a single-use registration code for the chat")
     invite.add_argument("--unit", required=True)

@@ -45,6 +45,11 @@ def configured_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Ch
         from bot.channels.zalo_oa import ZaloOAChannel
 
         channels["zalo_oa"] = ZaloOAChannel(ctx, dispatcher)
+        from bot.channels.zalo_zns import ZaloZNSChannel, zns_configured
+        from bot.core.services.reach_policy import load_reach_policy
+
+        if zns_configured(load_reach_policy(settings), settings.zalo_oa_app_id):
+            channels["zalo_zns"] = ZaloZNSChannel(ctx, tokens=channels["zalo_oa"].tokens)
     return channels
 
 
@@ -54,6 +59,7 @@ def rate_limits(ctx: AppContext) -> dict[str, RateLimiter]:
         "telegram": RateLimiter(per_second=30, per_chat_interval=1.0),
         "zalo_bot": RateLimiter(per_second=zalo, per_chat_interval=0.2),
         "zalo_oa": RateLimiter(per_second=zalo, per_chat_interval=0.2),
+        "zalo_zns": RateLimiter(per_second=zalo, per_chat_interval=0.2),
     }
 
 

@@ -25,7 +25,9 @@ def loads_body(raw: bytes, **options: Any) -> Any:
 class DeliveryError(Exception):
     """A send that failed. `retry_after` (seconds) when the platform asked us to wait;
     `permanent` when retrying cannot help; `unreachable` when the recipient can no longer be
-    reached on this channel at all (blocked the bot, unfollowed the OA)."""
+    reached on this channel at all (blocked the bot, unfollowed the OA). `reason` is what the
+    outbox records when the message fails for good (bot.core.models.FAILURE_REASONS); without one,
+    `blocked` for an unreachable recipient and `platform_error` for anything else."""
 
     def __init__(
         self,
@@ -34,11 +36,13 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         permanent: bool = False,
         unreachable: bool = False,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent or unreachable
         self.unreachable = unreachable
+        self.reason = reason or ("blocked" if unreachable else "platform_error")
 
 
 class ChannelSender(Protocol):

@@ -7,6 +7,11 @@ ran out belongs to a worker that died (a crash, `kill -9`) and is taken again, b
 or by the same one restarted, at most `stale_after` later. Only such a row can be sent twice (it
 may have reached the platform just before the crash); the channel gets the row's idempotency key
 to make that resend a no-op where the platform allows it.
+
+A row is `sent` only when the platform accepted it (with its message id); a row that fails for
+good is `dead` with its reason (`failure`). A row that belongs to a reach chain tells the chain
+in the same transaction (bot/core/services/reach.py): its reminders count as sent only then, and a
+failure lets the sweep try the person's next step.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import contextlib
 import logging
 import time
 from collections import defaultdict, deque
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select, update
 
@@ -24,6 +30,7 @@ from bot.channels.base import ChannelSender, DeliveryError
 from bot.core.db import Database
 from bot.core.messages import Outgoing
 from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
+from bot.core.services.reach import message_failed, message_sent
 from bot.core.sqlutil import for_update_skip_locked
 
 log = logging.getLogger(__name__)
@@ -97,8 +104,10 @@ class Sender:
         max_attempts: int = 8,
         batch_size: int = 100,
         stale_after: timedelta = timedelta(minutes=1),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
+        self.clock = clock  # when a row was sent, as its chain and receipts read it
         self.channels = channels
         self.limits = limits or {}
         self.max_attempts = max_attempts
@@ -206,9 +215,7 @@ class Sender:
             if limiter:
                 await limiter.wait(row.external_id)
             try:
-                message_id = await channel.send(
-                    row.external_id, Outgoing.from_payload(row.payload), row.idempotency_key
-                )
+                message_id = await self._deliver(channel, row)
             except DeliveryError as error:
                 if limiter:
                     limiter.done()
@@ -230,17 +237,29 @@ class Sender:
             await self._mark_sent(row, message_id)
             return 1
 
+    @staticmethod
+    async def _deliver(channel: ChannelSender, row: Outbox) -> str:
+        # A template channel (ZNS) reads the payload itself: it is not a chat message.
+        send_payload = getattr(channel, "send_payload", None)
+        if send_payload is not None:
+            return await send_payload(row.external_id, row.payload, row.idempotency_key)
+        return await channel.send(
+            row.external_id, Outgoing.from_payload(row.payload), row.idempotency_key
+        )
+
     async def _mark_sent(self, row: Outbox, message_id: str) -> None:
+        now = self.clock()
         async with self.db.writer(), self.db.session() as session:
             await session.exec(
                 update(Outbox)
                 .where(Outbox.id == row.id)
                 .values(
                     status=OutboxStatus.sent,
-                    sent_at=utcnow(),
+                    sent_at=now,
                     platform_message_id=str(message_id)[:64],
                 )
             )
+            await message_sent(session, row, now)
             await session.commit()
 
     async def _mark_failed(self, row: Outbox, error: DeliveryError) -> None:
@@ -252,9 +271,12 @@ class Sender:
             "status": OutboxStatus.dead if dead else OutboxStatus.pending,
             "last_error": str(error)[:1000],
             "next_attempt_at": utcnow() + timedelta(seconds=delay),
+            "failure": error.reason if dead else "",
         }
         async with self.db.writer(), self.db.session() as session:
             await session.exec(update(Outbox).where(Outbox.id == row.id).values(**values))
+            if dead:
+                await message_failed(session, row, error.reason, self.clock())
             if error.unreachable:
                 await session.exec(
                     update(ChannelIdentity)

@@ -42,6 +42,7 @@ from bot.core.capabilities import CAPABILITIES, uses_numbered_menu, within_windo
 from bot.core.context import AppContext
 from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing, numbered_menu, split_text
 from bot.core.services.people import identity_for
+from bot.core.services.reach import record_receipts
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ TOKEN_ERRORS = {-216, -220, -124}  # access token invalid / expired
 RATE_LIMITED = -32
 NOT_FOLLOWING = -213
 OUTSIDE_WINDOW = {-230, -232}
+# Zalo's receipts, for consultation messages and ZNS alike: delivered to the phone, or seen.
+RECEIPT_EVENTS = {"user_received_message": False, "user_seen_message": True}
+RECEIPT_RETRIES = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds before trying an unmatched receipt again
 
 BUTTON_PAYLOAD = re.compile(r"^([a-z]{2,12}):[A-Za-z0-9_:\-]{1,60}$")
 
@@ -116,6 +120,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
         super().__init__(ctx, dispatcher)
         self.tokens = ZaloTokenStore(ctx.db, ctx.settings, self.http)
         self.rate_limit_retry_after = 30.0  # Zalo's -32 says no wait time: half a minute
+        self._receipt_tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ platform calls
 
@@ -179,7 +184,10 @@ class ZaloOAChannel(ZaloHTTPChannel):
             return DeliveryError(message, retry_after=self.rate_limit_retry_after)
         if error == NOT_FOLLOWING:
             return DeliveryError(message, unreachable=True)
-        return DeliveryError(message, permanent=True)  # incl. outside the interaction window
+        if error in OUTSIDE_WINDOW:
+            # Not retried: the window opens again only when the person writes.
+            return DeliveryError(message, permanent=True, reason="outside_window")
+        return DeliveryError(message, permanent=True)
 
     async def _send_message(self, user_id: str, message: dict[str, Any]) -> str:
         data = await self.api(
@@ -212,6 +220,7 @@ class ZaloOAChannel(ZaloHTTPChannel):
             raise DeliveryError(
                 "Zalo OA: the person has not written for over 7 days; Zalo allows no message",
                 permanent=True,
+                reason="outside_window",
             )
 
     async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
@@ -391,6 +400,41 @@ class ZaloOAChannel(ZaloHTTPChannel):
         age = (now or datetime.now(UTC)) - signed
         return abs(age.total_seconds()) <= self.settings.zalo_oa_replay_window_seconds
 
+    async def _receipt(self, body: dict[str, Any]) -> None:
+        """A delivery or seen receipt: the outbox rows it names (by Zalo message id) say so.
+        Zalo may report delivery before our sender has recorded the message id it was given:
+        an id with no row yet is tried again a few times in the background."""
+        message = body.get("message") if isinstance(body.get("message"), dict) else {}
+        listed = message.get("msg_ids")
+        ids = [str(i) for i in listed] if isinstance(listed, list) else []
+        ids.append(str(message.get("msg_id") or ""))
+        ids = [i for i in ids if 0 < len(i) <= 64]
+        seen = RECEIPT_EVENTS[str(body["event_name"])]
+        missing = set(ids) - await self._record_receipts(ids, seen)
+        if missing:
+            task = asyncio.create_task(self._receipt_later(sorted(missing), seen))
+            self._receipt_tasks.add(task)
+            task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _record_receipts(self, ids: list[str], seen: bool) -> set[str]:
+        async with self.ctx.db.writer(), self.ctx.db.session() as session:
+            found = await record_receipts(session, ids, seen, datetime.now(UTC))
+            await session.commit()
+        return found
+
+    async def _receipt_later(self, ids: list[str], seen: bool) -> None:
+        for delay in RECEIPT_RETRIES:
+            await asyncio.sleep(delay)
+            ids = sorted(set(ids) - await self._record_receipts(ids, seen))
+            if not ids:
+                return
+        log.info("Zalo OA receipts for unknown messages: %s", ", ".join(ids[:5]))
+
+    async def settle_receipts(self) -> None:
+        """Wait for the receipts being tried again (tests, and a clean stop)."""
+        while self._receipt_tasks:
+            await asyncio.gather(*list(self._receipt_tasks), return_exceptions=True)
+
     async def webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         secret = self.settings.zalo_oa_secret_key
@@ -416,6 +460,9 @@ class ZaloOAChannel(ZaloHTTPChannel):
         if body.get("event_name") == "unfollow":
             await self._unfollow(body)
             return web.json_response({"ok": True})
+        if str(body.get("event_name")) in RECEIPT_EVENTS:  # any JSON value: never a 500
+            await self._receipt(body)
+            return web.json_response({"ok": True})
         return await self.dispatch(self.to_incomings(body))
 
     # ------------------------------------------------------------------ lifecycle
@@ -427,6 +474,8 @@ class ZaloOAChannel(ZaloHTTPChannel):
         """The webhook URL is set in the Zalo developer console; nothing to call here."""
 
     async def stop(self) -> None:
+        for task in self._receipt_tasks:
+            task.cancel()
         await self.close()
 
 

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     zalo_oa_refresh_token: str = ""
     zalo_oa_api_url: str = "https://openapi.zalo.me"
     zalo_oauth_url: str = "https://oauth.zaloapp.com"
+    zalo_zns_api_url: str = "https://business.openapi.zalo.me"  # templates: framework reach.yaml
     zalo_rate_per_second: float = 10.0
 
     simulator_enabled: bool | None = Field(

@@ -47,10 +47,28 @@ CLOSED_STATUSES = (OccurrenceStatus.done, OccurrenceStatus.excused)
 
 
 class OutboxStatus(StrEnum):
+    """queued (`pending`) → `sending` → `sent` (the platform accepted it: its message id is
+    kept) → `delivered` / `seen` where the platform says so; or failed for good (`dead`, with
+    a `failure` reason, one of FAILURE_REASONS)."""
+
     pending = "pending"
     sending = "sending"
     sent = "sent"
+    delivered = "delivered"
+    seen = "seen"
     dead = "dead"
+
+
+# The platform took the message: nothing after this is a failure to send.
+ACCEPTED_STATUSES = (OutboxStatus.sent, OutboxStatus.delivered, OutboxStatus.seen)
+FAILURE_REASONS = (
+    "outside_window",
+    "blocked",
+    "no_channel",
+    "quota",
+    "invalid_phone",
+    "platform_error",
+)
 
 
 class Unit(SQLModel, table=True):
@@ -228,13 +246,19 @@ class Reminder(SQLModel, table=True):
     occurrence_id: int = Field(foreign_key="occurrences.id")
     stage: str = Field(max_length=32)  # before-7, before-1, due, overdue-1, …
     user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
-    outcome: str = Field(default="sent", max_length=16)  # sent | folded | unreachable
+    # queued (its message waits) | sent (a message holding it was accepted) | unreachable |
+    # folded. Queued becomes sent or unreachable as its messages' chains go (reach_chains).
+    outcome: str = Field(default="queued", max_length=16)
+    chain_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 
 class Outbox(SQLModel, table=True):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_platform_message", "platform_message_id"),  # receipts find their row
+    )
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True, max_length=120)
     user_id: int | None = Field(default=None, foreign_key="users.id")
@@ -246,8 +270,47 @@ class Outbox(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow)
     last_error: str = Field(default="", max_length=1000)
     platform_message_id: str = Field(default="", max_length=64)
+    failure: str = Field(default="", max_length=16)  # one of FAILURE_REASONS when dead
+    chain_key: str | None = Field(default=None, max_length=120)  # its reach chain, if any
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    seen_at: datetime | None = None
+
+
+class ChainStatus(StrEnum):
+    queued = "queued"  # the current step's message waits to be sent
+    sent = "sent"  # accepted; on a channel with receipts, waiting for one
+    delivered = "delivered"
+    seen = "seen"
+    failed = "failed"  # the current step failed: the sweep starts the next one
+    flagged = "flagged"  # every step failed: the commune was told, by name
+
+
+class ReachChain(SQLModel, table=True):
+    """One message to one person and the steps taken to reach them (bot/core/services/reach.py):
+    their last channel, their other channels, a ZNS template to their phone, then the commune.
+    `steps` records each step with its outcome; `reminders` the (occurrence, stage) it holds."""
+
+    __tablename__ = "reach_chains"
+    __table_args__ = (Index("ix_reach_chains_status_since", "status", "awaiting_since"),)
+    key: str = Field(primary_key=True, max_length=120)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    kind: str = Field(default="reminder", max_length=16)  # reminder | overdue
+    status: str = Field(default=ChainStatus.queued, max_length=16)
+    step: int = 0
+    channel: str = Field(default="", max_length=16)  # the current step's channel
+    outbox_key: str = Field(default="", max_length=120)  # the current step's message
+    reason: str = Field(default="", max_length=16)  # why the last step failed
+    # Sent on a channel with receipts (or failed): since when. No receipt within the policy's
+    # time and the next step starts.
+    awaiting_since: datetime | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    template: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reminders: list[list[Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class InboundUpdate(SQLModel, table=True):

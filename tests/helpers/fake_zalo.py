@@ -13,6 +13,12 @@ One aiohttp server plays four parts (every base URL setting points at it):
 Every call is recorded. Hooks: `expire_access_token()` (-216), `rate_limit_next` (-32 / 429),
 `not_following` (-213), `outside_window` (-230), `bot_blocked` (403).
 
+Like Zalo, the OA answers -230 to a consultation message for anyone who has not written to it
+within `window` (7 days) on the fake's `clock`: the fake learns that someone wrote from the
+events it signs (`oa_headers`) or from `user_wrote`. `receipt()` posts a signed
+`user_received_message` / `user_seen_message` event to our webhook; with `receipts_to` set,
+every accepted consultation message gets one, unless its user is in `undelivered`.
+
 `ZaloStack` wires papibot around it for journey tests: a world on a real database, the channel,
 the dispatcher and the sender, and our own aiohttp server on loopback for webhooks and media.
 """
@@ -24,7 +30,9 @@ import hashlib
 import io
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +108,14 @@ class FakeZalo:
         self.rate_limit_next = 0
         self.not_following: set[str] = set()
         self.outside_window: set[str] = set()
+        self.enforce_window = True
+        self.window = timedelta(days=7)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.last_wrote: dict[str, datetime] = {}
+        # Receipts for consultation messages: posted to this webhook unless the user is listed.
+        self.receipts_to: tuple[str, str] | None = None  # (our webhook URL, OA secret key)
+        self.undelivered: set[str] = set()
+        self._receipts: set[asyncio.Task] = set()
         self.oa_sent: list[dict[str, Any]] = []
         self.uploads: dict[str, bytes] = {}
         # CDN
@@ -304,13 +320,17 @@ class FakeZalo:
             return self._oa_error(-201, "Parameters invalid: recipient.user_id / message")
         if recipient in self.not_following:
             return self._oa_error(-213, "User has not followed the OA")
-        if recipient in self.outside_window:
+        if recipient in self.outside_window or not self.in_window(recipient):
             return self._oa_error(-230, "User has not interacted with the OA in the last 7 days")
         invalid = self._invalid_message(message)
         if invalid:
             return self._oa_error(-201, f"Parameters invalid: {invalid}")
         message_id = self.next_id()
         self.oa_sent.append({"user_id": recipient, "message_id": message_id, "message": message})
+        if self.receipts_to is not None and recipient not in self.undelivered:
+            task = asyncio.create_task(self._later_receipt(message_id, recipient))
+            self._receipts.add(task)
+            task.add_done_callback(self._receipts.discard)
         return web.json_response(
             {
                 "error": 0,
@@ -432,8 +452,64 @@ class FakeZalo:
     # ------------------------------------------------------------------ signing OA webhooks
 
     def oa_headers(self, raw: bytes, secret_key: str, timestamp: str) -> dict[str, str]:
+        self._note_interaction(raw)
         mac = signature(self.app_id, raw, timestamp, secret_key)
         return {"X-ZEvent-Signature": f"mac={mac}", "Content-Type": "application/json"}
+
+    # ------------------------------------------------------------------ the interaction window
+
+    def user_wrote(self, user_id: str, at: datetime | None = None) -> None:
+        self.last_wrote[user_id] = at or self.clock()
+
+    def in_window(self, user_id: str) -> bool:
+        if not self.enforce_window:
+            return True
+        wrote = self.last_wrote.get(user_id)
+        return wrote is not None and self.clock() - wrote <= self.window
+
+    def _note_interaction(self, raw: bytes) -> None:
+        """An event the fake "sends" for a user who wrote (or followed) opens their window."""
+        try:
+            body = json.loads(raw, parse_int=str)
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        event = str(body.get("event_name") or "")
+        who = body.get("follower") if event == "follow" else body.get("sender")
+        if (event.startswith("user_send_") or event == "follow") and isinstance(who, dict):
+            self.user_wrote(str(who.get("id") or ""))
+
+    async def _later_receipt(self, message_id: str, user_id: str) -> None:
+        assert self.receipts_to is not None
+        await asyncio.sleep(0.1)  # Zalo reports delivery after it answered the send
+        await self.receipt(*self.receipts_to, message_id, user_id=user_id)
+
+    async def settle_receipts(self) -> None:
+        while self._receipts:
+            await asyncio.gather(*list(self._receipts), return_exceptions=True)
+
+    async def receipt(
+        self, webhook_url: str, secret_key: str, message_id: str, seen: bool = False, **extra: Any
+    ) -> int:
+        """Post Zalo's receipt for one message to our webhook; returns the HTTP status."""
+        timestamp = str(int(self.clock().timestamp() * 1000))
+        body = {
+            "app_id": self.app_id,
+            "event_name": "user_seen_message" if seen else "user_received_message",
+            "sender": {"id": "oa-" + self.app_id},
+            "recipient": {"id": extra.pop("user_id", "")},
+            "message": {"msg_id": message_id, **extra},
+            "timestamp": timestamp,
+        }
+        raw = json.dumps(body).encode()
+        headers = self.oa_headers(raw, secret_key, timestamp)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(webhook_url, data=raw, headers=headers) as response,
+        ):
+            await response.read()
+            return response.status
 
 
 # ---------------------------------------------------------------------- papibot around the fake

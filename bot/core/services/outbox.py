@@ -87,6 +87,8 @@ class Queued:
     key: str
     user_id: int | None = None
     created_at: datetime | None = None  # default: now
+    chain_key: str | None = None  # the reach chain it is a step of (bot/core/services/reach.py)
+    payload: dict | None = None  # instead of the message's: a template channel's (ZNS)
 
 
 def _chunks(items: Sequence, size: int = INSERT_CHUNK) -> Iterator[Sequence]:
@@ -128,6 +130,8 @@ async def _dialog_states(
 
 
 def _needs_menu(queued: Queued) -> bool:
+    if queued.payload is not None:
+        return False
     return uses_numbered_menu(queued.channel, len(queued.message.flat_buttons()))
 
 
@@ -138,7 +142,8 @@ def _outbox_values(queued: Queued, message: Outgoing) -> dict:
         user_id=queued.user_id,
         channel=queued.channel,
         external_id=queued.external_id,
-        payload=message.to_payload(),
+        payload=queued.payload if queued.payload is not None else message.to_payload(),
+        chain_key=queued.chain_key,
     )
     if queued.created_at is not None:
         row.created_at = queued.created_at
