@@ -1,8 +1,8 @@
 """done / excused / overdue / open, counted from occurrence statuses, per unit and dimension.
 
-The dashboard's one counting rule: `done` is done, `excused` is excused (a "cannot do" that was
-accepted), `overdue` is overdue or escalated, `open` is open. Nothing excused is ever counted
-as done.
+The dashboard's counts by dimension and period, with the records' one rule from status to
+outcome (`outcome_of` in bot/core/services/status.py): `done`, `excused` (a "cannot do" that was
+accepted), `overdue` (overdue or escalated), `open`. Nothing excused is ever counted as done.
 """
 
 from __future__ import annotations
@@ -15,16 +15,11 @@ from sqlalchemy import literal
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core.models import Occurrence, OccurrenceStatus, TaskDefinition
+from bot.core.models import Occurrence, TaskDefinition
+from bot.core.services.status import OUTCOMES, outcome_of
 
-BUCKETS = ("done", "excused", "overdue", "open")
-STATUSES_OF = {
-    "done": (OccurrenceStatus.done,),
-    "excused": (OccurrenceStatus.excused,),
-    "overdue": (OccurrenceStatus.overdue, OccurrenceStatus.escalated),
-    "open": (OccurrenceStatus.open,),
-}
-BUCKET_OF = {status: bucket for bucket, statuses in STATUSES_OF.items() for status in statuses}
+# The outcome of each status is the records' one rule (bot/core/services/status.py).
+BUCKETS = OUTCOMES
 
 
 @dataclass
@@ -35,7 +30,7 @@ class Counts:
     open: int = 0
 
     def add(self, status: str, count: int = 1) -> None:
-        bucket = BUCKET_OF.get(status, "open")
+        bucket = outcome_of(status)
         setattr(self, bucket, getattr(self, bucket) + count)
 
     def merge(self, other: Counts) -> None:

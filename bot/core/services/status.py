@@ -14,6 +14,20 @@ from bot.core.models import Occurrence, OccurrenceStatus, Unit
 from bot.core.timeutil import from_db
 
 LATE = (OccurrenceStatus.overdue, OccurrenceStatus.escalated)
+# The one rule from occurrence status to outcome, for every count and filter in the product.
+OUTCOMES = ("done", "excused", "overdue", "open")
+STATUSES_OF = {
+    "done": (OccurrenceStatus.done,),
+    "excused": (OccurrenceStatus.excused,),
+    "overdue": LATE,
+    "open": (OccurrenceStatus.open,),
+}
+OUTCOME_OF = {status: outcome for outcome, statuses in STATUSES_OF.items() for status in statuses}
+
+
+def outcome_of(status: str) -> str:
+    """done / excused / overdue / open for an occurrence status (anything else is open)."""
+    return OUTCOME_OF.get(status, "open")
 
 
 @dataclass
@@ -33,14 +47,8 @@ class StatusCounts:
     open: int = 0
 
     def add(self, status: str, count: int) -> None:
-        if status == OccurrenceStatus.done:
-            self.done += count
-        elif status == OccurrenceStatus.excused:
-            self.excused += count
-        elif status in LATE:
-            self.overdue += count
-        else:
-            self.open += count
+        outcome = outcome_of(status)
+        setattr(self, outcome, getattr(self, outcome) + count)
 
     @property
     def total(self) -> int:

@@ -15,7 +15,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
 from bot.core.services.people import audit
-from bot.core.services.rollup import BUCKET_OF
+from bot.core.services.status import outcome_of
 from bot.core.timeutil import from_db
 from bot.web.dashboard import queries
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, resource
@@ -117,7 +117,7 @@ async def _occurrence_table(visit: Visit, unit, title: str, rows) -> Table:  # n
                 dimension.short if dimension else task.dimension,
                 occurrence.period,
                 _local(occurrence.due_at, visit),
-                labels[BUCKET_OF.get(occurrence.status, "open")],
+                labels[outcome_of(occurrence.status)],
                 _local(occurrence.done_at, visit),
             ]
         )

@@ -19,7 +19,7 @@ from bot.core.models import (
     User,
 )
 from bot.core.services.people import preferred_identities
-from bot.core.services.rollup import STATUSES_OF
+from bot.core.services.status import STATUSES_OF
 from bot.web.dashboard import periods
 from bot.web.dashboard.visit import Visit
 
