@@ -17,6 +17,7 @@ from bot.core.models import (
     User,
     utcnow,
 )
+from bot.core.services.evidence_checks import flag_sentences, flags_of_reports
 from bot.core.services.occurrences import may_act_on
 from bot.core.services.people import audit
 from bot.core.task_text import task_title
@@ -80,6 +81,10 @@ async def open_report(convo: Conversation, raw_id: str) -> None:
     ]
     if report.on_behalf_of_user_id is not None or reporter.unit_id != occurrence.unit_id:
         lines.append(_("Reported on behalf of {unit}.").format(unit=unit.name))
+    flags = (await flags_of_reports(convo.session, [report.id]))[report.id]
+    if flags:  # what the evidence checks found: for the reviewer to look at, not a verdict
+        sentences = await flag_sentences(convo.session, flags, _, convo.app.settings.tz)
+        lines += [f"⚠️ {sentence}" for sentence in sentences]
     if report.review_status:
         reviewer = await convo.session.get(User, report.reviewed_by_user_id)
         lines.append(
@@ -137,6 +142,10 @@ async def accept_report(convo: Conversation, raw_id: str) -> None:
     report.reviewed_by_user_id = convo.user.id
     report.reviewed_at = utcnow()
     convo.session.add(report)
+    # A flagged photo accepted anyway: the record says who looked at it and took it.
+    for flag in (await flags_of_reports(convo.session, [report.id]))[report.id]:
+        flag.accepted_by_user_id, flag.accepted_at = convo.user.id, report.reviewed_at
+        convo.session.add(flag)
     await audit(
         convo.session,
         "report.accepted",

@@ -19,6 +19,7 @@ from bot.core.db import Database
 from bot.core.i18n import format_day, translator
 from bot.core.messages import Button, Outgoing
 from bot.core.models import AuditLog, Evidence, Occurrence, Report, TaskDefinition, Unit, User
+from bot.core.services.evidence_checks import flags_of_reports
 from bot.core.services.outbox import enqueue, preferred_identity
 from bot.core.timeutil import from_db, to_db
 from scheduler.policy import load_policies
@@ -92,7 +93,13 @@ async def new_reports(
     return [NewReport(r, task, unit, count or 0) for r, task, unit, count in rows.all()]
 
 
-def compose(app: AppContext, officer: User, found: list[NewReport], since: datetime) -> Outgoing:
+def compose(
+    app: AppContext,
+    officer: User,
+    found: list[NewReport],
+    since: datetime,
+    flagged: set[int] = frozenset(),  # type: ignore[assignment]
+) -> Outgoing:
     _ = translator(officer.locale)
     tz = app.settings.tz
     start = since.astimezone(tz)
@@ -104,8 +111,9 @@ def compose(app: AppContext, officer: User, found: list[NewReport], since: datet
     buttons = []
     for number, item in enumerate(found, start=1):
         sent = from_db(item.report.submitted_at).astimezone(tz)
+        mark = "⚠️ " if item.report.id in flagged else ""  # a photo the checks flagged
         lines.append(
-            f"{number}. {item.unit.name}: {item.task.title} — "
+            f"{number}. {mark}{item.unit.name}: {item.task.title} — "
             + _("{photos} photo(s), sent {when}").format(
                 photos=item.photos, when=f"{sent:%H:%M %d/%m}"
             )
@@ -115,6 +123,12 @@ def compose(app: AppContext, officer: User, found: list[NewReport], since: datet
             buttons.append([Button(label, f"rv:{item.report.id}")])
     if len(found) > MAX_BUTTONS:
         lines.append(_("The others can be opened from each village in /tinhhinh."))
+    if flagged:
+        lines.append(
+            _(
+                "⚠️ marks a report with a photo that may be reused, old or taken elsewhere: open it to look."
+            )
+        )
     lines.append(_("Open a report to see its photos, then accept it or return it."))
     return Outgoing(text="\n".join(lines), buttons=buttons)
 
@@ -141,7 +155,9 @@ async def send_evidence_digests(
         found = await new_reports(session, officer, list(overseers[officer.role]), since, now)
         if not found:
             continue
-        message = compose(app, officer, found, since)
+        flags = await flags_of_reports(session, [item.report.id for item in found])
+        flagged = {report_id for report_id, listed in flags.items() if listed}
+        message = compose(app, officer, found, since, flagged)
         row = await enqueue(
             session, identity.channel, identity.external_id, message, key, officer.id
         )

@@ -44,7 +44,7 @@ from bot.core.services.fingerprints import (
     near_duplicates,
 )
 from tests.helpers.drivers import ChannelDriver, Sent, make_driver, small_world
-from tests.test_journeys import VILLAGE_HEAD, arg, buttons, register, task_list
+from tests.test_journeys import OFFICER, VILLAGE_HEAD, arg, buttons, register, task_list
 
 HOME = (12.2500, 109.1833)  # Nha Trang
 FAR_AWAY = (12.6800, 109.1833)  # about 48 km north
@@ -316,3 +316,26 @@ async def test_the_share_of_flagged_reports_is_counted_per_unit(driver: ChannelD
             session, [village.id, d.world.villages[1].id], utcnow() - timedelta(days=1)
         )
     assert counts == {village.id: (2, 1), d.world.villages[1].id: (0, 0)}
+
+
+async def test_the_commune_sees_the_flag_when_reviewing_and_its_acceptance_is_recorded(
+    driver: ChannelDriver,
+) -> None:
+    d = driver
+    await register(d, "head", d.world.villages[0], VILLAGE_HEAD)
+    officer = await register(d, "officer", d.world.commune, OFFICER)
+    first, second = (await open_cards(d))[:2]
+    original = photo(1)
+    sent, _card = await report(d, first, [encode(original)])
+    await d.tap("head", f"send:{sent}")
+    reused, _card = await report(d, second, [copies_of(original)[1]])
+    await d.tap("head", f"send:{reused}")
+
+    await d.say("officer", "/tinhhinh")  # → the village → its report, as an officer would
+    await d.tap("officer", f"vil:{d.world.villages[0].id}")
+    await d.tap("officer", f"rv:{reused}")
+    card = next(m for m in reversed(await d.messages("officer")) if f"rva:{reused}" in m.buttons)
+    assert "⚠️" in card.text  # the reviewer is shown what the checks found
+    await d.tap("officer", f"rva:{reused}")
+    (flag,) = await flags_of(d, reused)
+    assert flag.accepted_by_user_id == officer.id and flag.accepted_at is not None

@@ -25,6 +25,7 @@ from bot.core.models import (
     TaskDefinition,
     User,
 )
+from bot.core.services.evidence_checks import flag_sentences, flags_of_reports
 from bot.core.timeutil import from_db
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, local_moment, page, resource
 from bot.web.media import content_type
@@ -198,6 +199,7 @@ async def occurrence_page(request: web.Request, visit: Visit) -> web.Response:
     task = await visit.session.get(TaskDefinition, occurrence.task_key)
     unit = visit.unit(occurrence.unit_id)
     steps, evidence = await _timeline(visit, occurrence)
+    checks = await _flag_sentences(visit, [report.id for _e, report, _s in evidence])
     dimension = visit.ctx.framework.dimensions.get(task.dimension)
     return visit.render(
         "occurrence.html",
@@ -209,7 +211,21 @@ async def occurrence_page(request: web.Request, visit: Visit) -> web.Response:
         dimension=dimension,
         steps=steps,
         evidence=evidence,
+        checks=checks,
     )
+
+
+async def _flag_sentences(visit: Visit, report_ids: list[int]) -> dict[int, list[str]]:
+    """What the evidence checks found, as sentences, by evidence id (and who accepted it)."""
+    found: dict[int, list[str]] = {}
+    flags = await flags_of_reports(visit.session, sorted(set(report_ids)))
+    for listed in flags.values():
+        for flag in listed:
+            (sentence,) = await flag_sentences(
+                visit.session, [flag], visit._, visit.ctx.settings.tz
+            )
+            found.setdefault(flag.evidence_id, []).append(sentence)
+    return found
 
 
 async def _evidence_file(visit: Visit, raw: str) -> tuple[Evidence, Path]:
