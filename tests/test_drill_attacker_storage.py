@@ -73,6 +73,7 @@ async def oa_stack(settings, db, framework):  # noqa: ANN001
         user = await add_user(session, unit, "village_head", "Trưởng thôn")
         await link_identity(session, user, "zalo_oa", OA_USER)
         await session.commit()
+    stack.fake.user_wrote(OA_USER)  # Zalo lets the OA answer only within its window
     yield stack
     await stack.close()
 
@@ -400,7 +401,10 @@ QUOTA_BYTES = vi(
     "You have sent {size} MB of photos in the last 24 hours, the most that can be received. "
     "Please send the rest tomorrow. The photos already received are kept."
 )
-RECEIVED = vi("Received photo {count}. Send more, or tap Continue.")
+# On channels with buttons "{action}" reads as the tap on the Continue button.
+RECEIVED = vi("Received photo {count}. Send more, or {action}.").replace(
+    "{action}", "bấm «➡️ Tiếp tục»"
+)
 UPLOAD_CHANNELS = ("telegram", "web")  # a file as a person sends it: a document, a form upload
 
 

@@ -46,7 +46,7 @@ from bot.web.media import add_media_routes
 from tests.helpers.fake_zalo import jpeg_bytes
 from tests.helpers.rows import count
 from tests.helpers.world import build_world
-from tests.test_web_simulator import Sim, _awaiting_photos, stored_files
+from tests.test_web_simulator import Sim, _awaiting_photos
 
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = "k" * 20 + "-strong-enough-1234567890"
@@ -558,9 +558,15 @@ async def test_a_full_disk_during_an_upload_leaves_no_part_file_and_says_so(
     replies = [m["text"] for m in await sim.messages(chat, mark)]
     assert any("hết chỗ lưu ảnh" in text for text in replies), replies
     assert list(sim.world.app.settings.data_dir.rglob("*.part")) == []
-    assert stored_files(sim.world.app.settings) == []
+    assert draft_files(sim.world.app.settings) == []
     assert await count(sim.db, Evidence) == 0
 
     monkeypatch.setattr(Path, "write_bytes", real_write)  # room again: the same photo is taken
     await sim.upload(chat, jpeg_bytes(64, 48), "anh.jpg", "image/jpeg")
-    assert len(stored_files(sim.world.app.settings)) == 1
+    assert len(draft_files(sim.world.app.settings)) == 1
+
+
+def draft_files(settings) -> list[Path]:  # noqa: ANN001
+    """A draft's photos wait in uploads/ until the report is sent (then move to evidence/)."""
+    root = settings.data_dir / "uploads"
+    return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
