@@ -255,6 +255,7 @@ def state_data(name: str, occurrence_id: int) -> dict:
         },
         "awaiting_cannot_reason": {"occurrence_id": occurrence_id},
         "awaiting_event_date": {"kind": "election"},
+        "awaiting_decision_reason": {"report_id": 0, "action": "decr"},
     }[name]
 
 
