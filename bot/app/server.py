@@ -83,14 +83,15 @@ def build_app(runtime: Runtime) -> web.Application:
 
 
 def served(app: web.Application) -> list[str]:
-    """What the app answers, for the start-up banner (the simulator's API as one entry)."""
+    """What the app answers, for the start-up banner (the simulator and the dashboard as one
+    entry each)."""
     entries: list[str] = []
     for route in app.router.routes():
         if route.method == "HEAD":
             continue
         path = route.resource.canonical if route.resource is not None else ""
-        if path.startswith("/sim"):
-            path, method = "/sim", "GET"
+        if path.startswith(("/sim", "/dashboard")):
+            path, method = "/" + path.split("/")[1], "GET"
         else:
             method = route.method
         entry = path if method == "GET" else f"{method} {path}"
