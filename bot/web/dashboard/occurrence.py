@@ -26,6 +26,7 @@ from bot.core.models import (
     User,
 )
 from bot.core.services.evidence_checks import flag_sentences, flags_of_reports
+from bot.core.task_text import task_evidence, task_title
 from bot.core.timeutil import from_db
 from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, local_moment, page, resource
 from bot.web.media import content_type
@@ -203,7 +204,7 @@ async def occurrence_page(request: web.Request, visit: Visit) -> web.Response:
     dimension = visit.ctx.framework.dimensions.get(task.dimension)
     return visit.render(
         "occurrence.html",
-        title=task.title,
+        title=task_title(task, visit.locale),
         unit=unit,
         trail=visit.scope.trail(unit.id),
         occurrence=occurrence,
@@ -212,6 +213,7 @@ async def occurrence_page(request: web.Request, visit: Visit) -> web.Response:
         steps=steps,
         evidence=evidence,
         checks=checks,
+        evidence_text=task_evidence(task, visit.locale, unit),
     )
 
 

@@ -23,6 +23,7 @@ from bot.core.models import User, WebSession
 from bot.core.services.people import audit
 from bot.core.services.web_login import session_for_cookie
 from bot.core.timeutil import from_db
+from bot.core.unit_words import titled
 from bot.web.dashboard.scope import Scope, scope_for
 
 CTX = web.AppKey("dashboard_ctx", AppContext)
@@ -70,6 +71,7 @@ class Visit:
             "csrf": self.web_session.csrf_token,
             "locale": self.locale,
             "role_name": self.role_name(self.user.role),
+            "user_title": self.user_title(),
             "prefix": PREFIX,
             "path": self.request.path_qs,
             "role_names": self.role_name,
@@ -81,6 +83,13 @@ class Visit:
             },
         }
         return render(self.request, template, {**base, **context}, status=status)
+
+    def user_title(self) -> str:
+        """The signed-in person's role at their unit, in the unit's own words."""
+        try:
+            return titled(self.ctx.framework, self.user.role, self.scope.unit, self.locale)
+        except KeyError:
+            return f"{self.role_name(self.user.role)} · {self.scope.unit.name}"
 
     def role_name(self, role: str) -> str:
         try:
