@@ -218,7 +218,11 @@ async def simulate(
                 reminded = await session.exec(
                     select(Reminder, Occurrence)
                     .join(Occurrence)
-                    .where(Reminder.created_at == to_db(now), Reminder.outcome == "sent")
+                    # queued: its message is in the outbox (no sender runs here); sent: accepted.
+                    .where(
+                        Reminder.created_at == to_db(now),
+                        col(Reminder.outcome).in_(("queued", "sent")),
+                    )
                 )
                 for reminder, occurrence in reminded.all():
                     for key in MEASURED:
