@@ -17,7 +17,8 @@ PAGE = """<!doctype html>
 <p>Theo dõi các nhiệm vụ nâng cao Chỉ số PAPI theo Quyết định 3012/QĐ-UBND của UBND tỉnh
 Khánh Hòa.</p>
 <p>Trang theo dõi công việc được mở bằng đường liên kết mà bot gửi cho anh/chị trong Zalo hoặc
-Telegram. Nếu chưa có, hãy nhắn <b>/help</b> cho bot.</p>
+Telegram: nhắn <b>/web</b> cho bot để nhận đường liên kết (dùng một lần, trong 10 phút).
+<a href='/dashboard/login'>Hướng dẫn đăng nhập</a></p>
 {extra}</body></html>
 """
 
