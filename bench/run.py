@@ -10,6 +10,8 @@ sweep   one reminder-and-escalation sweep with 1 and with 24 months of history a
         morning's reminders and escalations are due (undone after each run, so it repeats)
 send    the outbox sender and the Telegram channel against the fake Bot API enforcing 30
         messages/s: achieved rate / limit, messages lost, messages duplicated
+lanes   reply latency (p99) while 20,000 queued reminders go out at Telegram's 30 messages/s
+        (bench/lanes.py)
 dashboard  server time of each dashboard page (bench/dashboard.py), 24 months of history
 memory  peak RSS (VmHWM) of a real `papibot run` with the scheduler, until it has planned and
         swept (the not-yet-open occurrences are deleted first, so the plan really inserts)
@@ -58,7 +60,7 @@ PG = {
     ).rstrip("/"),
     "prefix": os.environ.get("PAPIBOT_BENCH_DATABASE_PREFIX", "papibot_bench"),
 }
-ALL = ("plan", "sweep", "send", "memory", "inbound", "dashboard")
+ALL = ("plan", "sweep", "send", "lanes", "memory", "inbound", "dashboard")
 HISTORIES = (1, 24)
 GENERATE_TIMEOUT = {"province": 900, "national": 5400}
 BENCH_TIMEOUT = {"province": 900, "national": 3600}
@@ -74,6 +76,7 @@ TARGETS = {
     ("send", "lost"): ("<=", 0),
     ("send", "duplicated"): ("<=", 0),
     ("memory", "peak_rss_mb"): ("<=", 300),
+    ("lanes", "reply_p99_seconds_during_fan_out"): ("<=", 2.0),
 }
 
 
@@ -836,6 +839,10 @@ async def main_async(args: argparse.Namespace) -> None:
             )
         if "send" in only:
             await bounded("send", bench_send(out, database, args.messages, args.messages))
+        if "lanes" in only:
+            from bench.lanes import bench_reply_latency
+
+            await bounded("lanes", bench_reply_latency(out, database, pg_url, args.fan_out))
         if "dashboard" in only:
             from bench.dashboard import bench_dashboard
 
@@ -856,6 +863,7 @@ async def cleanup() -> None:
             await drop_postgres_database(dataset_url("postgres", scale, months))
             remove_sqlite(RESULTS / f"{scale}-m{months}.sqlite")
     await drop_postgres_database(pg_url("send"))
+    await drop_postgres_database(pg_url("lanes"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -869,6 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="sweeps per measurement (median)")
     parser.add_argument("--messages", type=int, default=600, help="outbox rows for `send`")
+    parser.add_argument("--fan-out", type=int, default=20_000, help="reminders queued for `lanes`")
     parser.add_argument(
         "--timeout", type=float, default=0, help="seconds per benchmark (default by scale)"
     )
