@@ -101,6 +101,22 @@ def us_of(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
+def schema_fingerprint() -> str:
+    """The models' tables and columns: a data set generated on another schema is stale."""
+    import hashlib
+
+    from sqlmodel import SQLModel
+
+    import bot.core.models  # noqa: F401  (the tables)
+
+    names = sorted(
+        f"{table.name}.{column.name}"
+        for table in SQLModel.metadata.tables.values()
+        for column in table.columns
+    )
+    return hashlib.sha256("|".join(names).encode()).hexdigest()[:16]
+
+
 def default_as_of(tz) -> datetime:  # noqa: ANN001
     """A fixed morning at 07:30 local: the morning sweep's work (08:00) is still to come."""
     return datetime.fromisoformat(DEFAULT_AS_OF).replace(tzinfo=tz)
@@ -963,6 +979,7 @@ async def generate(
         # The busy sweep's "now" and how many occurrences have a reminder due at it.
         "busy_at": busy_at.isoformat() if busy_at else None,
         "busy_due": busy_due,
+        "schema": schema_fingerprint(),
         "seed": seed,
         "seconds": round(time.monotonic() - started, 1),
         "phases": phases,

@@ -48,7 +48,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 
-from bench.generate import drop_postgres_database, read_meta, remove_sqlite
+from bench.generate import drop_postgres_database, read_meta, remove_sqlite, schema_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -147,6 +147,7 @@ async def ensure_datasets(
             and meta.get("scale") == scale
             and meta.get("history_months") == months
             and meta.get("busy_at")  # older data sets have no busy moment of their own
+            and meta.get("schema") == schema_fingerprint()  # nor the columns of today's models
         )
         metas[months] = meta if ok else None
     anchor = next((m["as_of"] for m in (metas[24], metas[1]) if m), None)
