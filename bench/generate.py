@@ -66,6 +66,11 @@ DAY = 24 * HOUR
 NEVER = np.int64(2**62)
 PLAN_LEAD = timedelta(days=62)  # an occurrence is created when its window is this close
 
+BUSY_LOOKAHEAD = timedelta(days=7)  # where the data set looks for its busy moment
+BUSY_AFTER = timedelta(minutes=5)  # the busy sweep runs this long after the reminders' moment
+# The data set's own "now" when none is given: a fixed moment, so a figure never depends on the
+# day the benchmark runs.
+DEFAULT_AS_OF = "2026-11-16T07:30"
 SHARE_ON_TIME = 0.80
 SHARE_EXCUSED = 0.02
 SHARE_LATE_DONE = 0.08  # the rest (10 %) is never done
@@ -96,11 +101,25 @@ def us_of(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
-def default_as_of(tz) -> datetime:  # noqa: ANN001
-    """Today at 07:30 local: the morning sweep's work (08:00) is still to come."""
-    return datetime.combine(datetime.now(tz).date(), datetime.min.time(), tzinfo=tz).replace(
-        hour=7, minute=30
+def schema_fingerprint() -> str:
+    """The models' tables and columns: a data set generated on another schema is stale."""
+    import hashlib
+
+    from sqlmodel import SQLModel
+
+    import bot.core.models  # noqa: F401  (the tables)
+
+    names = sorted(
+        f"{table.name}.{column.name}"
+        for table in SQLModel.metadata.tables.values()
+        for column in table.columns
     )
+    return hashlib.sha256("|".join(names).encode()).hexdigest()[:16]
+
+
+def default_as_of(tz) -> datetime:  # noqa: ANN001
+    """A fixed morning at 07:30 local: the morning sweep's work (08:00) is still to come."""
+    return datetime.fromisoformat(DEFAULT_AS_OF).replace(tzinfo=tz)
 
 
 # --- the administrative tree -------------------------------------------------------------------
@@ -471,6 +490,9 @@ class Generator:
         self.seed = seed
         self.counts = Counts()
         self.next_occurrence = 1
+        # Reminder moments after as_of and how many occurrences each would reach: the data
+        # set's busy moment is read from these.
+        self.upcoming: dict[datetime, int] = {}
         self.next_reminder = 1
         self.next_escalation = 1
         self.levels = np.array(tree.levels)
@@ -491,6 +513,24 @@ class Generator:
 
     def local_us(self, day: date, clock) -> int:  # noqa: ANN001
         return us_of(datetime.combine(day, clock, tzinfo=self.tz))
+
+    def note_upcoming(
+        self, due_day: date, window_us: int, created_us: int, closed_at: np.ndarray
+    ) -> None:
+        for stage in self.policies.stages(due_day, self.as_of + BUSY_LOOKAHEAD):
+            moment = us_of(stage.moment)
+            if moment <= self.as_of_us or moment < window_us or moment < created_us:
+                continue
+            count = int((closed_at > moment).sum())
+            if count:
+                self.upcoming[stage.moment] = self.upcoming.get(stage.moment, 0) + count
+
+    def busy_moment(self) -> tuple[datetime | None, int]:
+        """The reminder moment with the most work in the week after as_of (the earliest of ties)."""
+        if not self.upcoming:
+            return None, 0
+        moment = min(self.upcoming, key=lambda m: (-self.upcoming[m], m))
+        return moment + BUSY_AFTER, self.upcoming[moment]
 
     # --- people ------------------------------------------------------------------------------
 
@@ -594,6 +634,7 @@ class Generator:
         excused = (draw >= SHARE_ON_TIME) & (draw < SHARE_ON_TIME + SHARE_EXCUSED)
         closed = closed_at <= self.as_of_us
         levels = self.levels[units - 1]
+        self.note_upcoming(block.due, window_us, created_us, closed_at)
 
         # Escalation steps that came while the occurrence was late.
         due_day = block.due
@@ -930,10 +971,15 @@ async def generate(
     finally:
         await sink.close()
     counts = generator.counts
+    busy_at, busy_due = generator.busy_moment()
     meta = {
         "scale": scale_name,
         "history_months": history_months,
         "as_of": as_of.isoformat(),
+        # The busy sweep's "now" and how many occurrences have a reminder due at it.
+        "busy_at": busy_at.isoformat() if busy_at else None,
+        "busy_due": busy_due,
+        "schema": schema_fingerprint(),
         "seed": seed,
         "seconds": round(time.monotonic() - started, 1),
         "phases": phases,
@@ -993,7 +1039,10 @@ def main(argv: list[str] | None = None) -> int:
         help="SQLAlchemy URL (sqlite+aiosqlite:///… or postgresql+asyncpg://…)",
     )
     parser.add_argument("--history-months", type=int, default=24)
-    parser.add_argument("--as-of", help="local ISO time the data runs until (default: today 07:30)")
+    parser.add_argument(
+        "--as-of",
+        help="local ISO time the data runs until (default: the fixed " + DEFAULT_AS_OF + ")",
+    )
     parser.add_argument("--seed", type=int, default=3012)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

@@ -10,12 +10,16 @@ sweep   one reminder-and-escalation sweep with 1 and with 24 months of history a
         morning's reminders and escalations are due (undone after each run, so it repeats)
 send    the outbox sender and the Telegram channel against the fake Bot API enforcing 30
         messages/s: achieved rate / limit, messages lost, messages duplicated
+lanes   reply latency (p99) while 20,000 queued reminders go out at Telegram's 30 messages/s
+        (bench/lanes.py)
 dashboard  server time of each dashboard page (bench/dashboard.py), 24 months of history
 memory  peak RSS (VmHWM) of a real `papibot run` with the scheduler, until it has planned and
         swept (the not-yet-open occurrences are deleted first, so the plan really inserts)
 
 Datasets are generated on first use (bench/generate.py) and kept: SQLite files in
-bench/results/, PostgreSQL databases papibot_bench_<scale>_m<months>; `--cleanup` removes them.
+bench/results/, PostgreSQL databases <prefix>_<scale>_m<months> (`--postgres-url`,
+`--database-prefix`, default papibot_bench, or their PAPIBOT_BENCH_* variables); `--cleanup`
+removes them. A figure whose run did no work (0 rows) says "status": "not measured".
 No figure is asserted: each line says the target and whether it was met.
 """
 
@@ -44,12 +48,19 @@ from typing import Any
 
 from sqlalchemy import bindparam, text
 
-from bench.generate import drop_postgres_database, read_meta, remove_sqlite
+from bench.generate import drop_postgres_database, read_meta, remove_sqlite, schema_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PG_BASE = "postgresql+asyncpg://postgres@127.0.0.1:5432"
-ALL = ("plan", "sweep", "send", "memory", "inbound", "dashboard")
+# The PostgreSQL server and the prefix of the benchmark's database names: `--postgres-url` and
+# `--database-prefix`, or PAPIBOT_BENCH_POSTGRES_URL and PAPIBOT_BENCH_DATABASE_PREFIX.
+PG = {
+    "base": os.environ.get(
+        "PAPIBOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432"
+    ).rstrip("/"),
+    "prefix": os.environ.get("PAPIBOT_BENCH_DATABASE_PREFIX", "papibot_bench"),
+}
+ALL = ("plan", "sweep", "send", "lanes", "memory", "inbound", "dashboard")
 HISTORIES = (1, 24)
 GENERATE_TIMEOUT = {"province": 900, "national": 5400}
 BENCH_TIMEOUT = {"province": 900, "national": 3600}
@@ -65,6 +76,7 @@ TARGETS = {
     ("send", "lost"): ("<=", 0),
     ("send", "duplicated"): ("<=", 0),
     ("memory", "peak_rss_mb"): ("<=", 300),
+    ("lanes", "reply_p99_seconds_during_fan_out"): ("<=", 2.0),
 }
 
 
@@ -89,6 +101,10 @@ class Out:
             "unit": unit,
         }
         target = TARGETS.get((bench, figure))
+        if value is None:
+            # No work was done (0 rows): the figure says nothing, whatever its target.
+            line["status"] = "not measured"
+            target = None
         if (bench, figure) == ("sweep", "idle_seconds_24_months") and (
             self.scale != "national" or database != "postgres"
         ):
@@ -111,7 +127,11 @@ class Out:
 def dataset_url(database: str, scale: str, months: int) -> str:
     if database == "sqlite":
         return f"sqlite+aiosqlite:///{RESULTS / f'{scale}-m{months}.sqlite'}"
-    return f"{PG_BASE}/papibot_bench_{scale}_m{months}"
+    return pg_url(f"{scale}_m{months}")
+
+
+def pg_url(suffix: str) -> str:
+    return f"{PG['base']}/{PG['prefix']}_{suffix}"
 
 
 async def ensure_datasets(
@@ -122,7 +142,13 @@ async def ensure_datasets(
     metas: dict[int, dict | None] = {}
     for months in HISTORIES:
         meta = None if regenerate else await read_meta(dataset_url(database, scale, months))
-        ok = meta and meta.get("scale") == scale and meta.get("history_months") == months
+        ok = (
+            meta
+            and meta.get("scale") == scale
+            and meta.get("history_months") == months
+            and meta.get("busy_at")  # older data sets have no busy moment of their own
+            and meta.get("schema") == schema_fingerprint()  # nor the columns of today's models
+        )
         metas[months] = meta if ok else None
     anchor = next((m["as_of"] for m in (metas[24], metas[1]) if m), None)
     for months in months_needed:
@@ -195,6 +221,16 @@ def context_for(url: str, data_dir: Path, **settings: Any):  # noqa: ANN201
 
 def as_of_of(meta: dict, tz) -> datetime:  # noqa: ANN001
     return datetime.fromisoformat(meta["as_of"]).astimezone(tz)
+
+
+def busy_of(meta: dict, tz) -> datetime:  # noqa: ANN001
+    """The data set's own busy moment: just after its busiest reminder moment."""
+    return datetime.fromisoformat(meta["busy_at"]).astimezone(tz)
+
+
+def measured(value: float, work: int) -> float | None:
+    """A figure of a run that did no work (0 rows) is not measured."""
+    return value if work else None
 
 
 def profile_to(path: Path, profiler: cProfile.Profile) -> None:
@@ -397,7 +433,7 @@ async def bench_sweep(
             try:
                 tz = ctx.settings.tz
                 idle_at = as_of_of(metas[months], tz)
-                busy_at = idle_at.replace(hour=8, minute=5)
+                busy_at = busy_of(metas[months], tz)
                 tag = f"{scale}-{database}-m{months}"
                 idle_times, idle_report = [], None
                 for attempt in range(repeats):
@@ -437,7 +473,9 @@ async def bench_sweep(
                     "sweep",
                     database,
                     f"morning_occurrences_per_second_{months}_months",
-                    round(morning.claimed / max(morning_seconds, 1e-9), 1),
+                    measured(
+                        round(morning.claimed / max(morning_seconds, 1e-9), 1), morning.claimed
+                    ),
                     "occ/s",
                     now=busy_at.isoformat(),
                     seconds=round(morning_seconds, 2),
@@ -449,7 +487,7 @@ async def bench_sweep(
                 )
                 figures[months] = {
                     "idle": statistics.median(idle_times),
-                    "busy": statistics.median(busy_times),
+                    "busy": measured(statistics.median(busy_times), busy_report.claimed),
                 }
                 out.emit(
                     "sweep",
@@ -467,7 +505,7 @@ async def bench_sweep(
                     "sweep",
                     database,
                     f"busy_seconds_{months}_months",
-                    round(figures[months]["busy"], 3),
+                    measured(round(statistics.median(busy_times), 3), busy_report.claimed),
                     "s",
                     now=busy_at.isoformat(),
                     claimed=busy_report.claimed,
@@ -479,15 +517,16 @@ async def bench_sweep(
             finally:
                 await ctx.db.dispose()
     for kind in ("idle", "busy"):
-        ratio = figures[24][kind] / figures[1][kind] if figures[1][kind] else 0.0
+        short, long = figures[1][kind], figures[24][kind]
+        ratio = round(long / short, 3) if short and long is not None else None
         out.emit(
             "sweep",
             database,
             f"{kind}_history_ratio",
-            round(ratio, 3),
+            ratio,
             "ratio",
-            seconds_1_month=round(figures[1][kind], 4),
-            seconds_24_months=round(figures[24][kind], 4),
+            seconds_1_month=None if short is None else round(short, 4),
+            seconds_24_months=None if long is None else round(long, 4),
         )
 
 
@@ -512,7 +551,7 @@ async def bench_send(out: Out, database: str, messages: int, chats: int) -> None
         if database == "sqlite":
             url = f"sqlite+aiosqlite:///{tmp}/send.sqlite"
         else:
-            url = f"{PG_BASE}/papibot_bench_send"
+            url = pg_url("send")
             await create_postgres_database(url)
         ctx = context_for(url, Path(tmp), telegram_token=fake.token, telegram_api_url=fake.api_url)
         sender_task = None
@@ -801,6 +840,10 @@ async def main_async(args: argparse.Namespace) -> None:
             )
         if "send" in only:
             await bounded("send", bench_send(out, database, args.messages, args.messages))
+        if "lanes" in only:
+            from bench.lanes import bench_reply_latency
+
+            await bounded("lanes", bench_reply_latency(out, database, pg_url, args.fan_out))
         if "dashboard" in only:
             from bench.dashboard import bench_dashboard
 
@@ -820,7 +863,8 @@ async def cleanup() -> None:
         for months in HISTORIES:
             await drop_postgres_database(dataset_url("postgres", scale, months))
             remove_sqlite(RESULTS / f"{scale}-m{months}.sqlite")
-    await drop_postgres_database(f"{PG_BASE}/papibot_bench_send")
+    await drop_postgres_database(pg_url("send"))
+    await drop_postgres_database(pg_url("lanes"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -834,6 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="sweeps per measurement (median)")
     parser.add_argument("--messages", type=int, default=600, help="outbox rows for `send`")
+    parser.add_argument("--fan-out", type=int, default=20_000, help="reminders queued for `lanes`")
     parser.add_argument(
         "--timeout", type=float, default=0, help="seconds per benchmark (default by scale)"
     )
@@ -846,7 +891,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cleanup", action="store_true", help="drop every benchmark database and file, then exit"
     )
+    parser.add_argument(
+        "--postgres-url",
+        default=PG["base"],
+        help="PostgreSQL server URL without a database (env PAPIBOT_BENCH_POSTGRES_URL)",
+    )
+    parser.add_argument(
+        "--database-prefix",
+        default=PG["prefix"],
+        help="prefix of the benchmark's PostgreSQL database names "
+        "(env PAPIBOT_BENCH_DATABASE_PREFIX)",
+    )
     args = parser.parse_args(argv)
+    PG["base"], PG["prefix"] = args.postgres_url.rstrip("/"), args.database_prefix
     if args.what_if:
         print(
             "# --what-if: the proposed queries have shipped; the sweep figures measure them",

@@ -65,8 +65,23 @@ class Directory:
         self._by_code: dict[str, Unit | None] = {}
         self._users: dict[int, list[User]] = {}
         self._identity: dict[int, ChannelIdentity | None] = {}
+        self._province: list[Unit | None] = []  # the first province, once looked up
 
     # --- units ---------------------------------------------------------------------------
+
+    async def load_units(self, unit_ids: Iterable[int]) -> None:
+        """These units and every unit above them: one query per level of the tree, however
+        many units a batch holds."""
+        wanted = {unit_id for unit_id in unit_ids if unit_id not in self._units}
+        while wanted:
+            rows = (await self.session.exec(select(Unit).where(col(Unit.id).in_(wanted)))).all()
+            for unit in rows:
+                self._units[unit.id] = unit
+            wanted = {
+                unit.parent_id
+                for unit in rows
+                if unit.parent_id is not None and unit.parent_id not in self._units
+            }
 
     async def unit(self, unit_id: int) -> Unit | None:
         if unit_id not in self._units:
@@ -104,11 +119,15 @@ class Directory:
     async def province_for(self, unit: Unit) -> Unit | None:
         found = await self.above(unit, "province")
         if found is None and unit.level != "province":
-            found = (
-                await self.session.exec(
-                    select(Unit).where(Unit.level == "province").order_by(col(Unit.id))
+            if not self._province:
+                self._province.append(
+                    (
+                        await self.session.exec(
+                            select(Unit).where(Unit.level == "province").order_by(col(Unit.id))
+                        )
+                    ).first()
                 )
-            ).first()
+            found = self._province[0]
         return found
 
     async def district_for(self, unit: Unit) -> Unit | None:
@@ -296,6 +315,7 @@ async def escalate_due(
     """Record every step that has come for the claimed late occurrences; who to tell what."""
     late = [occ for occ in claimed if occ.status in LATE_STATUSES]
     done = await existing_steps(session, [occ.id for occ in late])
+    await directory.load_units({occ.unit_id for occ in late})
     planned: list[Planned] = []
     for occurrence in late:
         task = tasks.get(occurrence.task_key)
@@ -311,9 +331,17 @@ async def escalate_due(
             target = await step_target(directory, step, task, unit)
             if target is None or target.id == unit.id:
                 continue
-            people = await directory.notified_at(policies, target)
-            planned.append(Planned(occurrence, task, unit, step.step, "overdue", target, people))
+            planned.append(Planned(occurrence, task, unit, step.step, "overdue", target, []))
+    await _find_people(directory, policies, planned)
     return await _record(session, directory, policies, planned, now)
+
+
+async def _find_people(directory: Directory, policies: Policies, planned: list[Planned]) -> None:
+    """Who is told at each target: the people of every target in one query (and their chats
+    in one more), not one look-up per target."""
+    await directory.load_people({item.target.id for item in planned})
+    for item in planned:
+        item.people = await directory.notified_at(policies, item.target)
 
 
 async def escalate_unreachable(
@@ -329,6 +357,7 @@ async def escalate_unreachable(
     """
     rule = policies.escalation.unreachable
     done = await existing_steps(session, [occ.id for occ, _task in found])
+    await directory.load_units({occ.unit_id for occ, _task in found})
     planned: list[Planned] = []
     for occurrence, task in found:
         if (occurrence.id, rule.step) in done:
@@ -337,10 +366,10 @@ async def escalate_unreachable(
         target = await level_above(directory, unit) if unit else None
         if unit is None or target is None:
             continue
-        people = await directory.notified_at(policies, target)
         planned.append(
-            Planned(occurrence, task, unit, rule.step, rule.reason, target, people, late=False)
+            Planned(occurrence, task, unit, rule.step, rule.reason, target, [], late=False)
         )
+    await _find_people(directory, policies, planned)
     return await _record(session, directory, policies, planned, now)
 
 

@@ -18,7 +18,7 @@ from bot.core.context import AppContext
 from bot.core.i18n import mark, translator
 from bot.core.messages import Outgoing
 from bot.core.models import ChainStatus, Outbox, ReachChain, Unit, User
-from bot.core.services.outbox import enqueue
+from bot.core.services.outbox import enqueue, lane_for
 from bot.core.services.reach import (
     NOT_DELIVERED,
     ZNS,
@@ -180,6 +180,7 @@ async def queue_step(session: AsyncSession, chain: ReachChain, step: Step, now: 
             external_id=step.address,
             payload=zns_payload(chain.kind, chain.template),
             chain_key=chain.key,
+            lane=lane_for(key, chain.key),
             created_at=to_db(now),
         )
         if (await session.exec(select(Outbox.id).where(Outbox.idempotency_key == key))).first():
@@ -197,6 +198,7 @@ async def queue_step(session: AsyncSession, chain: ReachChain, step: Step, now: 
         if row is None:
             return
         row.chain_key = chain.key
+        row.lane = lane_for(key, chain.key)
     chain.status = ChainStatus.queued
     chain.channel = step.channel
     chain.outbox_key = key

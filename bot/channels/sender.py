@@ -12,6 +12,12 @@ A row is `sent` only when the platform accepted it (with its message id); a row 
 good is `dead` with its reason (`failure`). A row that belongs to a reach chain tells the chain
 in the same transaction (bot/core/services/reach.py): its reminders count as sent only then, and a
 failure lets the sweep try the person's next step.
+
+Rows are claimed by lane (OutboxLane): the reply to the person who is talking, then news for
+other people, then reminders, then digests. Every lane with work gets at least LANE_SHARE of each
+batch, so none starves; and a batch is what the fastest channel sends in about a second, so a
+reply queued during a fan-out of reminders waits for one batch at most, not for the fan-out.
+Within a lane, rows go in the order they were queued.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sqlmodel import col, select, update
 from bot.channels.base import ChannelSender, DeliveryError
 from bot.core.db import Database
 from bot.core.messages import Outgoing
-from bot.core.models import ChannelIdentity, Outbox, OutboxStatus, utcnow
+from bot.core.models import ChannelIdentity, Outbox, OutboxLane, OutboxStatus, utcnow
 from bot.core.services.reach import message_failed, message_sent
 from bot.core.sqlutil import for_update_skip_locked
 
@@ -88,6 +94,7 @@ class RateLimiter:
         self._next_slot = max(self._next_slot, time.monotonic() + seconds)
 
 
+LANE_SHARE = 0.1  # of each batch, kept for every lane below the one being claimed
 MAX_IMMEDIATE_RETRIES = 5  # 429s honoured in place before the row goes back to the queue
 
 
@@ -112,6 +119,10 @@ class Sender:
         self.limits = limits or {}
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+        # A batch no longer than the fastest channel sends in a second: a reply queued behind
+        # it waits about that long.
+        rates = [1.0 / limit.interval for limit in self.limits.values() if limit.interval]
+        self.claim_size = max(1, min(batch_size, int(max(rates)))) if rates else batch_size
         self.stale_after = stale_after
         self._wake = asyncio.Event()
         self._stopping = False
@@ -146,17 +157,26 @@ class Sender:
                 .where(Outbox.status == OutboxStatus.sending, col(Outbox.next_attempt_at) < stale)
                 .values(status=OutboxStatus.pending)
             )
-            query = (
-                select(Outbox)
-                .where(
-                    Outbox.status == OutboxStatus.pending,
-                    col(Outbox.next_attempt_at) <= now,
-                    col(Outbox.channel).in_(list(self.channels)),
+            rows: list[Outbox] = []
+            lanes = list(OutboxLane)
+            # Kept for each lower lane (none under 10 rows a batch: then strictly by lane).
+            reserve = int(self.claim_size * LANE_SHARE)
+            for place, lane in enumerate(lanes):
+                room = self.claim_size - len(rows) - reserve * (len(lanes) - place - 1)
+                if room <= 0:
+                    continue
+                query = (
+                    select(Outbox)
+                    .where(
+                        Outbox.status == OutboxStatus.pending,
+                        Outbox.lane == int(lane),
+                        col(Outbox.next_attempt_at) <= now,
+                        col(Outbox.channel).in_(list(self.channels)),
+                    )
+                    .order_by(col(Outbox.id))
+                    .limit(room)
                 )
-                .order_by(col(Outbox.id))
-                .limit(self.batch_size)
-            )
-            rows = list((await session.exec(for_update_skip_locked(session, query))).all())
+                rows += (await session.exec(for_update_skip_locked(session, query))).all()
             for row in rows:
                 row.status = OutboxStatus.sending
                 row.attempts += 1

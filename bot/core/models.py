@@ -8,7 +8,7 @@ when shown to a person. The one exception is a photo's EXIF time, which has no z
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from pydantic import NaiveDatetime
@@ -57,6 +57,16 @@ class OutboxStatus(StrEnum):
     delivered = "delivered"
     seen = "seen"
     dead = "dead"
+
+
+class OutboxLane(IntEnum):
+    """The sender's lanes, most urgent first: the reply to the person who is talking, then news
+    for other people (approvals, escalations, the commune told), then reminders, then digests."""
+
+    reply = 0
+    notify = 1
+    reminder = 2
+    digest = 3
 
 
 # The platform took the message: nothing after this is a failure to send.
@@ -258,6 +268,7 @@ class Outbox(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_platform_message", "platform_message_id"),  # receipts find their row
+        Index("ix_outbox_status_lane", "status", "lane", "id"),  # the sender claims by lane
     )
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True, max_length=120)
@@ -272,6 +283,8 @@ class Outbox(SQLModel, table=True):
     platform_message_id: str = Field(default="", max_length=64)
     failure: str = Field(default="", max_length=16)  # one of FAILURE_REASONS when dead
     chain_key: str | None = Field(default=None, max_length=120)  # its reach chain, if any
+    # Which lane the sender drains it from (OutboxLane): replies before reminders.
+    lane: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     delivered_at: datetime | None = None

@@ -11,9 +11,27 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.capabilities import shows_buttons, uses_numbered_menu
 from bot.core.messages import Outgoing, resolve_taps
-from bot.core.models import ChannelIdentity, DialogState, Outbox, User, utcnow
+from bot.core.models import ChannelIdentity, DialogState, Outbox, OutboxLane, User, utcnow
 from bot.core.services.people import preferred_identities
 from bot.core.sqlutil import INSERT_CHUNK, insert_new
+
+# Which lane a message goes in, read from its key (the keys say what a message is).
+_LANE_PREFIXES = (
+    ("reply:", OutboxLane.reply),
+    ("remind:", OutboxLane.reminder),
+    ("digest:", OutboxLane.digest),
+    ("evidence:", OutboxLane.digest),
+)
+
+
+def lane_for(key: str, chain_key: str | None = None) -> int:
+    """The sender's lane of a message: replies first, then news for others, reminders, digests.
+
+    A step of a reach chain is a reminder, whatever its key."""
+    for prefix, lane in _LANE_PREFIXES:
+        if key.startswith(prefix):
+            return int(lane)
+    return int(OutboxLane.reminder if chain_key else OutboxLane.notify)
 
 
 async def dialog_state(session: AsyncSession, channel: str, external_id: str) -> DialogState:
@@ -59,6 +77,7 @@ async def enqueue(
         channel=channel,
         external_id=external_id,
         payload=message.to_payload(),
+        lane=lane_for(key),
     )
     session.add(row)
     return row
@@ -144,6 +163,7 @@ def _outbox_values(queued: Queued, message: Outgoing) -> dict:
         external_id=queued.external_id,
         payload=queued.payload if queued.payload is not None else message.to_payload(),
         chain_key=queued.chain_key,
+        lane=lane_for(queued.key, queued.chain_key),
     )
     if queued.created_at is not None:
         row.created_at = queued.created_at
