@@ -33,7 +33,6 @@ from bot.core.i18n import (
     format_number,
     format_percent,
     format_short_day,
-    mark,
     translator,
 )
 from bot.core.messages import Button, Outgoing
@@ -60,11 +59,6 @@ from scheduler.workbook import Sheet, write_workbook
 
 DIGEST_SENT = "digest.sent"
 DAILY, WEEKLY, MONTHLY = "daily", "weekly", "monthly"
-STEP_LABELS = {
-    "commune": mark("commune told"),
-    "supervisor": mark("escalated to the supervising unit"),
-    "unreachable": mark("cannot be reached"),
-}
 
 
 @dataclass
@@ -404,6 +398,64 @@ async def build_district_digest(
     return digest
 
 
+HEADLINE_COMMUNES = 5  # the communes a district officer should call today, worst first
+
+
+def _change(now_count: int, before: int | None, locale: str) -> str:
+    """The change since the last digest (" (+2)", " (−1)", " (±0)"), when there was one."""
+    if before is None:
+        return ""
+    if before == now_count:
+        return " (±0)"
+    sign = "+" if now_count > before else "−"
+    return f" ({sign}{format_number(abs(now_count - before), locale)})"
+
+
+def district_totals(digest: DistrictDigest) -> dict[str, int]:
+    totals = StatusCounts()
+    for tally in digest.tallies:
+        totals.done += tally.done
+        totals.excused += tally.excused
+        totals.overdue += tally.overdue
+        totals.open += tally.open
+    return {
+        "done": totals.done,
+        "excused": totals.excused,
+        "overdue": totals.overdue,
+        "open": totals.open,
+    }
+
+
+@dataclass
+class CommuneCall:
+    """A commune that needs a call: its overdue count and its oldest overdue item's lateness."""
+
+    commune: Unit
+    overdue: int
+    oldest_days: int
+
+
+def communes_to_call(policies: Policies, digest: DistrictDigest, today: date) -> list[CommuneCall]:
+    oldest: dict[int, int] = {}
+    for line in digest.overdue:
+        if line.commune is not None:
+            days = _days_late(policies, line, today)
+            oldest[line.commune.id] = max(oldest.get(line.commune.id, 0), days)
+    calls = [
+        CommuneCall(tally.unit, tally.overdue, oldest.get(tally.unit.id, 0))
+        for tally in digest.tallies
+        if tally.overdue and tally.unit is not None
+    ]
+    return sorted(calls, key=lambda c: (-c.overdue, -c.oldest_days, sort_key(c.commune.name)))
+
+
+def dashboard_links(public_url: str, unit: Unit) -> tuple[str, str] | None:
+    if not public_url:
+        return None
+    base = f"{public_url.rstrip('/')}/dashboard/u/{unit.id}"
+    return base, f"{base}/overdue"
+
+
 def district_text(
     policies: Policies,
     digest: DistrictDigest,
@@ -412,85 +464,118 @@ def district_text(
     today: date,
     new: list[tuple[Escalation, Line]],
     follow_ups: list[tuple[AuditLog, Unit, User | None]],
+    previous: dict[str, int] | None = None,
+    public_url: str = "",
 ) -> str:
+    """The headline (≤ 15 lines, ≤ 1,200 characters): the period, the district's totals with
+    the change since the last digest, the five communes to call, links to the dashboard.
+    Everything else is in the workbook and on the dashboard; unreachable people are in the
+    coverage report, never here."""
     _ = translator(locale)
-    limit = policies.escalation.digests.max_listed
     title = _("📊 Weekly summary") if kind == WEEKLY else _("📊 Daily digest")
-    lines = [f"{title} — {place(digest.scope.unit, locale)}", format_day(today, locale), ""]
-    if new:
-        lines.append(
-            _("🔺 New items escalated to you since the last digest: {count}").format(
-                count=format_number(len(new), locale)
-            )
-        )
-        for escalation, line in new[:limit]:
-            step = STEP_LABELS.get(escalation.step)
-            lines.append(
-                f"• {_place(line, locale)}: {task_title(line.task, locale)} ({_(step) if step else escalation.step})"
-            )
-        lines.append("")
+    start = policies.local_day(
+        datetime.combine(today, datetime.min.time(), tzinfo=policies.tz) - RECENT_WINDOW
+    )
+    lines = [
+        f"{title} — {place(digest.scope.unit, locale)}",
+        format_day(today, locale),
+        _("Tasks due since {start} (the last 3 months)").format(start=format_short_day(start)),
+    ]
+    totals = district_totals(digest)
+    before = previous or {}
     lines.append(
-        _("{communes} (done / excused / open / overdue), worst first:").format(
-            communes=communes_word(digest.scope, locale, capital=True)
+        _("✅ Done {done} · 🟦 Excused {excused} · 🔴 Overdue {overdue}").format(
+            done=format_number(totals["done"], locale)
+            + _change(totals["done"], before.get("done"), locale),
+            excused=format_number(totals["excused"], locale)
+            + _change(totals["excused"], before.get("excused"), locale),
+            overdue=format_number(totals["overdue"], locale)
+            + _change(totals["overdue"], before.get("overdue"), locale),
         )
     )
-    for tally in digest.tallies:
-        mark = "⚠️ " if tally.overdue else "• "
-        numbers = " / ".join(
-            format_number(n, locale) for n in (tally.done, tally.excused, tally.open, tally.overdue)
-        )
-        lines.append(f"{mark}{tally.unit.name}: {numbers}")
-    lines.append("")
-    if digest.overdue:
-        lines.append(_("Overdue, oldest first:"))
-        for number, line in enumerate(digest.overdue[:limit], start=1):
-            late = _days_late(policies, line, today)
-            lines.append(
-                f"{number}. {_place(line, locale)} — {task_title(line.task, locale)} — "
-                + _("{days} day(s) late").format(days=late)
+    late_new = [pair for pair in new if pair[0].step != "unreachable"]
+    if late_new:
+        lines.append(
+            _("🔺 New items escalated to you since the last digest: {count}").format(
+                count=format_number(len(late_new), locale)
             )
-        if len(digest.overdue) > limit:
+        )
+    calls = communes_to_call(policies, digest, today)
+    if calls:
+        lines.append(_("📞 To call, most overdue first:"))
+        for number, call in enumerate(calls[:HEADLINE_COMMUNES], start=1):
             lines.append(
-                _("… and {count} more in the spreadsheet.").format(
-                    count=format_number(len(digest.overdue) - limit, locale)
+                f"{number}. {call.commune.name}: "
+                + _("{count} overdue, the oldest {days} day(s) late").format(
+                    count=format_number(call.overdue, locale), days=call.oldest_days
+                )
+            )
+        if len(calls) > HEADLINE_COMMUNES:
+            lines.append(
+                _("… and {count} more with overdue items.").format(
+                    count=format_number(len(calls) - HEADLINE_COMMUNES, locale)
                 )
             )
     else:
         lines.append(_("Nothing is overdue. Well done!"))
     if follow_ups:
-        lines.append("")
-        lines.append(_("✔️ Followed up since the last digest:"))
+        names = []
         for entry, commune, actor in follow_ups:
             when = format_short_day(policies.local_day(from_db(entry.at)))
             who = actor.name if actor and actor.name else "—"
-            lines.append(f"• {commune.name} ({who}, {when})")
+            names.append(f"{commune.name} ({who}, {when})")
+        shown = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+        lines.append(_("✔️ Followed up since the last digest:") + " " + shown)
+    links = dashboard_links(public_url, digest.scope.unit)
+    if links is not None:
+        lines.append(_("🔗 Overview: {url}").format(url=links[0]))
+        lines.append(_("🔗 Overdue list: {url}").format(url=links[1]))
     return "\n".join(lines).strip()
 
 
-def follow_up_buttons(locale: str, digest: DistrictDigest) -> list[list[Button]]:
+def follow_up_messages(
+    policies: Policies, locale: str, digest: DistrictDigest, today: date
+) -> list[tuple[Unit, Outgoing]]:
+    """One small message per commune with overdue items, each with its own button, so each
+    follow-up is tapped (and greyed out) on its own."""
     _ = translator(locale)
-    late_communes = [tally.unit for tally in digest.tallies if tally.overdue]
-    return [
-        [
-            Button(
-                _("📞 Mark as followed up: {commune}").format(commune=place(c, locale))[:60],
-                f"fu:{c.id}",
-            )
-        ]
-        for c in late_communes[:20]
-    ]
-
-
-def _record_sent(session: AsyncSession, user: User, kind: str, now: datetime) -> None:
-    """Remember when this person last had a digest: the next one reports what came after."""
-    session.add(
-        AuditLog(
-            at=to_db(now),
-            action=DIGEST_SENT,
-            subject=f"user:{user.id}",
-            detail={"kind": kind, "now": now.isoformat()},
+    found = []
+    for call in communes_to_call(policies, digest, today):
+        text = f"{call.commune.name}: " + _(
+            "{count} overdue, the oldest {days} day(s) late"
+        ).format(count=format_number(call.overdue, locale), days=call.oldest_days)
+        button = Button(
+            _("📞 Mark as followed up: {commune}").format(commune=place(call.commune, locale))[:60],
+            f"fu:{call.commune.id}",
         )
+        found.append((call.commune, Outgoing(text=text, buttons=[[button]])))
+    return found
+
+
+def _record_sent(
+    session: AsyncSession, user: User, kind: str, now: datetime, totals: dict | None = None
+) -> None:
+    """Remember when this person last had a digest and what it counted: the next one reports
+    what came after and the change."""
+    detail: dict = {"kind": kind, "now": now.isoformat()}
+    if totals is not None:
+        detail["totals"] = totals
+    session.add(
+        AuditLog(at=to_db(now), action=DIGEST_SENT, subject=f"user:{user.id}", detail=detail)
     )
+
+
+async def previous_totals(session: AsyncSession, user: User) -> dict[str, int] | None:
+    """The district totals this person's last district digest showed (None: none yet)."""
+    rows = await session.exec(
+        select(AuditLog)
+        .where(AuditLog.action == DIGEST_SENT, AuditLog.subject == f"user:{user.id}")
+        .order_by(col(AuditLog.at).desc(), col(AuditLog.id).desc())
+    )
+    for entry in rows.all():
+        if entry.detail and "totals" in entry.detail:
+            return entry.detail["totals"]
+    return None
 
 
 async def _send(
@@ -533,20 +618,27 @@ async def send_district_digests(
             digest = built[user.locale]
             follow_ups = await _follow_ups(session, scope, since, now_db)
             _ = translator(user.locale)
-            text = district_text(policies, digest, kind, user.locale, today, new, follow_ups)
-            await _send(
-                session,
-                user,
-                f"{base}:text",
-                Outgoing(text=text, buttons=follow_up_buttons(user.locale, digest)),
-                now,
+            previous = await previous_totals(session, user)
+            text = district_text(
+                policies,
+                digest,
+                kind,
+                user.locale,
+                today,
+                new,
+                follow_ups,
+                previous,
+                app.settings.public_url,
             )
+            await _send(session, user, f"{base}:text", Outgoing(text=text), now)
+            for commune, message in follow_up_messages(policies, user.locale, digest, today):
+                await _send(session, user, f"{base}:fu:{commune.id}", message, now)
             await _send(
                 session,
                 user,
                 f"{base}:chart",
                 Outgoing(
-                    text=_("Completion rate per {communes}").format(
+                    text=_("Tasks per {communes}").format(
                         communes=communes_word(scope, user.locale)
                     ),
                     photo_path=digest.chart_path,
@@ -564,7 +656,7 @@ async def send_district_digests(
                 ),
                 now,
             )
-            _record_sent(session, user, kind, now)
+            _record_sent(session, user, kind, now, district_totals(digest))
             if kind == WEEKLY:
                 report.weekly += 1
             else:

@@ -98,7 +98,9 @@ async def test_weekly_always_daily_only_after_an_escalation_once_per_person_and_
     assert (
         vi("🔺 New items escalated to you since the last digest: {count}").format(count=4) in body
     )
-    assert "Thôn Hai (xã An)" in body and "Thôn Ba (xã Bình)" in body
+    oldest = vi("{count} overdue, the oldest {days} day(s) late")
+    assert f"1. Xã Bình: {oldest.format(count=6, days=2)}" in body
+    assert f"2. Xã An: {oldest.format(count=2, days=2)}" in body
     assert (await run_digest(world.app, at(28, 7, 30))).daily == 0
 
 
@@ -146,7 +148,7 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
     ]
     body = text.payload["text"]
     assert vi("✔️ Followed up since the last digest:") in body
-    assert "• Xã Bình (district, 27/11/2026)" in body
+    assert "Xã Bình (district, 27/11/2026)" in body
     # … and only in that one.
     await run_digest(world.app, at(30, 7, 30))
     (weekly,) = [
@@ -155,6 +157,53 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
         if r.idempotency_key.endswith(":text") and "20261130" in r.idempotency_key
     ]
     assert vi("✔️ Followed up since the last digest:") not in weekly.payload["text"]
+
+
+async def test_each_commune_to_call_is_its_own_message_tapped_in_turn(db, settings, framework):
+    settings.public_url = "https://papi.example.vn"
+    world = await build_scheduler_world(settings, db, framework)
+    await register_everyone_but_thon_ba(world)
+    district = world.users["district"]
+    await month_until(world, at(28, 8))
+    await run_digest(world.app, at(27, 7, 30))
+    rows = digest_rows(await world.outbox(), district, "daily")
+    (text,) = [r for r in rows if r.idempotency_key.endswith(":text")]
+    unit_id = world.units["district"].id
+    body = text.payload["text"]
+    assert (
+        vi("🔗 Overview: {url}").format(url=f"https://papi.example.vn/dashboard/u/{unit_id}")
+        in body
+    )
+    assert (
+        vi("🔗 Overdue list: {url}").format(
+            url=f"https://papi.example.vn/dashboard/u/{unit_id}/overdue"
+        )
+        in body
+    )
+    assert len(body.splitlines()) <= 15 and len(body) <= 1200
+    follow_ups = [r for r in rows if ":fu:" in r.idempotency_key]
+    binh, an = world.units["xa_binh"], world.units["xa_an"]
+    assert [r.payload["buttons"][0][0]["data"] for r in follow_ups] == [
+        f"fu:{binh.id}",
+        f"fu:{an.id}",
+    ]
+    # Each is tapped on its own: two follow-ups recorded, one per commune, in turn.
+    for minute, commune in enumerate((binh, an)):
+        await tap_followed_up(world, district, commune, at(27, 10, minute))
+    async with db.session() as session:
+        subjects = (
+            await session.exec(
+                select(AuditLog.subject).where(AuditLog.action == FOLLOWED_UP).order_by(AuditLog.at)
+            )
+        ).all()
+    assert subjects == [f"unit:{binh.id}", f"unit:{an.id}"]
+    await run_digest(world.app, at(29, 7, 30))
+    (after,) = [
+        r
+        for r in digest_rows(await world.outbox(), district, "daily")
+        if r.idempotency_key.endswith(":text") and "20261129" in r.idempotency_key
+    ]
+    assert "Xã Bình (district, 27/11/2026), Xã An (district, 27/11/2026)" in after.payload["text"]
 
 
 async def test_the_weekly_chart_and_spreadsheet_show_every_open_and_overdue_item(

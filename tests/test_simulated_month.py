@@ -111,26 +111,54 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         (at(29, 7, 30), "daily"),  # escalated to the district (the 28th)
         (at(30, 7, 30), "weekly"),
     ]
-    assert len(digests) == 3 * len(digest_texts)  # text, chart, spreadsheet
+    # Each digest: its headline, a small message per commune with overdue items (one button
+    # each, so each can be tapped in turn), its chart and its spreadsheet.
+    parts = defaultdict(list)
+    for d in digests:
+        parts[d.moment].append(d.row.idempotency_key.split(":", 4)[4])
+    assert parts[at(2, 7, 30)] == ["text", "chart", "xlsx"]
+    binh, an = world.units["xa_binh"], world.units["xa_an"]
+    assert parts[at(30, 7, 30)] == ["text", f"fu:{binh.id}", f"fu:{an.id}", "chart", "xlsx"]
+    unreachable = translator("vi")("cannot be reached")
+    for d in digests:
+        if d.row.idempotency_key.endswith(":text"):
+            text = d.row.payload["text"]
+            assert len(text.splitlines()) <= 15 and len(text) <= 1200, text
+            assert "📵" not in text and unreachable not in text
+            assert not d.row.payload.get("buttons")
 
-    # The weekly summary of Monday 30/11: per commune done / excused / open / overdue, worst
-    # first, the overdue items oldest first with village, task and days late, a button per late commune.
+    # The weekly summary of Monday 30/11: the district's totals with the change since the
+    # last digest, the communes to call worst first with their overdue count and the oldest.
     weekly = next(
         d.row.payload
         for d in digests
         if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(":text")
     )
     body = weekly["text"]
+    vi = translator("vi")
     assert "Thứ Hai, 30/11/2026" in body
-    assert "⚠️ Xã Bình: 0 / 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 0 / 2" in body
-    assert body.index("Xã Bình: 0 / 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 0 / 2")
-    t1_title = world.app.framework.tasks[T1].title
-    late = translator("vi")("{days} day(s) late")
-    assert f"1. Thôn Ba (xã Bình) — {t1_title} — {late.format(days=5)}" in body
-    assert f"Thôn Hai (xã An) — {t1_title} — {late.format(days=5)}" in body
-    assert [b["data"] for row in weekly["buttons"] for b in row] == [
-        f"fu:{world.units['xa_binh'].id}",
-        f"fu:{world.units['xa_an'].id}",
+    assert vi("Tasks due since {start} (the last 3 months)").format(start="30/08/2026") in body
+    assert (
+        vi("✅ Done {done} · 🟦 Excused {excused} · 🔴 Overdue {overdue}").format(
+            done="6 (±0)", excused="0 (±0)", overdue="8 (±0)"
+        )
+        in body
+    )
+    oldest = vi("{count} overdue, the oldest {days} day(s) late")
+    assert f"1. Xã Bình: {oldest.format(count=6, days=5)}" in body
+    assert f"2. Xã An: {oldest.format(count=2, days=5)}" in body
+    follow_ups = [
+        d.row.payload
+        for d in digests
+        if d.moment == at(30, 7, 30) and ":fu:" in d.row.idempotency_key
+    ]
+    assert [p["text"] for p in follow_ups] == [
+        f"Xã Bình: {oldest.format(count=6, days=5)}",
+        f"Xã An: {oldest.format(count=2, days=5)}",
+    ]
+    assert [[(b["label"], b["data"]) for row in p["buttons"] for b in row] for p in follow_ups] == [
+        [("📞 Ghi nhận đã đôn đốc xã Bình", f"fu:{binh.id}")],
+        [("📞 Ghi nhận đã đôn đốc xã An", f"fu:{an.id}")],
     ]
 
     # Its chart: one bar per commune, worst first, filled to the completion rate (6 of 8 done
