@@ -53,7 +53,7 @@ from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
 from bot.core.unit_words import collective, place
 from bot.core.vietnamese_order import sort_key
-from scheduler.charts import status_chart
+from scheduler.charts import status_chart, status_charts
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, write_workbook
 
@@ -279,8 +279,34 @@ def chart_legend(_: Translator) -> tuple[str, str, str, str]:
     return (_("done"), _("excused"), _("overdue"), _("open"))
 
 
-def _sorted_tallies(tallies: list[StatusCounts]) -> list[StatusCounts]:
-    return sorted(tallies, key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
+def _sorted_tallies(
+    tallies: list[StatusCounts], oldest: dict[int, int] | None = None
+) -> list[StatusCounts]:
+    """Worst first: most overdue, then the oldest overdue item, then the lowest rate. The text,
+    the chart and the workbook all keep this order."""
+    oldest = oldest or {}
+    return sorted(
+        tallies,
+        key=lambda t: (-t.overdue, -oldest.get(t.unit.id, 0), t.rate, sort_key(t.unit.name)),
+    )
+
+
+def _oldest_days(policies: Policies, lines: list[Line], today: date) -> dict[int, int]:
+    """Per commune id: how many days late its oldest overdue item is."""
+    oldest: dict[int, int] = {}
+    for line in lines:
+        if line.commune is not None:
+            days = _days_late(policies, line, today)
+            oldest[line.commune.id] = max(oldest.get(line.commune.id, 0), days)
+    return oldest
+
+
+def period_words(_: Translator, policies: Policies, today: date) -> str:
+    """The period a digest counts: the tasks due in the last three months."""
+    start = policies.local_day(
+        datetime.combine(today, datetime.min.time(), tzinfo=policies.tz) - RECENT_WINDOW
+    )
+    return _("Tasks due since {start} (the last 3 months)").format(start=format_short_day(start))
 
 
 def communes_word(scope: Scope, locale: str, capital: bool = False) -> str:
@@ -298,7 +324,8 @@ class DistrictDigest:
     overdue: list[Line]
     open: list[Line]
     excused: list[Line] = field(default_factory=list)
-    chart_path: str = ""
+    chart_path: str = ""  # the first (or only) chart
+    chart_paths: list[str] = field(default_factory=list)
     workbook_path: str = ""
 
 
@@ -313,10 +340,12 @@ async def build_district_digest(
 ) -> DistrictDigest:
     now_db = to_db(now)
     since = to_db(now - RECENT_WINDOW)
-    tallies = _sorted_tallies(
-        await count_statuses(session, scope.communes, since, now_db, include_below=True)
-    )
+    today = policies.local_day(now)
     overdue = await _items(session, scope, LATE_STATUSES, now_db)
+    tallies = _sorted_tallies(
+        await count_statuses(session, scope.communes, since, now_db, include_below=True),
+        _oldest_days(policies, overdue, today),
+    )
     still_open = await _items(session, scope, (OccurrenceStatus.open,), now_db)
     excused = [
         line
@@ -324,19 +353,24 @@ async def build_district_digest(
         if from_db(line.occurrence.due_at) >= since
     ]
     digest = DistrictDigest(scope, tallies, overdue, still_open, excused)
-    today = policies.local_day(now)
     folder = Path("digests") / f"{today:%Y-%m-%d}"
     _ = translator(locale)
     chart = folder / f"{kind}-{scope.unit.code}-{locale}.png"
     rows = [(tally.unit.name, tally) for tally in tallies]
-    title = _("Completion rate per {communes} — {unit}, {day}").format(
-        communes=communes_word(scope, locale),
-        unit=place(scope.unit, locale),
-        day=format_short_day(today),
+    title = "\n".join(
+        (
+            _("Tasks per {communes} — {unit}").format(
+                communes=communes_word(scope, locale), unit=place(scope.unit, locale)
+            ),
+            period_words(_, policies, today),
+        )
     )
     data_dir = Path(app.settings.data_dir)
-    await asyncio.to_thread(status_chart, rows, title, chart_legend(_), data_dir / chart)
-    digest.chart_path = chart.as_posix()
+    written = await asyncio.to_thread(
+        status_charts, rows, title, chart_legend(_), data_dir / chart, locale
+    )
+    digest.chart_paths = [path.relative_to(data_dir).as_posix() for path in written]
+    digest.chart_path = digest.chart_paths[0]
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
     headers = [
         communes_word(scope, locale, capital=True),
@@ -436,17 +470,13 @@ class CommuneCall:
 
 
 def communes_to_call(policies: Policies, digest: DistrictDigest, today: date) -> list[CommuneCall]:
-    oldest: dict[int, int] = {}
-    for line in digest.overdue:
-        if line.commune is not None:
-            days = _days_late(policies, line, today)
-            oldest[line.commune.id] = max(oldest.get(line.commune.id, 0), days)
-    calls = [
+    """The communes with overdue items, in the digest's order (worst first)."""
+    oldest = _oldest_days(policies, digest.overdue, today)
+    return [
         CommuneCall(tally.unit, tally.overdue, oldest.get(tally.unit.id, 0))
         for tally in digest.tallies
         if tally.overdue and tally.unit is not None
     ]
-    return sorted(calls, key=lambda c: (-c.overdue, -c.oldest_days, sort_key(c.commune.name)))
 
 
 def dashboard_links(public_url: str, unit: Unit) -> tuple[str, str] | None:
@@ -473,13 +503,10 @@ def district_text(
     coverage report, never here."""
     _ = translator(locale)
     title = _("📊 Weekly summary") if kind == WEEKLY else _("📊 Daily digest")
-    start = policies.local_day(
-        datetime.combine(today, datetime.min.time(), tzinfo=policies.tz) - RECENT_WINDOW
-    )
     lines = [
         f"{title} — {place(digest.scope.unit, locale)}",
         format_day(today, locale),
-        _("Tasks due since {start} (the last 3 months)").format(start=format_short_day(start)),
+        period_words(_, policies, today),
     ]
     totals = district_totals(digest)
     before = previous or {}
@@ -633,18 +660,17 @@ async def send_district_digests(
             await _send(session, user, f"{base}:text", Outgoing(text=text), now)
             for commune, message in follow_up_messages(policies, user.locale, digest, today):
                 await _send(session, user, f"{base}:fu:{commune.id}", message, now)
-            await _send(
-                session,
-                user,
-                f"{base}:chart",
-                Outgoing(
-                    text=_("Tasks per {communes}").format(
-                        communes=communes_word(scope, user.locale)
-                    ),
-                    photo_path=digest.chart_path,
-                ),
-                now,
-            )
+            caption = _("Tasks per {communes}").format(communes=communes_word(scope, user.locale))
+            for index, chart in enumerate(digest.chart_paths):
+                many = len(digest.chart_paths) > 1
+                part = f" ({index + 1}/{len(digest.chart_paths)})" if many else ""
+                await _send(
+                    session,
+                    user,
+                    f"{base}:chart" + (f"{index + 1}" if index else ""),
+                    Outgoing(text=caption + part, photo_path=chart),
+                    now,
+                )
             await _send(
                 session,
                 user,
@@ -759,6 +785,7 @@ async def send_monthly_summary(
             _("Completion rate by PAPI dimension, {month}").format(month=month),
             chart_legend(_),
             data_dir / chart,
+            locale,
         )
         await asyncio.to_thread(
             write_workbook,

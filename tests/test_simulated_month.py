@@ -6,14 +6,18 @@ The world is `tests/helpers/scheduler_world.py`: a sweep every hour on the hour,
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from PIL import Image
 
 from bot.core.i18n import translator
 from bot.core.models import Occurrence
 from bot.core.timeutil import from_db
+from scheduler.charts import WIDTH_PX
 from scheduler.commands import run_sweep
 from tests.helpers.scheduler_world import (
     HCM,
@@ -25,6 +29,7 @@ from tests.helpers.scheduler_world import (
     SchedulerWorld,
     at,
     bar_fractions,
+    bar_shares,
     build_scheduler_world,
     by_person,
     drive,
@@ -33,6 +38,8 @@ from tests.helpers.scheduler_world import (
     occurrences_by_place,
     register_everyone_but_thon_ba,
 )
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 async def test_a_month_of_reminders_escalations_and_digests(db, settings, framework):
@@ -173,6 +180,20 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     fractions = bar_fractions(settings.data_dir / chart["photo_path"])
     assert fractions == pytest.approx([0.0, 0.75], abs=0.02)
+    # Every chart of the month at phone width, overdue in red where there was any (Xã Bình 6
+    # of 6, Xã An 2 of 8 on the 30th); kept in tests/artifacts/ to be looked at.
+    ARTIFACTS.mkdir(exist_ok=True)
+    for d in digests:
+        if d.row.idempotency_key.startswith("digest:") and ":chart" in d.row.idempotency_key:
+            path = settings.data_dir / d.row.payload["photo_path"]
+            assert Image.open(path).size[0] == WIDTH_PX
+            shutil.copy(path, ARTIFACTS / f"month-{d.moment:%m%d}-{path.name}")
+    assert [
+        round(s["overdue"], 2) for s in bar_shares(settings.data_dir / chart["photo_path"])
+    ] == [
+        1.0,
+        0.25,
+    ]
     overdue_sheet, open_sheet, communes_sheet, _excused_sheet = load_workbook(
         settings.data_dir / book["document_path"]
     ).worksheets
