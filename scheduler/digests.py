@@ -51,11 +51,12 @@ from bot.core.services.outbox import enqueue, preferred_identity
 from bot.core.services.status import StatusCounts, count_statuses
 from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
-from bot.core.unit_words import collective, place
+from bot.core.unit_words import collective, committee, place
 from bot.core.vietnamese_order import sort_key
 from scheduler.charts import status_chart, status_charts
+from scheduler.period_words import period_in_words
 from scheduler.policy import Policies, load_policies
-from scheduler.workbook import Sheet, write_workbook
+from scheduler.workbook import Sheet, TitleSheet, write_workbook
 
 DIGEST_SENT = "digest.sent"
 DAILY, WEEKLY, MONTHLY = "daily", "weekly", "monthly"
@@ -372,9 +373,78 @@ async def build_district_digest(
     digest.chart_paths = [path.relative_to(data_dir).as_posix() for path in written]
     digest.chart_path = digest.chart_paths[0]
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
+    done = [
+        line
+        for line in await _items(session, scope, (OccurrenceStatus.done,), now_db)
+        if from_db(line.occurrence.due_at) >= since
+    ]
+    await asyncio.to_thread(
+        write_workbook,
+        data_dir / book,
+        workbook_sheets(app, policies, digest, done, locale, today),
+        workbook_title(policies, digest, locale, now),
+    )
+    digest.workbook_path = book.as_posix()
+    return digest
+
+
+def _local(policies: Policies, moment: datetime | None) -> datetime | None:
+    return from_db(moment).astimezone(policies.tz) if moment is not None else None
+
+
+def workbook_title(
+    policies: Policies, digest: DistrictDigest, locale: str, now: datetime
+) -> TitleSheet:
+    _ = translator(locale)
+    totals = district_totals(digest)
+    return TitleSheet(
+        _("Report"),
+        committee(digest.scope.unit, locale),
+        [
+            (
+                _("Report"),
+                _("PAPI tasks (decision 3012/QĐ-UBND) per {communes}").format(
+                    communes=communes_word(digest.scope, locale)
+                ),
+            ),
+            (_("Date of issue"), now.astimezone(policies.tz)),
+            (_("Period covered"), period_words(_, policies, policies.local_day(now))),
+            (_("Done"), totals["done"]),
+            (_("Excused"), totals["excused"]),
+            (_("Overdue"), totals["overdue"]),
+            (_("Open"), totals["open"]),
+            (
+                _("How it was made"),
+                _(
+                    "Drawn from the task records: every task due in the period, with its "
+                    "status at the date of issue. Excused tasks were accepted by the level "
+                    "above, with the reason given."
+                ),
+            ),
+        ],
+    )
+
+
+def _sheet_name(name: str) -> str:
+    """A unit's name as a sheet title: Excel refuses []:*?/\\ and more than 31 characters."""
+    return "".join(" " if char in "[]:*?/\\" else char for char in name)[:31]
+
+
+def workbook_sheets(
+    app: AppContext,
+    policies: Policies,
+    digest: DistrictDigest,
+    done: list[Line],
+    locale: str,
+    today: date,
+) -> list[Sheet]:
+    """Overdue, open, excused (with reasons), done, the communes' totals, then one sheet per
+    commune: each item once, its commune and (below the commune) its village apart."""
+    _ = translator(locale)
+    scope = digest.scope
     headers = [
         communes_word(scope, locale, capital=True),
-        _("Unit"),
+        _("Village"),
         _("Task"),
         _("Dimension"),
         _("Period"),
@@ -382,26 +452,53 @@ async def build_district_digest(
         _("Status"),
         _("Days late"),
     ]
-    excused_headers = [*headers[:6], _("Reason")]
 
-    def sheet_rows(lines: list[Line]) -> list[list]:
-        result = []
-        for line in lines:
-            dimension = app.framework.dimensions.get(line.task.dimension)
-            result.append(
-                [
-                    line.commune.name if line.commune else "",
-                    line.unit.name,
-                    task_title(line.task, locale),
-                    dimension.short if dimension else line.task.dimension,
-                    line.occurrence.period,
-                    policies.local_day(from_db(line.occurrence.due_at)),
-                    _status_label(_, line.occurrence.status),
-                    _days_late(policies, line, today),
-                ]
-            )
-        return result
+    def row(line: Line) -> list:
+        dimension = app.framework.dimensions.get(line.task.dimension)
+        below = line.commune is not None and line.commune.id != line.unit.id
+        return [
+            line.commune.name if line.commune else line.unit.name,
+            line.unit.name if below else "—",
+            task_title(line.task, locale),
+            dimension.short if dimension else line.task.dimension,
+            period_in_words(_, line.occurrence.period),
+            _local(policies, line.occurrence.due_at),
+            _status_label(_, line.occurrence.status),
+            _days_late(policies, line, today),
+        ]
 
+    def total(lines: list[Line]) -> list:
+        return [_("Total"), len(lines)]
+
+    overdue = Sheet(
+        _("Overdue"),
+        headers,
+        [row(line) for line in digest.overdue],
+        _("Nothing is overdue."),
+        total(digest.overdue),
+    )
+    still_open = Sheet(
+        _("Open"),
+        headers[:7],
+        [row(line)[:7] for line in digest.open],
+        _("Nothing is open."),
+        total(digest.open),
+    )
+    excused = Sheet(
+        _("Excused"),
+        [*headers[:6], _("Reason")],
+        [row(line)[:6] + [line.occurrence.note] for line in digest.excused],
+        _("Nothing was excused."),
+        total(digest.excused),
+    )
+    done_sheet = Sheet(
+        _("Done"),
+        [*headers[:6], _("Done at")],
+        [row(line)[:6] + [_local(policies, line.occurrence.done_at)] for line in done],
+        _("Nothing was done in this period."),
+        total(done),
+    )
+    totals = district_totals(digest)
     summary = Sheet(
         communes_word(scope, locale, capital=True),
         [
@@ -412,24 +509,39 @@ async def build_district_digest(
             _("Overdue"),
             _("Completion %"),
         ],
-        [[t.unit.name, t.done, t.excused, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
-    )
-    excused_rows = [
-        row[:6] + [line.occurrence.note]
-        for row, line in zip(sheet_rows(excused), excused, strict=True)
-    ]
-    await asyncio.to_thread(
-        write_workbook,
-        data_dir / book,
         [
-            Sheet(_("Overdue"), headers, sheet_rows(overdue)),
-            Sheet(_("Open"), headers, sheet_rows(still_open)),
-            summary,
-            Sheet(_("Excused"), excused_headers, excused_rows),
+            [t.unit.name, t.done, t.excused, t.open, t.overdue, round(t.rate * 100)]
+            for t in digest.tallies
+        ],
+        totals=[
+            _("Total"),
+            totals["done"],
+            totals["excused"],
+            totals["open"],
+            totals["overdue"],
+            "",
         ],
     )
-    digest.workbook_path = book.as_posix()
-    return digest
+    sheets = [overdue, still_open, excused, done_sheet, summary]
+    taken = {sheet.title for sheet in sheets}
+    everything = digest.overdue + digest.open + digest.excused + done
+    for tally in digest.tallies:
+        name = _sheet_name(tally.unit.name)
+        if name in taken:
+            continue
+        taken.add(name)
+        mine = [line for line in everything if line.commune and line.commune.id == tally.unit.id]
+        mine.sort(key=lambda line: (line.occurrence.due_at, sort_key(line.unit.name)))
+        sheets.append(
+            Sheet(
+                name,
+                headers,
+                [row(line) for line in mine],
+                _("No tasks in this period."),
+                total(mine),
+            )
+        )
+    return sheets
 
 
 HEADLINE_COMMUNES = 5  # the communes a district officer should call today, worst first

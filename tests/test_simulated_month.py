@@ -42,6 +42,11 @@ from tests.helpers.scheduler_world import (
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
+def item_rows(sheet) -> list[tuple]:  # noqa: ANN001
+    """A workbook sheet's rows of items: below the header, above the totals row."""
+    return list(sheet.iter_rows(min_row=2, max_row=sheet.max_row - 1, values_only=True))
+
+
 async def test_a_month_of_reminders_escalations_and_digests(db, settings, framework):
     world = await build_scheduler_world(settings, db, framework)
     await register_everyone_but_thon_ba(world)
@@ -194,18 +199,22 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         1.0,
         0.25,
     ]
-    overdue_sheet, open_sheet, communes_sheet, _excused_sheet = load_workbook(
-        settings.data_dir / book["document_path"]
-    ).worksheets
-    overdue_rows = list(overdue_sheet.iter_rows(min_row=2, values_only=True))
-    assert len(overdue_rows) == 8 and not list(open_sheet.iter_rows(min_row=2, values_only=True))
+    workbook = load_workbook(settings.data_dir / book["document_path"])
+    vi = translator("vi")
+    overdue_rows = item_rows(workbook[vi("Overdue")])
+    assert len(overdue_rows) == 8
+    assert [r[0] for r in workbook[vi("Open")].iter_rows(min_row=2, values_only=True)] == [
+        vi("Nothing is open."),
+        vi("Total"),
+    ]
     assert sorted((r[0], r[1]) for r in overdue_rows) == sorted(
-        [("Xã An", "Thôn Hai")] * 2 + [("Xã Bình", "Thôn Ba")] * 2 + [("Xã Bình", "Xã Bình")] * 4
+        [("Xã An", "Thôn Hai")] * 2 + [("Xã Bình", "Thôn Ba")] * 2 + [("Xã Bình", "—")] * 4
     )
     assert {r[7] for r in overdue_rows} == {5}
-    assert [r for r in communes_sheet.iter_rows(min_row=2, values_only=True)] == [
+    assert list(workbook["Xã"].iter_rows(min_row=2, values_only=True)) == [
         ("Xã Bình", 0, 0, 0, 6, 0),
         ("Xã An", 6, 0, 0, 2, 75),
+        (vi("Total"), 6, 0, 0, 8, None),
     ]
 
     # Escalations: each step once, at its time, to the right unit, with who was told.
