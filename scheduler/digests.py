@@ -54,6 +54,7 @@ from bot.core.timeutil import from_db, to_db
 from bot.core.unit_words import collective, committee, place
 from bot.core.vietnamese_order import sort_key
 from scheduler.charts import status_chart, status_charts
+from scheduler.coverage_report import coverage_of, coverage_text
 from scheduler.period_words import period_in_words
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, TitleSheet, write_workbook
@@ -735,6 +736,7 @@ async def send_district_digests(
     today = policies.local_day(now)
     kind = WEEKLY if today.weekday() == policies.escalation.digests.weekly_weekday else DAILY
     now_db = to_db(now)
+    coverage: dict = {}
     for scope in await scopes(session, app, policies):
         built: dict[str, DistrictDigest] = {}
         for user in scope.recipients:
@@ -794,6 +796,17 @@ async def send_district_digests(
                 ),
                 now,
             )
+            if kind == WEEKLY:
+                if scope.unit.id not in coverage:
+                    coverage[scope.unit.id] = await coverage_of(session, app, scope.communes, now)
+                text = coverage_text(
+                    app,
+                    user.locale,
+                    place(scope.unit, user.locale),
+                    scope.communes,
+                    coverage[scope.unit.id],
+                )
+                await _send(session, user, f"{base}:coverage", Outgoing(text=text), now)
             _record_sent(session, user, kind, now, district_totals(digest))
             if kind == WEEKLY:
                 report.weekly += 1

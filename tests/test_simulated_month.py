@@ -128,9 +128,29 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     parts = defaultdict(list)
     for d in digests:
         parts[d.moment].append(d.row.idempotency_key.split(":", 4)[4])
-    assert parts[at(2, 7, 30)] == ["text", "chart", "xlsx"]
+    assert parts[at(2, 7, 30)] == ["text", "chart", "xlsx", "coverage"]
+    assert parts[at(19, 7, 30)] == ["text", "chart", "xlsx"]  # coverage is weekly
     binh, an = world.units["xa_binh"], world.units["xa_an"]
-    assert parts[at(30, 7, 30)] == ["text", f"fu:{binh.id}", f"fu:{an.id}", "chart", "xlsx"]
+    assert parts[at(30, 7, 30)] == [
+        "text",
+        f"fu:{binh.id}",
+        f"fu:{an.id}",
+        "chart",
+        "xlsx",
+        "coverage",
+    ]
+    # Coverage, weekly and apart: Thôn Ba has no village head registered all month.
+    (coverage,) = [
+        d.row.payload["text"]
+        for d in digests
+        if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(":coverage")
+    ]
+    vi_ = translator("vi")
+    assert (
+        vi_("{unit}: nobody is registered as {role}").format(unit="Thôn Ba", role="Trưởng thôn")
+        in coverage.splitlines()[-1]
+    )
+    assert "Xã An" not in coverage
     unreachable = translator("vi")("cannot be reached")
     for d in digests:
         if d.row.idempotency_key.endswith(":text"):
