@@ -33,7 +33,6 @@ from bot.core.i18n import (
     format_number,
     format_percent,
     format_short_day,
-    mark,
     translator,
 )
 from bot.core.messages import Button, Outgoing
@@ -52,19 +51,16 @@ from bot.core.services.outbox import enqueue, preferred_identity
 from bot.core.services.status import StatusCounts, count_statuses
 from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
-from bot.core.unit_words import collective, place
+from bot.core.unit_words import collective, committee, place
 from bot.core.vietnamese_order import sort_key
-from scheduler.charts import status_chart
+from scheduler.charts import status_chart, status_charts
+from scheduler.coverage_report import coverage_of, coverage_text
+from scheduler.period_words import period_in_words
 from scheduler.policy import Policies, load_policies
-from scheduler.workbook import Sheet, write_workbook
+from scheduler.workbook import Sheet, TitleSheet, write_workbook
 
 DIGEST_SENT = "digest.sent"
 DAILY, WEEKLY, MONTHLY = "daily", "weekly", "monthly"
-STEP_LABELS = {
-    "commune": mark("commune told"),
-    "supervisor": mark("escalated to the supervising unit"),
-    "unreachable": mark("cannot be reached"),
-}
 
 
 @dataclass
@@ -285,8 +281,34 @@ def chart_legend(_: Translator) -> tuple[str, str, str, str]:
     return (_("done"), _("excused"), _("overdue"), _("open"))
 
 
-def _sorted_tallies(tallies: list[StatusCounts]) -> list[StatusCounts]:
-    return sorted(tallies, key=lambda t: (-t.overdue, t.rate, sort_key(t.unit.name)))
+def _sorted_tallies(
+    tallies: list[StatusCounts], oldest: dict[int, int] | None = None
+) -> list[StatusCounts]:
+    """Worst first: most overdue, then the oldest overdue item, then the lowest rate. The text,
+    the chart and the workbook all keep this order."""
+    oldest = oldest or {}
+    return sorted(
+        tallies,
+        key=lambda t: (-t.overdue, -oldest.get(t.unit.id, 0), t.rate, sort_key(t.unit.name)),
+    )
+
+
+def _oldest_days(policies: Policies, lines: list[Line], today: date) -> dict[int, int]:
+    """Per commune id: how many days late its oldest overdue item is."""
+    oldest: dict[int, int] = {}
+    for line in lines:
+        if line.commune is not None:
+            days = _days_late(policies, line, today)
+            oldest[line.commune.id] = max(oldest.get(line.commune.id, 0), days)
+    return oldest
+
+
+def period_words(_: Translator, policies: Policies, today: date) -> str:
+    """The period a digest counts: the tasks due in the last three months."""
+    start = policies.local_day(
+        datetime.combine(today, datetime.min.time(), tzinfo=policies.tz) - RECENT_WINDOW
+    )
+    return _("Tasks due since {start} (the last 3 months)").format(start=format_short_day(start))
 
 
 def communes_word(scope: Scope, locale: str, capital: bool = False) -> str:
@@ -304,7 +326,8 @@ class DistrictDigest:
     overdue: list[Line]
     open: list[Line]
     excused: list[Line] = field(default_factory=list)
-    chart_path: str = ""
+    chart_path: str = ""  # the first (or only) chart
+    chart_paths: list[str] = field(default_factory=list)
     workbook_path: str = ""
 
 
@@ -319,10 +342,12 @@ async def build_district_digest(
 ) -> DistrictDigest:
     now_db = to_db(now)
     since = to_db(now - RECENT_WINDOW)
-    tallies = _sorted_tallies(
-        await count_statuses(session, scope.communes, since, now_db, include_below=True)
-    )
+    today = policies.local_day(now)
     overdue = await _items(session, scope, LATE_STATUSES, now_db)
+    tallies = _sorted_tallies(
+        await count_statuses(session, scope.communes, since, now_db, include_below=True),
+        _oldest_days(policies, overdue, today),
+    )
     still_open = await _items(session, scope, (OccurrenceStatus.open,), now_db)
     excused = [
         line
@@ -330,23 +355,97 @@ async def build_district_digest(
         if from_db(line.occurrence.due_at) >= since
     ]
     digest = DistrictDigest(scope, tallies, overdue, still_open, excused)
-    today = policies.local_day(now)
     folder = Path("digests") / f"{today:%Y-%m-%d}"
     _ = translator(locale)
     chart = folder / f"{kind}-{scope.unit.code}-{locale}.png"
     rows = [(tally.unit.name, tally) for tally in tallies]
-    title = _("Completion rate per {communes} — {unit}, {day}").format(
-        communes=communes_word(scope, locale),
-        unit=place(scope.unit, locale),
-        day=format_short_day(today),
+    title = "\n".join(
+        (
+            _("Tasks per {communes} — {unit}").format(
+                communes=communes_word(scope, locale), unit=place(scope.unit, locale)
+            ),
+            period_words(_, policies, today),
+        )
     )
     data_dir = Path(app.settings.data_dir)
-    await asyncio.to_thread(status_chart, rows, title, chart_legend(_), data_dir / chart)
-    digest.chart_path = chart.as_posix()
+    written = await asyncio.to_thread(
+        status_charts, rows, title, chart_legend(_), data_dir / chart, locale
+    )
+    digest.chart_paths = [path.relative_to(data_dir).as_posix() for path in written]
+    digest.chart_path = digest.chart_paths[0]
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
+    done = [
+        line
+        for line in await _items(session, scope, (OccurrenceStatus.done,), now_db)
+        if from_db(line.occurrence.due_at) >= since
+    ]
+    await asyncio.to_thread(
+        write_workbook,
+        data_dir / book,
+        workbook_sheets(app, policies, digest, done, locale, today),
+        workbook_title(policies, digest, locale, now),
+    )
+    digest.workbook_path = book.as_posix()
+    return digest
+
+
+def _local(policies: Policies, moment: datetime | None) -> datetime | None:
+    return from_db(moment).astimezone(policies.tz) if moment is not None else None
+
+
+def workbook_title(
+    policies: Policies, digest: DistrictDigest, locale: str, now: datetime
+) -> TitleSheet:
+    _ = translator(locale)
+    totals = district_totals(digest)
+    return TitleSheet(
+        _("Report"),
+        committee(digest.scope.unit, locale),
+        [
+            (
+                _("Report"),
+                _("PAPI tasks (decision 3012/QĐ-UBND) per {communes}").format(
+                    communes=communes_word(digest.scope, locale)
+                ),
+            ),
+            (_("Date of issue"), now.astimezone(policies.tz)),
+            (_("Period covered"), period_words(_, policies, policies.local_day(now))),
+            (_("Done"), totals["done"]),
+            (_("Excused"), totals["excused"]),
+            (_("Overdue"), totals["overdue"]),
+            (_("Open"), totals["open"]),
+            (
+                _("How it was made"),
+                _(
+                    "Drawn from the task records: every task due in the period, with its "
+                    "status at the date of issue. Excused tasks were accepted by the level "
+                    "above, with the reason given."
+                ),
+            ),
+        ],
+    )
+
+
+def _sheet_name(name: str) -> str:
+    """A unit's name as a sheet title: Excel refuses []:*?/\\ and more than 31 characters."""
+    return "".join(" " if char in "[]:*?/\\" else char for char in name)[:31]
+
+
+def workbook_sheets(
+    app: AppContext,
+    policies: Policies,
+    digest: DistrictDigest,
+    done: list[Line],
+    locale: str,
+    today: date,
+) -> list[Sheet]:
+    """Overdue, open, excused (with reasons), done, the communes' totals, then one sheet per
+    commune: each item once, its commune and (below the commune) its village apart."""
+    _ = translator(locale)
+    scope = digest.scope
     headers = [
         communes_word(scope, locale, capital=True),
-        _("Unit"),
+        _("Village"),
         _("Task"),
         _("Dimension"),
         _("Period"),
@@ -354,26 +453,53 @@ async def build_district_digest(
         _("Status"),
         _("Days late"),
     ]
-    excused_headers = [*headers[:6], _("Reason")]
 
-    def sheet_rows(lines: list[Line]) -> list[list]:
-        result = []
-        for line in lines:
-            dimension = app.framework.dimensions.get(line.task.dimension)
-            result.append(
-                [
-                    line.commune.name if line.commune else "",
-                    line.unit.name,
-                    task_title(line.task, locale),
-                    dimension.short if dimension else line.task.dimension,
-                    line.occurrence.period,
-                    policies.local_day(from_db(line.occurrence.due_at)),
-                    _status_label(_, line.occurrence.status),
-                    _days_late(policies, line, today),
-                ]
-            )
-        return result
+    def row(line: Line) -> list:
+        dimension = app.framework.dimensions.get(line.task.dimension)
+        below = line.commune is not None and line.commune.id != line.unit.id
+        return [
+            line.commune.name if line.commune else line.unit.name,
+            line.unit.name if below else "—",
+            task_title(line.task, locale),
+            dimension.short if dimension else line.task.dimension,
+            period_in_words(_, line.occurrence.period),
+            _local(policies, line.occurrence.due_at),
+            _status_label(_, line.occurrence.status),
+            _days_late(policies, line, today),
+        ]
 
+    def total(lines: list[Line]) -> list:
+        return [_("Total"), len(lines)]
+
+    overdue = Sheet(
+        _("Overdue"),
+        headers,
+        [row(line) for line in digest.overdue],
+        _("Nothing is overdue."),
+        total(digest.overdue),
+    )
+    still_open = Sheet(
+        _("Open"),
+        headers[:7],
+        [row(line)[:7] for line in digest.open],
+        _("Nothing is open."),
+        total(digest.open),
+    )
+    excused = Sheet(
+        _("Excused"),
+        [*headers[:6], _("Reason")],
+        [row(line)[:6] + [line.occurrence.note] for line in digest.excused],
+        _("Nothing was excused."),
+        total(digest.excused),
+    )
+    done_sheet = Sheet(
+        _("Done"),
+        [*headers[:6], _("Done at")],
+        [row(line)[:6] + [_local(policies, line.occurrence.done_at)] for line in done],
+        _("Nothing was done in this period."),
+        total(done),
+    )
+    totals = district_totals(digest)
     summary = Sheet(
         communes_word(scope, locale, capital=True),
         [
@@ -384,24 +510,93 @@ async def build_district_digest(
             _("Overdue"),
             _("Completion %"),
         ],
-        [[t.unit.name, t.done, t.excused, t.open, t.overdue, round(t.rate * 100)] for t in tallies],
-    )
-    excused_rows = [
-        row[:6] + [line.occurrence.note]
-        for row, line in zip(sheet_rows(excused), excused, strict=True)
-    ]
-    await asyncio.to_thread(
-        write_workbook,
-        data_dir / book,
         [
-            Sheet(_("Overdue"), headers, sheet_rows(overdue)),
-            Sheet(_("Open"), headers, sheet_rows(still_open)),
-            summary,
-            Sheet(_("Excused"), excused_headers, excused_rows),
+            [t.unit.name, t.done, t.excused, t.open, t.overdue, round(t.rate * 100)]
+            for t in digest.tallies
+        ],
+        totals=[
+            _("Total"),
+            totals["done"],
+            totals["excused"],
+            totals["open"],
+            totals["overdue"],
+            "",
         ],
     )
-    digest.workbook_path = book.as_posix()
-    return digest
+    sheets = [overdue, still_open, excused, done_sheet, summary]
+    taken = {sheet.title for sheet in sheets}
+    everything = digest.overdue + digest.open + digest.excused + done
+    for tally in digest.tallies:
+        name = _sheet_name(tally.unit.name)
+        if name in taken:
+            continue
+        taken.add(name)
+        mine = [line for line in everything if line.commune and line.commune.id == tally.unit.id]
+        mine.sort(key=lambda line: (line.occurrence.due_at, sort_key(line.unit.name)))
+        sheets.append(
+            Sheet(
+                name,
+                headers,
+                [row(line) for line in mine],
+                _("No tasks in this period."),
+                total(mine),
+            )
+        )
+    return sheets
+
+
+HEADLINE_COMMUNES = 5  # the communes a district officer should call today, worst first
+
+
+def _change(now_count: int, before: int | None, locale: str) -> str:
+    """The change since the last digest (" (+2)", " (−1)", " (±0)"), when there was one."""
+    if before is None:
+        return ""
+    if before == now_count:
+        return " (±0)"
+    sign = "+" if now_count > before else "−"
+    return f" ({sign}{format_number(abs(now_count - before), locale)})"
+
+
+def district_totals(digest: DistrictDigest) -> dict[str, int]:
+    totals = StatusCounts()
+    for tally in digest.tallies:
+        totals.done += tally.done
+        totals.excused += tally.excused
+        totals.overdue += tally.overdue
+        totals.open += tally.open
+    return {
+        "done": totals.done,
+        "excused": totals.excused,
+        "overdue": totals.overdue,
+        "open": totals.open,
+    }
+
+
+@dataclass
+class CommuneCall:
+    """A commune that needs a call: its overdue count and its oldest overdue item's lateness."""
+
+    commune: Unit
+    overdue: int
+    oldest_days: int
+
+
+def communes_to_call(policies: Policies, digest: DistrictDigest, today: date) -> list[CommuneCall]:
+    """The communes with overdue items, in the digest's order (worst first)."""
+    oldest = _oldest_days(policies, digest.overdue, today)
+    return [
+        CommuneCall(tally.unit, tally.overdue, oldest.get(tally.unit.id, 0))
+        for tally in digest.tallies
+        if tally.overdue and tally.unit is not None
+    ]
+
+
+def dashboard_links(public_url: str, unit: Unit) -> tuple[str, str] | None:
+    if not public_url:
+        return None
+    base = f"{public_url.rstrip('/')}/dashboard/u/{unit.id}"
+    return base, f"{base}/overdue"
 
 
 def district_text(
@@ -412,85 +607,115 @@ def district_text(
     today: date,
     new: list[tuple[Escalation, Line]],
     follow_ups: list[tuple[AuditLog, Unit, User | None]],
+    previous: dict[str, int] | None = None,
+    public_url: str = "",
 ) -> str:
+    """The headline (≤ 15 lines, ≤ 1,200 characters): the period, the district's totals with
+    the change since the last digest, the five communes to call, links to the dashboard.
+    Everything else is in the workbook and on the dashboard; unreachable people are in the
+    coverage report, never here."""
     _ = translator(locale)
-    limit = policies.escalation.digests.max_listed
     title = _("📊 Weekly summary") if kind == WEEKLY else _("📊 Daily digest")
-    lines = [f"{title} — {place(digest.scope.unit, locale)}", format_day(today, locale), ""]
-    if new:
-        lines.append(
-            _("🔺 New items escalated to you since the last digest: {count}").format(
-                count=format_number(len(new), locale)
-            )
-        )
-        for escalation, line in new[:limit]:
-            step = STEP_LABELS.get(escalation.step)
-            lines.append(
-                f"• {_place(line, locale)}: {task_title(line.task, locale)} ({_(step) if step else escalation.step})"
-            )
-        lines.append("")
+    lines = [
+        f"{title} — {place(digest.scope.unit, locale)}",
+        format_day(today, locale),
+        period_words(_, policies, today),
+    ]
+    totals = district_totals(digest)
+    before = previous or {}
     lines.append(
-        _("{communes} (done / excused / open / overdue), worst first:").format(
-            communes=communes_word(digest.scope, locale, capital=True)
+        _("✅ Done {done} · 🟦 Excused {excused} · 🔴 Overdue {overdue}").format(
+            done=format_number(totals["done"], locale)
+            + _change(totals["done"], before.get("done"), locale),
+            excused=format_number(totals["excused"], locale)
+            + _change(totals["excused"], before.get("excused"), locale),
+            overdue=format_number(totals["overdue"], locale)
+            + _change(totals["overdue"], before.get("overdue"), locale),
         )
     )
-    for tally in digest.tallies:
-        mark = "⚠️ " if tally.overdue else "• "
-        numbers = " / ".join(
-            format_number(n, locale) for n in (tally.done, tally.excused, tally.open, tally.overdue)
-        )
-        lines.append(f"{mark}{tally.unit.name}: {numbers}")
-    lines.append("")
-    if digest.overdue:
-        lines.append(_("Overdue, oldest first:"))
-        for number, line in enumerate(digest.overdue[:limit], start=1):
-            late = _days_late(policies, line, today)
-            lines.append(
-                f"{number}. {_place(line, locale)} — {task_title(line.task, locale)} — "
-                + _("{days} day(s) late").format(days=late)
+    late_new = [pair for pair in new if pair[0].step != "unreachable"]
+    if late_new:
+        lines.append(
+            _("🔺 New items escalated to you since the last digest: {count}").format(
+                count=format_number(len(late_new), locale)
             )
-        if len(digest.overdue) > limit:
+        )
+    calls = communes_to_call(policies, digest, today)
+    if calls:
+        lines.append(_("📞 To call, most overdue first:"))
+        for number, call in enumerate(calls[:HEADLINE_COMMUNES], start=1):
             lines.append(
-                _("… and {count} more in the spreadsheet.").format(
-                    count=format_number(len(digest.overdue) - limit, locale)
+                f"{number}. {call.commune.name}: "
+                + _("{count} overdue, the oldest {days} day(s) late").format(
+                    count=format_number(call.overdue, locale), days=call.oldest_days
+                )
+            )
+        if len(calls) > HEADLINE_COMMUNES:
+            lines.append(
+                _("… and {count} more with overdue items.").format(
+                    count=format_number(len(calls) - HEADLINE_COMMUNES, locale)
                 )
             )
     else:
         lines.append(_("Nothing is overdue. Well done!"))
     if follow_ups:
-        lines.append("")
-        lines.append(_("✔️ Followed up since the last digest:"))
+        names = []
         for entry, commune, actor in follow_ups:
             when = format_short_day(policies.local_day(from_db(entry.at)))
             who = actor.name if actor and actor.name else "—"
-            lines.append(f"• {commune.name} ({who}, {when})")
+            names.append(f"{commune.name} ({who}, {when})")
+        shown = ", ".join(names[:3]) + (" …" if len(names) > 3 else "")
+        lines.append(_("✔️ Followed up since the last digest:") + " " + shown)
+    links = dashboard_links(public_url, digest.scope.unit)
+    if links is not None:
+        lines.append(_("🔗 Overview: {url}").format(url=links[0]))
+        lines.append(_("🔗 Overdue list: {url}").format(url=links[1]))
     return "\n".join(lines).strip()
 
 
-def follow_up_buttons(locale: str, digest: DistrictDigest) -> list[list[Button]]:
+def follow_up_messages(
+    policies: Policies, locale: str, digest: DistrictDigest, today: date
+) -> list[tuple[Unit, Outgoing]]:
+    """One small message per commune with overdue items, each with its own button, so each
+    follow-up is tapped (and greyed out) on its own."""
     _ = translator(locale)
-    late_communes = [tally.unit for tally in digest.tallies if tally.overdue]
-    return [
-        [
-            Button(
-                _("📞 Mark as followed up: {commune}").format(commune=place(c, locale))[:60],
-                f"fu:{c.id}",
-            )
-        ]
-        for c in late_communes[:20]
-    ]
-
-
-def _record_sent(session: AsyncSession, user: User, kind: str, now: datetime) -> None:
-    """Remember when this person last had a digest: the next one reports what came after."""
-    session.add(
-        AuditLog(
-            at=to_db(now),
-            action=DIGEST_SENT,
-            subject=f"user:{user.id}",
-            detail={"kind": kind, "now": now.isoformat()},
+    found = []
+    for call in communes_to_call(policies, digest, today):
+        text = f"{call.commune.name}: " + _(
+            "{count} overdue, the oldest {days} day(s) late"
+        ).format(count=format_number(call.overdue, locale), days=call.oldest_days)
+        button = Button(
+            _("📞 Mark as followed up: {commune}").format(commune=place(call.commune, locale))[:60],
+            f"fu:{call.commune.id}",
         )
+        found.append((call.commune, Outgoing(text=text, buttons=[[button]])))
+    return found
+
+
+def _record_sent(
+    session: AsyncSession, user: User, kind: str, now: datetime, totals: dict | None = None
+) -> None:
+    """Remember when this person last had a digest and what it counted: the next one reports
+    what came after and the change."""
+    detail: dict = {"kind": kind, "now": now.isoformat()}
+    if totals is not None:
+        detail["totals"] = totals
+    session.add(
+        AuditLog(at=to_db(now), action=DIGEST_SENT, subject=f"user:{user.id}", detail=detail)
     )
+
+
+async def previous_totals(session: AsyncSession, user: User) -> dict[str, int] | None:
+    """The district totals this person's last district digest showed (None: none yet)."""
+    rows = await session.exec(
+        select(AuditLog)
+        .where(AuditLog.action == DIGEST_SENT, AuditLog.subject == f"user:{user.id}")
+        .order_by(col(AuditLog.at).desc(), col(AuditLog.id).desc())
+    )
+    for entry in rows.all():
+        if entry.detail and "totals" in entry.detail:
+            return entry.detail["totals"]
+    return None
 
 
 async def _send(
@@ -511,6 +736,7 @@ async def send_district_digests(
     today = policies.local_day(now)
     kind = WEEKLY if today.weekday() == policies.escalation.digests.weekly_weekday else DAILY
     now_db = to_db(now)
+    coverage: dict = {}
     for scope in await scopes(session, app, policies):
         built: dict[str, DistrictDigest] = {}
         for user in scope.recipients:
@@ -533,26 +759,32 @@ async def send_district_digests(
             digest = built[user.locale]
             follow_ups = await _follow_ups(session, scope, since, now_db)
             _ = translator(user.locale)
-            text = district_text(policies, digest, kind, user.locale, today, new, follow_ups)
-            await _send(
-                session,
-                user,
-                f"{base}:text",
-                Outgoing(text=text, buttons=follow_up_buttons(user.locale, digest)),
-                now,
+            previous = await previous_totals(session, user)
+            text = district_text(
+                policies,
+                digest,
+                kind,
+                user.locale,
+                today,
+                new,
+                follow_ups,
+                previous,
+                app.settings.public_url,
             )
-            await _send(
-                session,
-                user,
-                f"{base}:chart",
-                Outgoing(
-                    text=_("Completion rate per {communes}").format(
-                        communes=communes_word(scope, user.locale)
-                    ),
-                    photo_path=digest.chart_path,
-                ),
-                now,
-            )
+            await _send(session, user, f"{base}:text", Outgoing(text=text), now)
+            for commune, message in follow_up_messages(policies, user.locale, digest, today):
+                await _send(session, user, f"{base}:fu:{commune.id}", message, now)
+            caption = _("Tasks per {communes}").format(communes=communes_word(scope, user.locale))
+            for index, chart in enumerate(digest.chart_paths):
+                many = len(digest.chart_paths) > 1
+                part = f" ({index + 1}/{len(digest.chart_paths)})" if many else ""
+                await _send(
+                    session,
+                    user,
+                    f"{base}:chart" + (f"{index + 1}" if index else ""),
+                    Outgoing(text=caption + part, photo_path=chart),
+                    now,
+                )
             await _send(
                 session,
                 user,
@@ -564,7 +796,18 @@ async def send_district_digests(
                 ),
                 now,
             )
-            _record_sent(session, user, kind, now)
+            if kind == WEEKLY:
+                if scope.unit.id not in coverage:
+                    coverage[scope.unit.id] = await coverage_of(session, app, scope.communes, now)
+                text = coverage_text(
+                    app,
+                    user.locale,
+                    place(scope.unit, user.locale),
+                    scope.communes,
+                    coverage[scope.unit.id],
+                )
+                await _send(session, user, f"{base}:coverage", Outgoing(text=text), now)
+            _record_sent(session, user, kind, now, district_totals(digest))
             if kind == WEEKLY:
                 report.weekly += 1
             else:
@@ -667,6 +910,7 @@ async def send_monthly_summary(
             _("Completion rate by PAPI dimension, {month}").format(month=month),
             chart_legend(_),
             data_dir / chart,
+            locale,
         )
         await asyncio.to_thread(
             write_workbook,

@@ -78,7 +78,7 @@ async def test_weekly_always_daily_only_after_an_escalation_once_per_person_and_
     for moment in (at(23, 7, 31), at(23, 12)):
         again = await run_digest(world.app, moment)
         assert again.weekly == again.daily == 0
-    assert len(digest_rows(await world.outbox(), district, "weekly")) == 3
+    assert len(digest_rows(await world.outbox(), district, "weekly")) == 4  # + coverage
 
     await month_until(world, at(25, 8))
     # Tuesday to Thursday morning: nothing was escalated since Monday's digest but Thôn Ba
@@ -98,7 +98,9 @@ async def test_weekly_always_daily_only_after_an_escalation_once_per_person_and_
     assert (
         vi("🔺 New items escalated to you since the last digest: {count}").format(count=4) in body
     )
-    assert "Thôn Hai (xã An)" in body and "Thôn Ba (xã Bình)" in body
+    oldest = vi("{count} overdue, the oldest {days} day(s) late")
+    assert f"1. Xã Bình: {oldest.format(count=6, days=2)}" in body
+    assert f"2. Xã An: {oldest.format(count=2, days=2)}" in body
     assert (await run_digest(world.app, at(28, 7, 30))).daily == 0
 
 
@@ -146,7 +148,7 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
     ]
     body = text.payload["text"]
     assert vi("✔️ Followed up since the last digest:") in body
-    assert "• Xã Bình (district, 27/11/2026)" in body
+    assert "Xã Bình (district, 27/11/2026)" in body
     # … and only in that one.
     await run_digest(world.app, at(30, 7, 30))
     (weekly,) = [
@@ -155,6 +157,53 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
         if r.idempotency_key.endswith(":text") and "20261130" in r.idempotency_key
     ]
     assert vi("✔️ Followed up since the last digest:") not in weekly.payload["text"]
+
+
+async def test_each_commune_to_call_is_its_own_message_tapped_in_turn(db, settings, framework):
+    settings.public_url = "https://papi.example.vn"
+    world = await build_scheduler_world(settings, db, framework)
+    await register_everyone_but_thon_ba(world)
+    district = world.users["district"]
+    await month_until(world, at(28, 8))
+    await run_digest(world.app, at(27, 7, 30))
+    rows = digest_rows(await world.outbox(), district, "daily")
+    (text,) = [r for r in rows if r.idempotency_key.endswith(":text")]
+    unit_id = world.units["district"].id
+    body = text.payload["text"]
+    assert (
+        vi("🔗 Overview: {url}").format(url=f"https://papi.example.vn/dashboard/u/{unit_id}")
+        in body
+    )
+    assert (
+        vi("🔗 Overdue list: {url}").format(
+            url=f"https://papi.example.vn/dashboard/u/{unit_id}/overdue"
+        )
+        in body
+    )
+    assert len(body.splitlines()) <= 15 and len(body) <= 1200
+    follow_ups = [r for r in rows if ":fu:" in r.idempotency_key]
+    binh, an = world.units["xa_binh"], world.units["xa_an"]
+    assert [r.payload["buttons"][0][0]["data"] for r in follow_ups] == [
+        f"fu:{binh.id}",
+        f"fu:{an.id}",
+    ]
+    # Each is tapped on its own: two follow-ups recorded, one per commune, in turn.
+    for minute, commune in enumerate((binh, an)):
+        await tap_followed_up(world, district, commune, at(27, 10, minute))
+    async with db.session() as session:
+        subjects = (
+            await session.exec(
+                select(AuditLog.subject).where(AuditLog.action == FOLLOWED_UP).order_by(AuditLog.at)
+            )
+        ).all()
+    assert subjects == [f"unit:{binh.id}", f"unit:{an.id}"]
+    await run_digest(world.app, at(29, 7, 30))
+    (after,) = [
+        r
+        for r in digest_rows(await world.outbox(), district, "daily")
+        if r.idempotency_key.endswith(":text") and "20261129" in r.idempotency_key
+    ]
+    assert "Xã Bình (district, 27/11/2026), Xã An (district, 27/11/2026)" in after.payload["text"]
 
 
 async def test_the_weekly_chart_and_spreadsheet_show_every_open_and_overdue_item(
@@ -173,18 +222,18 @@ async def test_the_weekly_chart_and_spreadsheet_show_every_open_and_overdue_item
     fractions = bar_fractions(settings.data_dir / chart["photo_path"])
     assert len(fractions) == 2
     assert abs(fractions[0] - 0.0) < 0.02 and abs(fractions[1] - 0.5) < 0.02
-    overdue, still_open, communes, excused = load_workbook(
-        settings.data_dir / book["document_path"]
-    ).worksheets
-    assert not list(excused.iter_rows(min_row=2, values_only=True))
-    assert not list(overdue.iter_rows(min_row=2, values_only=True))
-    opened = list(still_open.iter_rows(min_row=2, values_only=True))
+    workbook = load_workbook(settings.data_dir / book["document_path"])
+    overdue, still_open, excused = (workbook[vi(name)] for name in ("Overdue", "Open", "Excused"))
+    assert excused["A2"].value == vi("Nothing was excused.")
+    assert overdue["A2"].value == vi("Nothing is overdue.")
+    opened = list(still_open.iter_rows(min_row=2, max_row=still_open.max_row - 1, values_only=True))
     # Everything due on the 25th not done yet: Thôn Một, Thôn Hai, Thôn Ba (2 each), Xã Bình (4).
     assert len(opened) == 10
-    assert {row[1] for row in opened} == {"Thôn Một", "Thôn Hai", "Thôn Ba", "Xã Bình"}
-    assert list(communes.iter_rows(min_row=2, values_only=True)) == [
+    assert {row[1] for row in opened} == {"Thôn Một", "Thôn Hai", "Thôn Ba", "—"}
+    assert list(workbook["Xã"].iter_rows(min_row=2, values_only=True)) == [
         ("Xã Bình", 0, 0, 6, 0, 0),
         ("Xã An", 4, 0, 4, 0, 50),
+        (vi("Total"), 4, 0, 10, 0, None),
     ]
 
 

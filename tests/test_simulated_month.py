@@ -6,14 +6,18 @@ The world is `tests/helpers/scheduler_world.py`: a sweep every hour on the hour,
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from PIL import Image
 
 from bot.core.i18n import translator
 from bot.core.models import Occurrence
 from bot.core.timeutil import from_db
+from scheduler.charts import WIDTH_PX
 from scheduler.commands import run_sweep
 from tests.helpers.scheduler_world import (
     HCM,
@@ -25,6 +29,7 @@ from tests.helpers.scheduler_world import (
     SchedulerWorld,
     at,
     bar_fractions,
+    bar_shares,
     build_scheduler_world,
     by_person,
     drive,
@@ -33,6 +38,13 @@ from tests.helpers.scheduler_world import (
     occurrences_by_place,
     register_everyone_but_thon_ba,
 )
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def item_rows(sheet) -> list[tuple]:  # noqa: ANN001
+    """A workbook sheet's rows of items: below the header, above the totals row."""
+    return list(sheet.iter_rows(min_row=2, max_row=sheet.max_row - 1, values_only=True))
 
 
 async def test_a_month_of_reminders_escalations_and_digests(db, settings, framework):
@@ -111,26 +123,74 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         (at(29, 7, 30), "daily"),  # escalated to the district (the 28th)
         (at(30, 7, 30), "weekly"),
     ]
-    assert len(digests) == 3 * len(digest_texts)  # text, chart, spreadsheet
+    # Each digest: its headline, a small message per commune with overdue items (one button
+    # each, so each can be tapped in turn), its chart and its spreadsheet.
+    parts = defaultdict(list)
+    for d in digests:
+        parts[d.moment].append(d.row.idempotency_key.split(":", 4)[4])
+    assert parts[at(2, 7, 30)] == ["text", "chart", "xlsx", "coverage"]
+    assert parts[at(19, 7, 30)] == ["text", "chart", "xlsx"]  # coverage is weekly
+    binh, an = world.units["xa_binh"], world.units["xa_an"]
+    assert parts[at(30, 7, 30)] == [
+        "text",
+        f"fu:{binh.id}",
+        f"fu:{an.id}",
+        "chart",
+        "xlsx",
+        "coverage",
+    ]
+    # Coverage, weekly and apart: Thôn Ba has no village head registered all month.
+    (coverage,) = [
+        d.row.payload["text"]
+        for d in digests
+        if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(":coverage")
+    ]
+    vi_ = translator("vi")
+    assert (
+        vi_("{unit}: nobody is registered as {role}").format(unit="Thôn Ba", role="Trưởng thôn")
+        in coverage.splitlines()[-1]
+    )
+    assert "Xã An" not in coverage
+    unreachable = translator("vi")("cannot be reached")
+    for d in digests:
+        if d.row.idempotency_key.endswith(":text"):
+            text = d.row.payload["text"]
+            assert len(text.splitlines()) <= 15 and len(text) <= 1200, text
+            assert "📵" not in text and unreachable not in text
+            assert not d.row.payload.get("buttons")
 
-    # The weekly summary of Monday 30/11: per commune done / excused / open / overdue, worst
-    # first, the overdue items oldest first with village, task and days late, a button per late commune.
+    # The weekly summary of Monday 30/11: the district's totals with the change since the
+    # last digest, the communes to call worst first with their overdue count and the oldest.
     weekly = next(
         d.row.payload
         for d in digests
         if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(":text")
     )
     body = weekly["text"]
+    vi = translator("vi")
     assert "Thứ Hai, 30/11/2026" in body
-    assert "⚠️ Xã Bình: 0 / 0 / 0 / 6" in body and "⚠️ Xã An: 6 / 0 / 0 / 2" in body
-    assert body.index("Xã Bình: 0 / 0 / 0 / 6") < body.index("Xã An: 6 / 0 / 0 / 2")
-    t1_title = world.app.framework.tasks[T1].title
-    late = translator("vi")("{days} day(s) late")
-    assert f"1. Thôn Ba (xã Bình) — {t1_title} — {late.format(days=5)}" in body
-    assert f"Thôn Hai (xã An) — {t1_title} — {late.format(days=5)}" in body
-    assert [b["data"] for row in weekly["buttons"] for b in row] == [
-        f"fu:{world.units['xa_binh'].id}",
-        f"fu:{world.units['xa_an'].id}",
+    assert vi("Tasks due since {start} (the last 3 months)").format(start="30/08/2026") in body
+    assert (
+        vi("✅ Done {done} · 🟦 Excused {excused} · 🔴 Overdue {overdue}").format(
+            done="6 (±0)", excused="0 (±0)", overdue="8 (±0)"
+        )
+        in body
+    )
+    oldest = vi("{count} overdue, the oldest {days} day(s) late")
+    assert f"1. Xã Bình: {oldest.format(count=6, days=5)}" in body
+    assert f"2. Xã An: {oldest.format(count=2, days=5)}" in body
+    follow_ups = [
+        d.row.payload
+        for d in digests
+        if d.moment == at(30, 7, 30) and ":fu:" in d.row.idempotency_key
+    ]
+    assert [p["text"] for p in follow_ups] == [
+        f"Xã Bình: {oldest.format(count=6, days=5)}",
+        f"Xã An: {oldest.format(count=2, days=5)}",
+    ]
+    assert [[(b["label"], b["data"]) for row in p["buttons"] for b in row] for p in follow_ups] == [
+        [("📞 Ghi nhận đã đôn đốc xã Bình", f"fu:{binh.id}")],
+        [("📞 Ghi nhận đã đôn đốc xã An", f"fu:{an.id}")],
     ]
 
     # Its chart: one bar per commune, worst first, filled to the completion rate (6 of 8 done
@@ -145,18 +205,36 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     )
     fractions = bar_fractions(settings.data_dir / chart["photo_path"])
     assert fractions == pytest.approx([0.0, 0.75], abs=0.02)
-    overdue_sheet, open_sheet, communes_sheet, _excused_sheet = load_workbook(
-        settings.data_dir / book["document_path"]
-    ).worksheets
-    overdue_rows = list(overdue_sheet.iter_rows(min_row=2, values_only=True))
-    assert len(overdue_rows) == 8 and not list(open_sheet.iter_rows(min_row=2, values_only=True))
+    # Every chart of the month at phone width, overdue in red where there was any (Xã Bình 6
+    # of 6, Xã An 2 of 8 on the 30th); kept in tests/artifacts/ to be looked at.
+    ARTIFACTS.mkdir(exist_ok=True)
+    for d in digests:
+        if d.row.idempotency_key.startswith("digest:") and ":chart" in d.row.idempotency_key:
+            path = settings.data_dir / d.row.payload["photo_path"]
+            assert Image.open(path).size[0] == WIDTH_PX
+            shutil.copy(path, ARTIFACTS / f"month-{d.moment:%m%d}-{path.name}")
+    assert [
+        round(s["overdue"], 2) for s in bar_shares(settings.data_dir / chart["photo_path"])
+    ] == [
+        1.0,
+        0.25,
+    ]
+    workbook = load_workbook(settings.data_dir / book["document_path"])
+    vi = translator("vi")
+    overdue_rows = item_rows(workbook[vi("Overdue")])
+    assert len(overdue_rows) == 8
+    assert [r[0] for r in workbook[vi("Open")].iter_rows(min_row=2, values_only=True)] == [
+        vi("Nothing is open."),
+        vi("Total"),
+    ]
     assert sorted((r[0], r[1]) for r in overdue_rows) == sorted(
-        [("Xã An", "Thôn Hai")] * 2 + [("Xã Bình", "Thôn Ba")] * 2 + [("Xã Bình", "Xã Bình")] * 4
+        [("Xã An", "Thôn Hai")] * 2 + [("Xã Bình", "Thôn Ba")] * 2 + [("Xã Bình", "—")] * 4
     )
     assert {r[7] for r in overdue_rows} == {5}
-    assert [r for r in communes_sheet.iter_rows(min_row=2, values_only=True)] == [
+    assert list(workbook["Xã"].iter_rows(min_row=2, values_only=True)) == [
         ("Xã Bình", 0, 0, 0, 6, 0),
         ("Xã An", 6, 0, 0, 2, 75),
+        (vi("Total"), 6, 0, 0, 8, None),
     ]
 
     # Escalations: each step once, at its time, to the right unit, with who was told.
