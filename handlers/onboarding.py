@@ -9,6 +9,7 @@ from bot.core.capabilities import asks_contact
 from bot.core.messages import Button
 from bot.core.models import Unit
 from bot.core.services.people import InviteProblem, audit, redeem_invite
+from bot.core.services.reach import normalise_phone
 from bot.core.unit_words import place
 from handlers.common import main_menu, tap, title
 from handlers.conversation import Conversation
@@ -20,7 +21,6 @@ AWAITING_NAME, AWAITING_PHONE = "awaiting_name", "awaiting_phone"
 STEPS = (AWAITING_NAME, AWAITING_PHONE)
 SKIP_WORDS = {"bo qua", "skip", "khong", "no"}
 # Vietnamese mobile numbers: 0 or +84/84, then 3x, 5x, 7x, 8x or 9x and 8 more digits.
-MOBILE = re.compile(r"^(?:\+?84|0)([35789]\d{8})$")
 
 
 def looks_like_code(text: str) -> bool:
@@ -40,11 +40,8 @@ def clean_name(text: str) -> str | None:
     return " ".join(word[:1].upper() + word[1:] for word in words)
 
 
-def normalise_mobile(text: str) -> str | None:
-    """ "0905 123 456", "+84 905-123-456" → "84905123456"; None if not a Vietnamese mobile."""
-    digits = re.sub(r"[\s.\-()]", "", text.strip())
-    match = MOBILE.match(digits)
-    return f"84{match.group(1)}" if match else None
+# One rule for a Vietnamese mobile number, shared with ZNS and the CLI.
+normalise_mobile = normalise_phone
 
 
 def _has_digits(text: str) -> bool:
