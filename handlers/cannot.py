@@ -15,9 +15,16 @@ from bot.core.models import Occurrence, OccurrenceStatus, Report, TaskDefinition
 from bot.core.services.occurrences import ACTIVE_STATUSES
 from bot.core.services.people import audit
 from bot.core.task_text import task_title
+from bot.core.unit_words import committee
 from handlers.common import load_occurrence, local_due, person
 from handlers.conversation import Conversation
-from handlers.requests import approvers_for, ask_decision_reason, is_past, load_request
+from handlers.requests import (
+    approvers_for,
+    ask_decision_reason,
+    is_past,
+    load_request,
+    record_decline,
+)
 from scheduler.reminders import task_buttons as answer_buttons
 
 
@@ -192,26 +199,14 @@ async def finish_reject(convo: Conversation, raw_id: str, reason: str) -> None:
         return
     report, occurrence, requester = loaded
     _ = convo._
-    convo.clear_state()
-    report.status = "declined"
-    report.decided_by_user_id = convo.user.id
-    report.decided_at = utcnow()
-    report.decision_note = reason[:2000]
-    convo.session.add(report)
-    await audit(
-        convo.session,
-        "cannot.rejected",
-        f"occurrence:{occurrence.id}",
-        convo.user,
-        report_id=report.id,
-        reason=report.decision_note,
-    )
+    await record_decline(convo, report, occurrence, "cannot.rejected", reason)
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     t = translator(requester.locale)
     due = format_day(local_due(convo, occurrence).date(), requester.locale)
     lines = [
-        t('The commune committee did not accept that "{title}" cannot be done.').format(
-            title=task.title
+        t('{committee} did not accept that "{title}" cannot be done.').format(
+            committee=committee(convo.unit, requester.locale),
+            title=task_title(task, requester.locale),
         ),
         t("Reason: {reason}").format(reason=report.decision_note),
         t("The task stays open, due {due}.").format(due=due),

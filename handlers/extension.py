@@ -17,7 +17,13 @@ from bot.core.unit_words import committee
 from handlers.common import load_occurrence, local_due, person, tap_any
 from handlers.conversation import Conversation
 from handlers.report import too_long
-from handlers.requests import approvers_for, ask_decision_reason, is_past, load_request
+from handlers.requests import (
+    approvers_for,
+    ask_decision_reason,
+    is_past,
+    load_request,
+    record_decline,
+)
 from scheduler.policy import load_policies
 
 EXTENSION_CHOICES = (3, 7, 14)
@@ -286,20 +292,7 @@ async def finish_decline(convo: Conversation, raw_id: str, reason: str) -> None:
         return
     report, occurrence, requester = loaded
     _ = convo._
-    convo.clear_state()
-    report.status = "declined"
-    report.decided_by_user_id = convo.user.id
-    report.decided_at = utcnow()
-    report.decision_note = reason[:2000]
-    convo.session.add(report)
-    await audit(
-        convo.session,
-        "extension.declined",
-        f"occurrence:{occurrence.id}",
-        convo.user,
-        report_id=report.id,
-        reason=report.decision_note,
-    )
+    await record_decline(convo, report, occurrence, "extension.declined", reason)
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     t = translator(requester.locale)
     due = format_day(local_due(convo, occurrence).date(), requester.locale)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from bot.core.messages import Button, tap
-from bot.core.models import Occurrence, Report, Unit, User
+from bot.core.models import Occurrence, Report, Unit, User, utcnow
 from bot.core.services.occurrences import may_act_on
 from bot.core.services.people import audit
 from bot.core.timeutil import from_db
@@ -88,3 +88,24 @@ async def ask_decision_reason(
 
 def is_past(occurrence: Occurrence) -> bool:
     return from_db(occurrence.due_at) <= datetime.now(UTC)
+
+
+async def record_decline(
+    convo: Conversation, report: Report, occurrence: Occurrence, action: str, reason: str
+) -> None:
+    """A request (more time, "cannot do") turned down by the person deciding, with the reason
+    on record and audited as `action`; the dialog is over."""
+    convo.clear_state()
+    report.status = "declined"
+    report.decided_by_user_id = convo.user.id
+    report.decided_at = utcnow()
+    report.decision_note = reason[:2000]
+    convo.session.add(report)
+    await audit(
+        convo.session,
+        action,
+        f"occurrence:{occurrence.id}",
+        convo.user,
+        report_id=report.id,
+        reason=report.decision_note,
+    )
