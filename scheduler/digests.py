@@ -55,8 +55,18 @@ from bot.core.unit_words import collective, committee, place
 from bot.core.vietnamese_order import sort_key
 from scheduler.charts import status_chart, status_charts
 from scheduler.coverage_report import coverage_of, coverage_text
+from scheduler.item_details import (
+    ItemDetails,
+    cannot_history,
+    display_phone,
+    extension_history,
+    item_details,
+    occurrence_link,
+    people_text,
+)
 from scheduler.period_words import period_in_words
 from scheduler.policy import Policies, load_policies
+from scheduler.trend_digest import trend_caption, write_trend
 from scheduler.workbook import Sheet, TitleSheet, write_workbook
 
 DIGEST_SENT = "digest.sent"
@@ -329,6 +339,7 @@ class DistrictDigest:
     chart_path: str = ""  # the first (or only) chart
     chart_paths: list[str] = field(default_factory=list)
     workbook_path: str = ""
+    trend_path: str = ""  # weekly: the last 8 weeks (scheduler/trend_digest.py); "" none yet
 
 
 async def build_district_digest(
@@ -373,16 +384,30 @@ async def build_district_digest(
     )
     digest.chart_paths = [path.relative_to(data_dir).as_posix() for path in written]
     digest.chart_path = digest.chart_paths[0]
+    if kind == WEEKLY:  # the trend moves once a week: a daily copy would repeat itself
+        digest.trend_path = await write_trend(
+            session,
+            policies,
+            scope.unit,
+            list(scope.commune_of),
+            today,
+            data_dir,
+            folder / f"{kind}-{scope.unit.code}-trend-{locale}.png",
+            locale,
+        )
     book = folder / f"{kind}-{scope.unit.code}-{locale}.xlsx"
     done = [
         line
         for line in await _items(session, scope, (OccurrenceStatus.done,), now_db)
         if from_db(line.occurrence.due_at) >= since
     ]
+    everything = [(line.occurrence, line.task) for line in overdue + still_open + excused + done]
+    details = await item_details(session, app.framework, everything)
+    follow_ups = await _follow_ups(session, scope, since, now_db)
     await asyncio.to_thread(
         write_workbook,
         data_dir / book,
-        workbook_sheets(app, policies, digest, done, locale, today),
+        workbook_sheets(app, policies, digest, done, locale, today, details, follow_ups),
         workbook_title(policies, digest, locale, now),
     )
     digest.workbook_path = book.as_posix()
@@ -438,11 +463,16 @@ def workbook_sheets(
     done: list[Line],
     locale: str,
     today: date,
+    details: ItemDetails | None = None,
+    follow_ups: list[tuple[AuditLog, Unit, User | None]] | None = None,
 ) -> list[Sheet]:
-    """Overdue, open, excused (with reasons), done, the communes' totals, then one sheet per
-    commune: each item once, its commune and (below the commune) its village apart."""
+    """Overdue, open, excused (with reasons), done, the communes' totals, the follow-ups, then
+    one sheet per commune: each item once, its commune and (below the commune) its village
+    apart; every item with who is responsible and their phone, its requests for more time and
+    to be excused with their decisions, and its dashboard page."""
     _ = translator(locale)
     scope = digest.scope
+    details = details or ItemDetails()
     headers = [
         communes_word(scope, locale, capital=True),
         _("Village"),
@@ -452,6 +482,13 @@ def workbook_sheets(
         _("Due"),
         _("Status"),
         _("Days late"),
+    ]
+    about = [
+        _("Responsible"),
+        _("Phone"),
+        _("More time asked"),
+        _("Asked to be excused"),
+        _("Details and photos"),
     ]
 
     def row(line: Line) -> list:
@@ -468,36 +505,72 @@ def workbook_sheets(
             _days_late(policies, line, today),
         ]
 
+    def more(line: Line) -> list:
+        occurrence = line.occurrence
+        requests = details.requests.get(occurrence.id, [])
+        return [
+            *people_text(_, details.people.get(occurrence.id, [])),
+            extension_history(_, requests, policies.tz),
+            cannot_history(_, requests, policies.tz),
+            occurrence_link(_, app.settings.public_url, occurrence),
+        ]
+
+    def reason(line: Line) -> str:
+        """Why it could not be done: the note kept on the item, else the accepted request's."""
+        if line.occurrence.note:
+            return line.occurrence.note
+        accepted = [
+            r.note
+            for r in details.requests.get(line.occurrence.id, [])
+            if r.kind == "cannot" and r.status == "approved"
+        ]
+        return accepted[-1] if accepted else "—"
+
     def total(lines: list[Line]) -> list:
         return [_("Total"), len(lines)]
 
     overdue = Sheet(
         _("Overdue"),
-        headers,
-        [row(line) for line in digest.overdue],
+        headers + about,
+        [row(line) + more(line) for line in digest.overdue],
         _("Nothing is overdue."),
         total(digest.overdue),
     )
     still_open = Sheet(
         _("Open"),
-        headers[:7],
-        [row(line)[:7] for line in digest.open],
+        headers[:7] + about,
+        [row(line)[:7] + more(line) for line in digest.open],
         _("Nothing is open."),
         total(digest.open),
     )
     excused = Sheet(
         _("Excused"),
-        [*headers[:6], _("Reason")],
-        [row(line)[:6] + [line.occurrence.note] for line in digest.excused],
+        [*headers[:6], _("Reason"), *about],
+        [row(line)[:6] + [reason(line)] + more(line) for line in digest.excused],
         _("Nothing was excused."),
         total(digest.excused),
     )
     done_sheet = Sheet(
         _("Done"),
-        [*headers[:6], _("Done at")],
-        [row(line)[:6] + [_local(policies, line.occurrence.done_at)] for line in done],
+        [*headers[:6], _("Done at"), *about],
+        [row(line)[:6] + [_local(policies, line.occurrence.done_at)] + more(line) for line in done],
         _("Nothing was done in this period."),
         total(done),
+    )
+    followed = Sheet(
+        _("Followed up"),
+        [communes_word(scope, locale, capital=True), _("Followed up by"), _("Phone"), _("When")],
+        [
+            [
+                commune.name,
+                actor.name if actor and actor.name else "—",
+                (display_phone(actor) if actor else "") or "—",
+                _local(policies, entry.at),
+            ]
+            for entry, commune, actor in follow_ups or []
+        ],
+        _("No follow-up was recorded in this period."),
+        total(follow_ups or []),
     )
     totals = district_totals(digest)
     summary = Sheet(
@@ -523,7 +596,7 @@ def workbook_sheets(
             "",
         ],
     )
-    sheets = [overdue, still_open, excused, done_sheet, summary]
+    sheets = [overdue, still_open, excused, done_sheet, summary, followed]
     taken = {sheet.title for sheet in sheets}
     everything = digest.overdue + digest.open + digest.excused + done
     for tally in digest.tallies:
@@ -536,8 +609,8 @@ def workbook_sheets(
         sheets.append(
             Sheet(
                 name,
-                headers,
-                [row(line) for line in mine],
+                headers + about,
+                [row(line) + more(line) for line in mine],
                 _("No tasks in this period."),
                 total(mine),
             )
@@ -785,6 +858,9 @@ async def send_district_digests(
                     Outgoing(text=caption + part, photo_path=chart),
                     now,
                 )
+            if digest.trend_path:
+                trend = Outgoing(text=trend_caption(user.locale), photo_path=digest.trend_path)
+                await _send(session, user, f"{base}:trend", trend, now)
             await _send(
                 session,
                 user,

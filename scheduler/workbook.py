@@ -24,6 +24,14 @@ DATE = "dd/mm/yyyy"
 FORMULA_STARTS = ("=", "+", "-", "@")
 
 
+@dataclass(frozen=True)
+class Link:
+    """A cell that shows `text` and, when `url` is set, opens it (Excel's hyperlink)."""
+
+    text: str
+    url: str = ""
+
+
 @dataclass
 class Sheet:
     title: str  # ≤ 31 characters (Excel's limit)
@@ -48,12 +56,27 @@ def _write(page: Worksheet, row: int, column: int, value: Any) -> None:
     elif isinstance(value, date):
         cell.value = value
         cell.number_format = DATE
+    elif isinstance(value, Link):
+        _write(page, row, column, value.text)
+        if value.url:
+            cell.hyperlink = value.url
+            cell.font = Font(color="0563C1", underline="single")
     elif isinstance(value, str) and value.startswith(FORMULA_STARTS):
         cell.value = value
         cell.data_type = "s"  # never a formula: a note is what someone wrote
         cell.quotePrefix = True
     else:
         cell.value = value
+    if isinstance(value, str) and "\n" in value:
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+
+
+def _width(value: Any) -> int:
+    """Characters the column needs for a value: a date-time's 16, a list's longest line."""
+    if isinstance(value, datetime):
+        return 16
+    text = value.text if isinstance(value, Link) else str(value)
+    return max((len(line) for line in text.splitlines()), default=0)
 
 
 def _print_setup(page: Worksheet, header_row: int | None) -> None:
@@ -108,7 +131,7 @@ def write_workbook(path: Path, sheets: list[Sheet], title: TitleSheet | None = N
                 page.cell(row=last + 1, column=column).fill = TOTAL_FILL
         for index, header in enumerate(sheet.headers, start=1):
             cells = [row[index - 1] for row in sheet.rows if index - 1 < len(row)]
-            sizes = [16 if isinstance(v, datetime) else len(str(v)) for v in cells]
+            sizes = [_width(v) for v in cells]
             longest = max([len(str(header)), *sizes])
             page.column_dimensions[get_column_letter(index)].width = min(longest + 2, MAX_WIDTH)
         page.freeze_panes = "A2"

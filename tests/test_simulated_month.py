@@ -124,7 +124,9 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         (at(30, 7, 30), "weekly"),
     ]
     # Each digest: its headline, a small message per commune with overdue items (one button
-    # each, so each can be tapped in turn), its chart and its spreadsheet.
+    # each, so each can be tapped in turn), its chart and its spreadsheet; a weekly one also
+    # the trend of the weeks behind it, once a week on record had anything due (the first
+    # tasks are due on the 25th: the weekly of the 2nd and the 23rd have no trend yet).
     parts = defaultdict(list)
     for d in digests:
         parts[d.moment].append(d.row.idempotency_key.split(":", 4)[4])
@@ -136,9 +138,11 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         f"fu:{binh.id}",
         f"fu:{an.id}",
         "chart",
+        "trend",
         "xlsx",
         "coverage",
     ]
+    assert "trend" not in parts[at(23, 7, 30)]
     # Coverage, weekly and apart: Thôn Ba has no village head registered all month.
     (coverage,) = [
         d.row.payload["text"]
@@ -209,7 +213,8 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     # of 6, Xã An 2 of 8 on the 30th); kept in tests/artifacts/ to be looked at.
     ARTIFACTS.mkdir(exist_ok=True)
     for d in digests:
-        if d.row.idempotency_key.startswith("digest:") and ":chart" in d.row.idempotency_key:
+        key = d.row.idempotency_key
+        if key.startswith("digest:") and (":chart" in key or key.endswith(":trend")):
             path = settings.data_dir / d.row.payload["photo_path"]
             assert Image.open(path).size[0] == WIDTH_PX
             shutil.copy(path, ARTIFACTS / f"month-{d.moment:%m%d}-{path.name}")

@@ -30,6 +30,26 @@ def outcome_of(status: str) -> str:
     return OUTCOME_OF.get(status, "open")
 
 
+def outcome_at(
+    status: str,
+    due_at: datetime,
+    moment: datetime,
+    *,
+    done_at: datetime | None = None,
+    excused_at: datetime | None = None,
+) -> str:
+    """The outcome an occurrence had at a past `moment`, by the same rule as `outcome_of`:
+    its done or excused status counts from the time the record says it came (`done_at`, the
+    cannot-do decision); before that it was overdue once past its due time, else open. All
+    datetimes in one convention (as stored). A closed status without its time counts as
+    closed all along: nothing on record says otherwise."""
+    if status == OccurrenceStatus.done and (done_at is None or done_at <= moment):
+        return outcome_of(status)
+    if status == OccurrenceStatus.excused and (excused_at is None or excused_at <= moment):
+        return outcome_of(status)
+    return outcome_of(OccurrenceStatus.overdue if due_at < moment else OccurrenceStatus.open)
+
+
 @dataclass
 class StatusCounts:
     """One unit's occurrences by outcome. The three outcomes are never merged:
