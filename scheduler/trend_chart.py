@@ -34,7 +34,8 @@ def trend_chart(weeks: list[Week], title: str, path: Path, locale: str = "vi") -
 
     _ = translator(locale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    height = HEIGHT_PX / DPI
+    lines = [wrapped for line in title.splitlines() for wrapped in textwrap.wrap(line, 68)]
+    height = (HEIGHT_PX + 34 * max(len(lines) - 2, 0)) / DPI  # the plot keeps its size
     figure = Figure(figsize=(WIDTH_PX / DPI, height), dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -81,10 +82,10 @@ def trend_chart(weeks: list[Week], title: str, path: Path, locale: str = "vi") -
             axes.text(
                 position,
                 top + step * 1.45,
-                f"{format_number(week.counts.overdue, locale)} {_('overdue')}",
+                format_number(week.counts.overdue, locale),
                 ha="center",
                 va="bottom",
-                fontsize=FONT - 2,
+                fontsize=FONT,
                 fontweight="bold",
                 color=LABEL_RED,
             )
@@ -115,7 +116,6 @@ def trend_chart(weeks: list[Week], title: str, path: Path, locale: str = "vi") -
     axes.set_ylabel(_("tasks due in the week"), fontsize=FONT - 4, color="#555555")
     axes.grid(axis="y", color="#eeeeee")
     axes.set_axisbelow(True)
-    lines = [wrapped for line in title.splitlines() for wrapped in textwrap.wrap(line, 62)]
     figure.suptitle("\n".join(lines), x=0.015, ha="left", fontsize=FONT + 2, fontweight="bold")
     handles, names = axes.get_legend_handles_labels()
     figure.legend(

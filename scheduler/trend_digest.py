@@ -25,9 +25,10 @@ def trend_title(weeks: list[Week], unit: Unit, locale: str) -> str:
         _("Trend over the last {weeks} weeks — {unit}").format(
             weeks=format_number(len(weeks), locale), unit=place(unit, locale)
         ),
-        _("Tasks due each week as they stood at its end, and the share done: {start}–{end}").format(
+        _("{start}–{end}: the tasks due each week, as they stood at its end").format(
             start=f"{weeks[0].start:%d/%m}", end=f"{weeks[-1].end:%d/%m/%Y}"
         ),
+        _("Above each column: overdue tasks (red) and the completion rate"),
     ]
     shown = weeks_with_data(weeks)
     if shown < len(weeks):

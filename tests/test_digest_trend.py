@@ -9,52 +9,22 @@ import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from PIL import Image, ImageColor
+from PIL import Image
 from sqlmodel import select
 
 from bot.core.i18n import translator
 from bot.core.models import Occurrence, OccurrenceStatus, Report, Unit
 from bot.core.services.status import StatusCounts
 from bot.core.timeutil import to_db
-from scheduler.charts import BAR_COLOR, EXCUSED_COLOR, OVERDUE_COLOR, WIDTH_PX
+from scheduler.charts import WIDTH_PX
 from scheduler.trend import Week, last_full_weeks, weekly_trend
 from scheduler.trend_chart import trend_chart
 from scheduler.trend_digest import trend_title
-from tests.helpers.scheduler_world import HCM, T1, at, build_scheduler_world
+from tests.helpers.scheduler_world import HCM, T1, at, build_scheduler_world, trend_columns
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 MONDAY = date(2026, 11, 30)  # the weekly digest's day; its weeks end on Sunday 29/11
 DISTRICT = Unit(id=1, code="568", name="Diên Khánh", level="district")
-
-
-def columns(path: Path) -> list[dict[str, int]]:
-    """Each column of a trend chart, left to right: its done / excused / overdue pixels,
-    measured on the pixels above the legend."""
-    image = Image.open(path).convert("RGB")
-    colours = {
-        "done": ImageColor.getrgb(BAR_COLOR),
-        "excused": ImageColor.getrgb(EXCUSED_COLOR),
-        "overdue": ImageColor.getrgb(OVERDUE_COLOR),
-    }
-    width, height = image.size
-    pixels = image.load()
-    plot = int(height * 0.9)  # the legend's swatches are below
-    per_x = [
-        {part: sum(1 for y in range(plot) if pixels[x, y] == c) for part, c in colours.items()}
-        for x in range(width)
-    ]
-    found: list[dict[str, int]] = []
-    inside = False
-    for counts in per_x:
-        if sum(counts.values()) > 3:
-            if not inside:
-                found.append(dict.fromkeys(colours, 0))
-            for part, count in counts.items():
-                found[-1][part] += count
-            inside = True
-        else:
-            inside = False
-    return found
 
 
 def weeks_of(counts: list[tuple[int, int, int] | None]) -> list[Week]:
@@ -76,8 +46,8 @@ def test_a_worsening_district_shows_more_red_in_its_later_weeks(tmp_path):
     falling = weeks_of([(40, 1, n) for n in (8, 7, 6, 5, 4, 3, 2, 1)])
     up, down = draw("rising", rising, tmp_path), draw("falling", falling, tmp_path)
     assert Image.open(up).size[0] == WIDTH_PX and Image.open(up).format == "PNG"
-    up_red = [column["overdue"] for column in columns(up)]
-    down_red = [column["overdue"] for column in columns(down)]
+    up_red = [column["overdue"] for column in trend_columns(up)]
+    down_red = [column["overdue"] for column in trend_columns(down)]
     assert len(up_red) == len(down_red) == 8
     # Each week's red in proportion to its overdue count, on one scale for all weeks.
     for red, week in zip(up_red, rising, strict=True):
@@ -94,13 +64,13 @@ def test_a_new_deployment_shows_the_weeks_it_has_and_says_so(tmp_path):
         "Records begin in the week of {day}: {count} of {weeks} weeks so far."
     ).format(day="09/11/2026", count=3, weeks=8)
     path = draw("new-deployment", weeks, tmp_path)
-    shown = columns(path)
+    shown = trend_columns(path)
     # Two columns: the week with nothing due has none (it says so in words), nor the weeks
     # before the record began.
     assert [column["overdue"] > 0 for column in shown] == [True, False]
     assert shown[1]["excused"] > 0 and shown[0]["excused"] == 0
     full = trend_title(weeks_of([(1, 0, 0)] * 8), DISTRICT, "vi")
-    assert len(full.splitlines()) == 2 and "Diên Khánh" in full
+    assert len(full.splitlines()) == 3 and "Diên Khánh" in full
 
 
 async def test_each_week_is_counted_as_it_stood_at_its_end(db, settings, framework):

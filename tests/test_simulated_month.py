@@ -37,6 +37,7 @@ from tests.helpers.scheduler_world import (
     moments,
     occurrences_by_place,
     register_everyone_but_thon_ba,
+    trend_columns,
 )
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -143,6 +144,16 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         "coverage",
     ]
     assert "trend" not in parts[at(23, 7, 30)]
+    # The trend of the 30th: one week on record (23–29/11), as it stood on Sunday night: Xã An
+    # 6 done, 2 overdue, Xã Bình 6 overdue; its red in proportion, 8 of 14.
+    (trend,) = [
+        d.row.payload
+        for d in digests
+        if d.moment == at(30, 7, 30) and d.row.idempotency_key.endswith(":trend")
+    ]
+    (week,) = trend_columns(settings.data_dir / trend["photo_path"])
+    assert week["excused"] == 0
+    assert week["overdue"] / (week["done"] + week["overdue"]) == pytest.approx(8 / 14, abs=0.02)
     # Coverage, weekly and apart: Thôn Ba has no village head registered all month.
     (coverage,) = [
         d.row.payload["text"]

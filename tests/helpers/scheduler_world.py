@@ -280,6 +280,36 @@ def bar_shares(path: Path) -> list[dict[str, float]]:
     return shares
 
 
+def trend_columns(path: Path) -> list[dict[str, int]]:
+    """Each column of a trend chart, left to right: its done / excused / overdue pixels,
+    measured on the pixels above the legend."""
+    image = Image.open(path).convert("RGB")
+    colours = {
+        "done": ImageColor.getrgb(BAR_COLOR),
+        "excused": ImageColor.getrgb(EXCUSED_COLOR),
+        "overdue": ImageColor.getrgb(OVERDUE_COLOR),
+    }
+    width, height = image.size
+    pixels = image.load()
+    plot = int(height * 0.9)  # the legend's swatches are below
+    per_x = [
+        {part: sum(1 for y in range(plot) if pixels[x, y] == c) for part, c in colours.items()}
+        for x in range(width)
+    ]
+    found: list[dict[str, int]] = []
+    inside = False
+    for counts in per_x:
+        if sum(counts.values()) > 3:
+            if not inside:
+                found.append(dict.fromkeys(colours, 0))
+            for part, count in counts.items():
+                found[-1][part] += count
+            inside = True
+        else:
+            inside = False
+    return found
+
+
 def bar_fractions(path: Path) -> list[float]:
     """How full each bar of a digest chart is with done (green), top to bottom."""
     return [share["done"] for share in bar_shares(path)]
