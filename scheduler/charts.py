@@ -59,6 +59,23 @@ def status_charts(
     ]
 
 
+def bar_label(
+    counts: StatusCounts, legend: tuple[str, str, str, str], locale: str = "vi"
+) -> tuple[str, bool]:
+    """The text at a bar's end, and whether it is news (bold).
+
+    The rate of what had to be done, with the counts behind it: "0%" of 1 task and of 60 are
+    not the same news. A unit whose tasks are all still open and none late has no rate to
+    report yet: "8 chưa xong", quietly, rather than a bold "0%" that reads as failure.
+    "—" when it had nothing to do."""
+    if not counts.expected:
+        return "—", False
+    if not counts.done and not counts.overdue:
+        return f"{format_number(counts.open, locale)} {legend[3]}", False
+    done, expected = format_number(counts.done, locale), format_number(counts.expected, locale)
+    return f"{format_percent(counts.rate, locale)} ({done}/{expected})", True
+
+
 def status_chart(
     rows: list[tuple[str, StatusCounts]],
     title: str,
@@ -94,15 +111,16 @@ def status_chart(
     starts = [a + b for a, b in zip(done, excused, strict=True)]
     axes.barh(positions, overdue, left=starts, color=OVERDUE_COLOR, label=legend[2], **bar)
     for position, (_label, counts) in zip(positions, rows, strict=True):
-        # The rate of what had to be done; "—" when nothing had to be.
-        # With the counts behind it: "0%" of 1 task and of 60 are not the same news.
-        rate = (
-            f"{format_percent(counts.rate, locale)} "
-            f"({format_number(counts.done, locale)}/{format_number(counts.expected, locale)})"
-            if counts.expected
-            else "—"
+        label, bold = bar_label(counts, legend, locale)
+        axes.text(
+            102,
+            position - 0.14,
+            label,
+            va="center",
+            fontsize=FONT,
+            fontweight="bold" if bold else "normal",
+            color="#000000" if bold else "#555555",
         )
-        axes.text(102, position - 0.14, rate, va="center", fontsize=FONT, fontweight="bold")
         if counts.overdue:
             axes.text(
                 102,

@@ -12,7 +12,14 @@ from PIL import Image, ImageColor
 from bot.core.i18n import translator
 from bot.core.models import Unit
 from bot.core.services.status import StatusCounts
-from scheduler.charts import MAX_ROWS, OVERDUE_COLOR, WIDTH_PX, split_rows, status_charts
+from scheduler.charts import (
+    MAX_ROWS,
+    OVERDUE_COLOR,
+    WIDTH_PX,
+    bar_label,
+    split_rows,
+    status_charts,
+)
 from scheduler.digests import chart_legend
 from tests.helpers.scheduler_world import bar_shares
 
@@ -101,3 +108,14 @@ def test_a_small_district_has_one_chart_at_phone_width(tmp_path):
     _ = translator("vi")
     (path,) = status_charts(tallies(3), "Ba xã\nTháng 12/2026", chart_legend(_), tmp_path / "a.png")
     assert path.name == "a.png" and Image.open(path).size[0] == WIDTH_PX
+
+
+def test_a_commune_with_nothing_due_yet_shows_its_open_tasks_not_a_zero_rate():
+    legend = chart_legend(translator("vi"))
+    not_due_yet = StatusCounts(None, open=8)
+    assert bar_label(not_due_yet, legend) == ("8 chưa xong", False)
+    nothing_late_some_done = StatusCounts(None, done=2, open=6)
+    assert bar_label(nothing_late_some_done, legend) == ("25% (2/8)", True)
+    all_late = StatusCounts(None, overdue=8)
+    assert bar_label(all_late, legend) == ("0% (0/8)", True)
+    assert bar_label(StatusCounts(None, excused=3), legend) == ("—", False)
