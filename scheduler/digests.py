@@ -25,6 +25,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.audit_actions import FOLLOWED_UP
+from bot.core.config import Settings
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.i18n import (
@@ -53,8 +54,11 @@ from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
 from bot.core.unit_words import collective, committee, place
 from bot.core.vietnamese_order import sort_key
+from scheduler.agency_digest import send_agency_digests
 from scheduler.charts import status_chart, status_charts
+from scheduler.commune_coverage import send_commune_coverage
 from scheduler.coverage_report import coverage_of, coverage_text
+from scheduler.digest_access import carries, dashboard_button, files_note
 from scheduler.period_words import period_in_words
 from scheduler.policy import Policies, load_policies
 from scheduler.workbook import Sheet, TitleSheet, write_workbook
@@ -68,6 +72,8 @@ class DigestReport:
     daily: int = 0
     weekly: int = 0
     monthly: int = 0
+    agency: int = 0  # weekly digests of the provincial agencies (scheduler/agency_digest.py)
+    coverage: int = 0  # the communes' own coverage reports (scheduler/commune_coverage.py)
     files: list[str] = field(default_factory=list)
     reason: str = ""  # why nothing was due, when nothing was
 
@@ -76,6 +82,8 @@ class DigestReport:
 
     def summary(self) -> str:
         text = f"digests: {self.daily} daily, {self.weekly} weekly, {self.monthly} monthly"
+        if self.agency or self.coverage:
+            text += f", {self.agency} to agencies, {self.coverage} commune coverage reports"
         return text + (f" ({self.reason})" if self.reason else "")
 
 
@@ -719,15 +727,35 @@ async def previous_totals(session: AsyncSession, user: User) -> dict[str, int] |
 
 
 async def _send(
-    session: AsyncSession, user: User, key: str, message: Outgoing, now: datetime
+    session: AsyncSession,
+    user: User,
+    key: str,
+    message: Outgoing,
+    now: datetime,
+    settings: Settings | None = None,
 ) -> bool:
     identity = await preferred_identity(session, user.id)
     if identity is None:
         return False
-    row = await enqueue(session, identity.channel, identity.external_id, message, key, user.id)
+    if settings is not None and not carries(identity.channel, message, settings):
+        return False  # the headline said where to find it (scheduler/digest_access.py)
+    # One burst per digest: on a channel of numbered menus, its messages number on.
+    burst = ":".join(key.split(":")[:4])
+    row = await enqueue(
+        session, identity.channel, identity.external_id, message, key, user.id, burst=burst
+    )
     if row is not None:
         row.created_at = to_db(now)
     return row is not None
+
+
+async def _headline(session: AsyncSession, app: AppContext, user: User, text: str) -> Outgoing:
+    """A digest's first message: its text, where to find the files this chat cannot carry,
+    and the button to the dashboard."""
+    _ = translator(user.locale)
+    identity = await preferred_identity(session, user.id)
+    note = files_note(_, identity.channel, app.settings) if identity is not None else ""
+    return Outgoing(text=text + (f"\n{note}" if note else ""), buttons=[[dashboard_button(_)]])
 
 
 async def send_district_digests(
@@ -771,7 +799,9 @@ async def send_district_digests(
                 previous,
                 app.settings.public_url,
             )
-            await _send(session, user, f"{base}:text", Outgoing(text=text), now)
+            await _send(
+                session, user, f"{base}:text", await _headline(session, app, user, text), now
+            )
             for commune, message in follow_up_messages(policies, user.locale, digest, today):
                 await _send(session, user, f"{base}:fu:{commune.id}", message, now)
             caption = _("Tasks per {communes}").format(communes=communes_word(scope, user.locale))
@@ -784,6 +814,7 @@ async def send_district_digests(
                     f"{base}:chart" + (f"{index + 1}" if index else ""),
                     Outgoing(text=caption + part, photo_path=chart),
                     now,
+                    app.settings,
                 )
             await _send(
                 session,
@@ -795,6 +826,7 @@ async def send_district_digests(
                     document_name=f"papi-{scope.unit.code}-{today:%Y%m%d}.xlsx",
                 ),
                 now,
+                app.settings,
             )
             if kind == WEEKLY:
                 if scope.unit.id not in coverage:
@@ -931,16 +963,25 @@ async def send_monthly_summary(
                 )
             ],
         )
-        sent = await _send(session, user, f"{base}:text", Outgoing(text="\n".join(lines)), now)
+        headline = await _headline(session, app, user, "\n".join(lines))
+        sent = await _send(session, user, f"{base}:text", headline, now)
         if not sent:
             continue
-        await _send(session, user, f"{base}:chart", Outgoing(photo_path=chart.as_posix()), now)
+        await _send(
+            session,
+            user,
+            f"{base}:chart",
+            Outgoing(photo_path=chart.as_posix()),
+            now,
+            app.settings,
+        )
         await _send(
             session,
             user,
             f"{base}:xlsx",
             Outgoing(document_path=book.as_posix(), document_name=f"papi-{start:%Y-%m}.xlsx"),
             now,
+            app.settings,
         )
         _record_sent(session, user, MONTHLY, now)
         report.monthly += 1
@@ -960,6 +1001,8 @@ async def run_digests(db: Database, app: AppContext, now: datetime) -> DigestRep
     async with db.session() as session:
         await send_district_digests(session, app, policies, now, report)
         await send_monthly_summary(session, app, policies, now, report)
+        report.coverage += await send_commune_coverage(session, app, policies, now)
+        report.agency += await send_agency_digests(session, app, policies, now)
         await session.commit()
     return report
 

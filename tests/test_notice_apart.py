@@ -24,7 +24,9 @@ async def test_the_escalation_notice_and_the_own_reminder_are_separate_messages(
     officer = await world.person("officer_an", "xa_an", "commune_committee")
     # Thôn Một has nobody registered in this test: its tasks are late at the commune too.
     village_late = {
-        (await world.occurrence(t, village)).id for t in (T1, T2) for village in ("thon_mot", "thon_hai")
+        (await world.occurrence(t, village)).id
+        for t in (T1, T2)
+        for village in ("thon_mot", "thon_hai")
     }
     own = {(await world.occurrence(t, "xa_an")).id for t in TASKS}
 
