@@ -127,3 +127,15 @@ async def test_every_digest_headline_has_the_dashboard_button(db, settings, fram
         assert row.payload["buttons"] == [
             [{"label": vi("🌐 Open the dashboard"), "data": "menu:web"}]
         ]
+
+
+def test_the_note_names_only_what_the_chat_cannot_carry(settings, caplog):  # noqa: ANN001
+    settings.public_url = ""
+    caplog.set_level(logging.WARNING)
+    assert digest_access.files_note(vi, "telegram", settings) == ""  # uploads its files
+    oa = digest_access.files_note(vi, "zalo_oa", settings)  # uploads photos, links documents
+    assert oa.startswith("📎 " + vi("The spreadsheet") + " ")
+    assert [r.getMessage().split()[0] for r in public_url_warnings(caplog)] == ["zalo_oa"]
+    settings.public_url = "https://papi.example.vn"
+    assert digest_access.files_note(vi, "zalo_bot", settings) == ""
+    assert digest_access.files_note(vi, "zalo_oa", settings) == ""
