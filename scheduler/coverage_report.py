@@ -4,14 +4,15 @@ overdue digest so neither drowns the other."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.context import AppContext
 from bot.core.i18n import format_number, translator
 from bot.core.models import Unit
-from bot.core.services.reach import Unreachable, unreachable_by_commune
+from bot.core.services.reach import Unreachable
+from scheduler.commune_coverage import cannot_reach, communes_of_units
 from scheduler.coverage import Gap, role_gaps
 from scheduler.reach import REASON_TEXT
 
@@ -22,7 +23,9 @@ async def coverage_of(
     session: AsyncSession, app: AppContext, communes: list[Unit], now: datetime
 ) -> dict[int, tuple[list[Unreachable], list[Gap]]]:
     """Per commune id: the people not reached in the last week, and the roles nobody holds."""
-    people = await unreachable_by_commune(session, now - timedelta(days=7))
+    # The same people as each commune's own copy (scheduler/commune_coverage.py).
+    units, commune_of = await communes_of_units(session)
+    people = await cannot_reach(session, commune_of, units, now)
     found = {}
     for commune in communes:
         gaps = await role_gaps(session, app.framework, commune.id)

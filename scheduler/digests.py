@@ -25,6 +25,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.audit_actions import FOLLOWED_UP
+from bot.core.config import Settings
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.i18n import (
@@ -53,8 +54,11 @@ from bot.core.task_text import task_title
 from bot.core.timeutil import from_db, to_db
 from bot.core.unit_words import collective, committee, place
 from bot.core.vietnamese_order import sort_key
+from scheduler.agency_digest import send_agency_digests
 from scheduler.charts import status_chart, status_charts
+from scheduler.commune_coverage import send_commune_coverage
 from scheduler.coverage_report import coverage_of, coverage_text
+from scheduler.digest_access import carries, dashboard_button, files_note
 from scheduler.item_details import (
     ItemDetails,
     cannot_history,
@@ -78,6 +82,8 @@ class DigestReport:
     daily: int = 0
     weekly: int = 0
     monthly: int = 0
+    agency: int = 0  # weekly digests of the provincial agencies (scheduler/agency_digest.py)
+    coverage: int = 0  # the communes' own coverage reports (scheduler/commune_coverage.py)
     files: list[str] = field(default_factory=list)
     reason: str = ""  # why nothing was due, when nothing was
 
@@ -86,6 +92,8 @@ class DigestReport:
 
     def summary(self) -> str:
         text = f"digests: {self.daily} daily, {self.weekly} weekly, {self.monthly} monthly"
+        if self.agency or self.coverage:
+            text += f", {self.agency} to agencies, {self.coverage} commune coverage reports"
         return text + (f" ({self.reason})" if self.reason else "")
 
 
@@ -792,15 +800,35 @@ async def previous_totals(session: AsyncSession, user: User) -> dict[str, int] |
 
 
 async def _send(
-    session: AsyncSession, user: User, key: str, message: Outgoing, now: datetime
+    session: AsyncSession,
+    user: User,
+    key: str,
+    message: Outgoing,
+    now: datetime,
+    settings: Settings | None = None,
 ) -> bool:
     identity = await preferred_identity(session, user.id)
     if identity is None:
         return False
-    row = await enqueue(session, identity.channel, identity.external_id, message, key, user.id)
+    if settings is not None and not carries(identity.channel, message, settings):
+        return False  # the headline said where to find it (scheduler/digest_access.py)
+    # One burst per digest: on a channel of numbered menus, its messages number on.
+    burst = ":".join(key.split(":")[:4])
+    row = await enqueue(
+        session, identity.channel, identity.external_id, message, key, user.id, burst=burst
+    )
     if row is not None:
         row.created_at = to_db(now)
     return row is not None
+
+
+async def _headline(session: AsyncSession, app: AppContext, user: User, text: str) -> Outgoing:
+    """A digest's first message: its text, where to find the files this chat cannot carry,
+    and the button to the dashboard."""
+    _ = translator(user.locale)
+    identity = await preferred_identity(session, user.id)
+    note = files_note(_, identity.channel, app.settings) if identity is not None else ""
+    return Outgoing(text=text + (f"\n{note}" if note else ""), buttons=[[dashboard_button(_)]])
 
 
 async def send_district_digests(
@@ -829,6 +857,8 @@ async def send_district_digests(
                     session, app, policies, scope, kind, now, user.locale
                 )
                 report.files += [built[user.locale].chart_path, built[user.locale].workbook_path]
+                if built[user.locale].trend_path:
+                    report.files.append(built[user.locale].trend_path)
             digest = built[user.locale]
             follow_ups = await _follow_ups(session, scope, since, now_db)
             _ = translator(user.locale)
@@ -844,7 +874,9 @@ async def send_district_digests(
                 previous,
                 app.settings.public_url,
             )
-            await _send(session, user, f"{base}:text", Outgoing(text=text), now)
+            await _send(
+                session, user, f"{base}:text", await _headline(session, app, user, text), now
+            )
             for commune, message in follow_up_messages(policies, user.locale, digest, today):
                 await _send(session, user, f"{base}:fu:{commune.id}", message, now)
             caption = _("Tasks per {communes}").format(communes=communes_word(scope, user.locale))
@@ -857,10 +889,11 @@ async def send_district_digests(
                     f"{base}:chart" + (f"{index + 1}" if index else ""),
                     Outgoing(text=caption + part, photo_path=chart),
                     now,
+                    app.settings,
                 )
             if digest.trend_path:
                 trend = Outgoing(text=trend_caption(user.locale), photo_path=digest.trend_path)
-                await _send(session, user, f"{base}:trend", trend, now)
+                await _send(session, user, f"{base}:trend", trend, now, app.settings)
             await _send(
                 session,
                 user,
@@ -871,6 +904,7 @@ async def send_district_digests(
                     document_name=f"papi-{scope.unit.code}-{today:%Y%m%d}.xlsx",
                 ),
                 now,
+                app.settings,
             )
             if kind == WEEKLY:
                 if scope.unit.id not in coverage:
@@ -1007,16 +1041,25 @@ async def send_monthly_summary(
                 )
             ],
         )
-        sent = await _send(session, user, f"{base}:text", Outgoing(text="\n".join(lines)), now)
+        headline = await _headline(session, app, user, "\n".join(lines))
+        sent = await _send(session, user, f"{base}:text", headline, now)
         if not sent:
             continue
-        await _send(session, user, f"{base}:chart", Outgoing(photo_path=chart.as_posix()), now)
+        await _send(
+            session,
+            user,
+            f"{base}:chart",
+            Outgoing(photo_path=chart.as_posix()),
+            now,
+            app.settings,
+        )
         await _send(
             session,
             user,
             f"{base}:xlsx",
             Outgoing(document_path=book.as_posix(), document_name=f"papi-{start:%Y-%m}.xlsx"),
             now,
+            app.settings,
         )
         _record_sent(session, user, MONTHLY, now)
         report.monthly += 1
@@ -1036,6 +1079,8 @@ async def run_digests(db: Database, app: AppContext, now: datetime) -> DigestRep
     async with db.session() as session:
         await send_district_digests(session, app, policies, now, report)
         await send_monthly_summary(session, app, policies, now, report)
+        report.coverage += await send_commune_coverage(session, app, policies, now)
+        report.agency += await send_agency_digests(session, app, policies, now)
         await session.commit()
     return report
 

@@ -7,7 +7,8 @@ or none), until nothing more is due or SWEEP_BUDGET_SECONDS are spent: at one ba
 `fold_after_hours`. Each batch records each reminder stage once in `reminders` (ON CONFLICT DO
 NOTHING: the unique (occurrence, stage) is the final guard) and queues one message per person:
 several tasks due for the same village head arrive together, each with its buttons, on the chat
-the person used last.
+the person used last. What was escalated to a person (a village's late task, told to its
+commune) comes in a message of its own, before the reminder of the person's own tasks.
 
 A stage whose moment passed more than `fold_after_hours` ago is recorded as "folded" and not
 sent, so a scheduler that was down does not wake people with a burst of stale reminders. Nothing
@@ -113,11 +114,22 @@ class Item:
 
 @dataclass
 class Letter:
-    """Everything one person is told in this sweep, sent as one message."""
+    """Everything one person is told in this sweep: escalated news and own tasks (`parts`)."""
 
     user: User
     items: list[Item] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+
+    def parts(self) -> list[Letter]:
+        """What was escalated to the person and their own tasks, as two messages: each its own
+        bubble with its own buttons, so a commune officer's "report on the village's behalf" is
+        never mistaken for the answer to its own task. The tasks stay in one message."""
+        found = []
+        if self.notices:
+            found.append(Letter(self.user, notices=self.notices))
+        if self.items:
+            found.append(Letter(self.user, items=self.items))
+        return found
 
     def fingerprint(self) -> str:
         parts = sorted(f"r{i.occurrence.id}:{i.stage.key}" for i in self.items)
@@ -720,7 +732,7 @@ async def deliver(
     chains of the messages that carry it."""
     day = policies.local_day(now)
     reach = load_reach_policy(app.settings)
-    letters = [letter for letter in mailbag.letters.values() if letter.items or letter.notices]
+    letters = [part for letter in mailbag.letters.values() for part in letter.parts()]
     identities = await identities_of(session, [letter.user.id for letter in letters])
     messages: list[Queued] = []
     chains: list[dict] = []

@@ -22,6 +22,9 @@ class Capabilities:
     reply_window: timedelta | None = None  # may write only this long after the person wrote
     free_window: timedelta | None = None  # ... and at no cost this long
     contact_button: bool = False  # a button that shares the phone number (Telegram)
+    # Attachments ("photo", "document") sent only as a link to GET /media/… (Zalo Bot's sendPhoto
+    # takes a URL; neither Zalo channel uploads a document): no PAPIBOT_PUBLIC_URL, no file.
+    linked_files: frozenset[str] = frozenset()
 
 
 CAPABILITIES: dict[str, Capabilities] = {
@@ -33,8 +36,14 @@ CAPABILITIES: dict[str, Capabilities] = {
         text_limit=2000,
         reply_window=timedelta(days=7),
         free_window=timedelta(hours=48),
+        linked_files=frozenset({"document"}),
     ),
-    "zalo_bot": Capabilities(buttons=False, max_buttons=0, text_limit=2000),
+    "zalo_bot": Capabilities(
+        buttons=False,
+        max_buttons=0,
+        text_limit=2000,
+        linked_files=frozenset({"photo", "document"}),
+    ),
 }
 
 
@@ -77,3 +86,12 @@ def asks_contact(channel: str) -> bool:
     """Whether the channel has a button that shares the person's phone number."""
     caps = CAPABILITIES.get(channel)
     return caps is not None and caps.contact_button
+
+
+def carries_file(channel: str, kind: str, public_url: str) -> bool:
+    """Whether a `kind` ("photo" or "document") attachment reaches a person on `channel`:
+    always where the file itself is uploaded, only with a public URL where it goes as a link."""
+    caps = CAPABILITIES.get(channel)
+    if caps is None:
+        return True  # a channel we do not know sends its files the usual way
+    return bool(public_url) or kind not in caps.linked_files
