@@ -172,7 +172,9 @@ async def measure(channel: str, journey: str, folder: Path) -> Figure:
             edits = {chat: await _edits(d, chat) - edits_before[chat] for chat in before}
     finally:
         await db.dispose()
-    return Figure(channel, journey, taps, counts[HEAD], counts[OFFICER], edits[HEAD], edits[OFFICER])
+    return Figure(
+        channel, journey, taps, counts[HEAD], counts[OFFICER], edits[HEAD], edits[OFFICER]
+    )
 
 
 async def run(channels: list[str], journeys: list[str]) -> list[Figure]:
@@ -193,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     channels = [c for c in args.channels.split(",") if c]
     journeys = [j for j in args.journeys.split(",") if j]
-    unknown = [c for c in channels if c not in CHANNELS] + [j for j in journeys if j not in JOURNEYS]
+    unknown = [c for c in channels if c not in CHANNELS] + [
+        j for j in journeys if j not in JOURNEYS
+    ]
     if unknown:
         print(f"bench.messages: unknown channel or journey {unknown[0]!r}", file=sys.stderr)
         return 2

@@ -22,11 +22,16 @@ class Capabilities:
     reply_window: timedelta | None = None  # may write only this long after the person wrote
     free_window: timedelta | None = None  # ... and at no cost this long
     contact_button: bool = False  # a button that shares the phone number (Telegram)
+    # A sent message can be changed in place (Telegram's editMessageText, the simulator): a
+    # tapped card is replaced by what comes next instead of a new message below it.
+    can_edit: bool = False
 
 
 CAPABILITIES: dict[str, Capabilities] = {
-    "telegram": Capabilities(buttons=True, max_buttons=100, text_limit=4096, contact_button=True),
-    "web": Capabilities(buttons=True, max_buttons=100, text_limit=4096),
+    "telegram": Capabilities(
+        buttons=True, max_buttons=100, text_limit=4096, contact_button=True, can_edit=True
+    ),
+    "web": Capabilities(buttons=True, max_buttons=100, text_limit=4096, can_edit=True),
     "zalo_oa": Capabilities(
         buttons=True,
         max_buttons=5,
@@ -77,3 +82,9 @@ def asks_contact(channel: str) -> bool:
     """Whether the channel has a button that shares the person's phone number."""
     caps = CAPABILITIES.get(channel)
     return caps is not None and caps.contact_button
+
+
+def can_edit(channel: str) -> bool:
+    """Whether a message already sent on this channel can be replaced in place."""
+    caps = CAPABILITIES.get(channel)
+    return caps is not None and caps.can_edit
