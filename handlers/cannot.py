@@ -49,12 +49,14 @@ async def ask_cannot(convo: Conversation, raw_id: str) -> None:
     occurrence, task = loaded
     if occurrence.status not in ACTIVE_STATUSES:
         await convo.reply(
-            convo._("This task is already closed. Type /viec to see your open tasks.")
+            convo._("This task is already closed. Type /viec to see your open tasks."),
+            in_place=True,
         )
         return
     convo.set_state("awaiting_cannot_reason", occurrence_id=occurrence.id)
     await convo.reply(
-        convo._("{title}: please write briefly why it cannot be done.").format(title=task.title)
+        convo._("{title}: please write briefly why it cannot be done.").format(title=task.title),
+        in_place=True,
     )
 
 
@@ -176,13 +178,16 @@ async def accept(convo: Conversation, raw_id: str) -> None:
     report, occurrence, requester = loaded
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
     if occurrence.status not in ACTIVE_STATUSES:
-        await convo.reply(convo._("This task was already closed. Nothing was changed."))
+        await convo.reply(
+            convo._("This task was already closed. Nothing was changed."), in_place=True
+        )
         return
     await _accept(convo, report, occurrence, [requester], task)
     await convo.reply(
         convo._('Accepted: "{title}" is recorded as not doable, with the reason.').format(
             title=task.title
-        )
+        ),
+        in_place=True,
     )
 
 

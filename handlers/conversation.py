@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.core.capabilities import can_edit
 from bot.core.context import AppContext
 from bot.core.i18n import Translator, translator
-from bot.core.messages import Button, Incoming, Outgoing
+from bot.core.messages import Button, Incoming, Kind, Outgoing
 from bot.core.models import ChannelIdentity, DialogState, Unit, User, utcnow
 from bot.core.services.outbox import enqueue, notify_user
 
@@ -40,12 +41,24 @@ class Conversation:
         return f"{self.incoming.channel}:{self.incoming.external_id}"
 
     async def reply(
-        self, text: str, buttons: list[list[Button]] | None = None, **extra: Any
+        self,
+        text: str,
+        buttons: list[list[Button]] | None = None,
+        *,
+        in_place: bool = False,
+        **extra: Any,
     ) -> None:
-        """Answer in the same chat, through the outbox, in this transaction."""
+        """Answer in the same chat, through the outbox, in this transaction.
+
+        `in_place`: this answers the card whose button was tapped, so where the channel can
+        edit, it replaces that card (its old buttons go with it) instead of adding a message.
+        Elsewhere, or for a photo, it is a new message as usual."""
         self._replies += 1
         key = f"reply:{self.incoming.channel}:{self.incoming.update_id}:{self._replies}"
         message = Outgoing(text=text, buttons=buttons or [], **extra)
+        if in_place and self._may_replace_card(message):
+            message.edit_of = self.incoming.message_id
+            self.incoming.card_replaced = True
         await enqueue(
             self.session,
             self.incoming.channel,
@@ -55,6 +68,18 @@ class Conversation:
             user_id=self.user.id if self.user else None,
             state=self.state,
             burst=f"{self.incoming.channel}:{self.incoming.update_id}",
+        )
+
+    def _may_replace_card(self, message: Outgoing) -> bool:
+        """A tapped card can be replaced once per update, by text, on a channel that edits."""
+        incoming = self.incoming
+        return (
+            incoming.kind == Kind.button
+            and bool(incoming.message_id)
+            and not incoming.card_replaced
+            and message.text_only
+            and bool(message.text.strip())
+            and can_edit(incoming.channel)
         )
 
     async def notify(self, user: User, message: Outgoing, purpose: str) -> bool:

@@ -72,7 +72,9 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
     occurrence, task = loaded
     _ = convo._
     if occurrence.status not in ACTIVE_STATUSES:
-        await convo.reply(_("This task is already closed. Type /viec to see your open tasks."))
+        await convo.reply(
+            _("This task is already closed. Type /viec to see your open tasks."), in_place=True
+        )
         return
     due = local_due(convo, occurrence).date()
     buttons = [
@@ -92,6 +94,7 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
             example=_example(convo, occurrence),
         ),
         buttons,
+        in_place=True,
     )
 
 
@@ -138,12 +141,12 @@ async def extension_date(convo: Conversation, raw_id: str, requested: date | Non
     if refusal is not None:
         # Still waiting for a date: the person types another one or taps a choice.
         convo.set_state("awaiting_extension_date", occurrence_id=occurrence.id)
-        await convo.reply(refusal)
+        await convo.reply(refusal)  # a new message: the card's choices stay on screen
         return
     convo.set_state(
         "awaiting_extension_reason", occurrence_id=occurrence.id, until=requested.isoformat()
     )
-    await convo.reply(_("Please write briefly why more time is needed."))
+    await convo.reply(_("Please write briefly why more time is needed."), in_place=True)
 
 
 async def extension_days(convo: Conversation, raw: str) -> None:
@@ -276,7 +279,8 @@ async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
         _("Approved: {title}, new due date {until}.").format(
             title=task_title(task, convo.locale),
             until=format_day(report.requested_until, convo.locale),
-        )
+        ),
+        in_place=True,
     )
 
 
@@ -313,5 +317,6 @@ async def finish_decline(convo: Conversation, raw_id: str, reason: str) -> None:
         _("Declined: {title}. The due date stays {due}.").format(
             title=task_title(task, convo.locale),
             due=format_day(local_due(convo, occurrence).date(), convo.locale),
-        )
+        ),
+        in_place=True,
     )

@@ -101,6 +101,7 @@ async def begin(convo: Conversation, raw_id: str) -> None:
         await convo.reply(
             convo._("This task is already closed. Type /viec to see your open tasks."),
             more_tasks_button(convo._),
+            in_place=True,
         )
         return
     report = Report(occurrence_id=occurrence.id, user_id=convo.user.id, kind="done")
@@ -108,7 +109,7 @@ async def begin(convo: Conversation, raw_id: str) -> None:
     await convo.session.flush()
     convo.set_state("awaiting_photos", report_id=report.id, photos=0)
     text, buttons = _photo_prompt(convo, report.id, 0)
-    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons)
+    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons, in_place=True)
 
 
 async def _receive_photo(convo: Conversation) -> StoredPhoto | None:
@@ -280,7 +281,7 @@ async def pick_task(convo: Conversation, raw_id: str) -> None:
         convo.session.add(_evidence_row(report.id, photo))
     convo.set_state("awaiting_photos", report_id=report.id, photos=len(pending))
     text, buttons = _photo_prompt(convo, report.id, len(pending))
-    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons)
+    await convo.reply(f"{task_title(task, convo.locale)}\n{text}", buttons, in_place=True)
 
 
 async def _own_draft(convo: Conversation, raw_id: str) -> Report | None:
@@ -289,6 +290,7 @@ async def _own_draft(convo: Conversation, raw_id: str) -> Report | None:
         await convo.reply(
             convo._("This report is no longer open. Type /viec to start again."),
             more_tasks_button(convo._),
+            in_place=True,
         )
         return None
     return report
@@ -309,7 +311,7 @@ async def ask_note(convo: Conversation, raw_id: str) -> None:
         ).format(note=report.note, action=action)
     else:
         text = _("Would you like to add a note? Type it now, or {action}.").format(action=action)
-    await convo.reply(text, [[Button(label, f"skip:{report.id}")]])
+    await convo.reply(text, [[Button(label, f"skip:{report.id}")]], in_place=True)
 
 
 async def note_text(convo: Conversation) -> None:
@@ -351,7 +353,7 @@ async def show_summary(convo: Conversation, raw_id: str) -> None:
         lines += ["", *(f"⚠️ {sentence}" for sentence in warnings)]
         lines.append(_("Do you have a newer photo? You can still send the report as it is."))
         buttons.insert(1, Button(_("📷 Add another photo"), f"more:{report.id}"))
-    await convo.reply("\n".join(lines), [buttons])
+    await convo.reply("\n".join(lines), [buttons], in_place=True)
 
 
 async def _photo_warnings(convo: Conversation, report: Report, occurrence: Occurrence) -> list[str]:
@@ -372,7 +374,7 @@ async def add_more_photos(convo: Conversation, raw_id: str) -> None:
     ).all()
     convo.set_state("awaiting_photos", report_id=report.id, photos=len(photos))
     text, buttons = _photo_prompt(convo, report.id, len(photos))
-    await convo.reply(text, buttons)
+    await convo.reply(text, buttons, in_place=True)
 
 
 async def submit(convo: Conversation, raw_id: str) -> None:
@@ -383,7 +385,7 @@ async def submit(convo: Conversation, raw_id: str) -> None:
     occurrence = await convo.session.get(Occurrence, report.occurrence_id)
     if occurrence.status not in ACTIVE_STATUSES:
         convo.clear_state()
-        await convo.reply(_("This task was already closed. Nothing was changed."))
+        await convo.reply(_("This task was already closed. Nothing was changed."), in_place=True)
         return
     report.status = "submitted"
     report.submitted_at = utcnow()
@@ -417,11 +419,13 @@ async def submit(convo: Conversation, raw_id: str) -> None:
                 unit=unit.name, title=task.title
             ),
             [[Button(f"📋 {unit.name}"[:40].rstrip(), f"vil:{unit.id}")]],
+            in_place=True,
         )
         return
     await convo.reply(
         _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale)),
         more_tasks_button(_),
+        in_place=True,
     )
 
 
@@ -434,6 +438,7 @@ async def cancel(convo: Conversation, raw_id: str) -> None:
     await convo.reply(
         convo._("Cancelled. Nothing was recorded. Type /viec to see your tasks."),
         more_tasks_button(convo._),
+        in_place=True,
     )
 
 
@@ -479,7 +484,7 @@ async def confirm_quick_done(convo: Conversation, raw_id: str) -> None:
     occurrence, task = loaded
     _ = convo._
     if occurrence.status not in ACTIVE_STATUSES:
-        await convo.reply(_("This task was already closed. Nothing was changed."))
+        await convo.reply(_("This task was already closed. Nothing was changed."), in_place=True)
         return
     report = Report(
         occurrence_id=occurrence.id,
@@ -495,4 +500,5 @@ async def confirm_quick_done(convo: Conversation, raw_id: str) -> None:
         _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale))
         + "\n"
         + _("You can still send a photo of the evidence at any time."),
+        in_place=True,
     )

@@ -49,7 +49,7 @@ async def load_request(
     report = await convo.session.get(Report, int(raw_id)) if raw_id.isdigit() else None
     occurrence = await convo.session.get(Occurrence, report.occurrence_id) if report else None
     if report is None or report.kind != kind or occurrence is None:
-        await convo.reply(_("This request no longer exists."))
+        await convo.reply(_("This request no longer exists."), in_place=True)
         return None
     requester = await convo.session.get(User, report.user_id)
     allowed = (
@@ -63,7 +63,7 @@ async def load_request(
         await convo.reply(_("Only the level above may decide on this request."))
         return None
     if report.status != "submitted":
-        await convo.reply(_("This request was already decided."))
+        await convo.reply(_("This request was already decided."), in_place=True)
         return None
     return report, occurrence, requester
 
@@ -81,9 +81,12 @@ async def ask_decision_reason(
                 action=tap(_, label, data)
             ),
             [[Button(label, data)]],
+            in_place=True,
         )
     else:
-        await convo.reply(_("Please write briefly why (the requester will read it)."))
+        await convo.reply(
+            _("Please write briefly why (the requester will read it)."), in_place=True
+        )
 
 
 def is_past(occurrence: Occurrence) -> bool:

@@ -128,7 +128,7 @@ async def _reviewable(convo: Conversation, raw_id: str) -> tuple[Report, Occurre
         await convo.reply(convo._("Only the level above may review this report."))
         return None
     if report.review_status:
-        await convo.reply(convo._("This report was already reviewed."))
+        await convo.reply(convo._("This report was already reviewed."), in_place=True)
         return None
     return loaded
 
@@ -154,7 +154,9 @@ async def accept_report(convo: Conversation, raw_id: str) -> None:
         report_id=report.id,
     )
     task = await convo.session.get(TaskDefinition, occurrence.task_key)
-    await convo.reply(convo._('Accepted: the report on "{title}".').format(title=task.title))
+    await convo.reply(
+        convo._('Accepted: the report on "{title}".').format(title=task.title), in_place=True
+    )
 
 
 async def return_report(convo: Conversation, raw_id: str) -> None:

@@ -205,6 +205,7 @@ def _number_to_button(convo: Conversation) -> None:
     if incoming.kind == Kind.text and text.isdigit() and 1 <= int(text) <= len(menu):
         incoming.kind = Kind.button
         incoming.data = menu[int(text) - 1]
+        incoming.message_id = ""  # the typed message is no card to replace
 
 
 async def _dispatch(convo: Conversation) -> None:

@@ -55,13 +55,18 @@ async def test_a_tap_is_answered_before_a_fan_out_of_queued_reminders(tg: Harnes
     occurrence_id = int(tg.buttons_to(chat, "done:")[0].split(":")[1])
     limit_like_telegram(tg)
     reminded = set(await queue(tg, "remind", FAN_OUT, 9_000_000))
-    before = len(tg.fake.messages)
+    before = len(tg.fake.calls)
 
     await tg.press(chat, f"done:{occurrence_id}")  # the sender drains everything due
 
-    after = tg.fake.messages[before:]
-    to_reminded = [n for n, sent in enumerate(after) if sent.chat_id in reminded]
-    to_tapper = [n for n, sent in enumerate(after) if sent.chat_id == chat]
+    # What reached a chat, in order: new messages, and the tapped card edited into the answer.
+    after = [
+        call
+        for call in tg.fake.calls[before:]
+        if call.ok and call.method.lower() in ("sendmessage", "editmessagetext")
+    ]
+    to_reminded = [n for n, call in enumerate(after) if call.params["chat_id"] in reminded]
+    to_tapper = [n for n, call in enumerate(after) if call.params["chat_id"] == chat]
     assert len(to_reminded) == FAN_OUT, "every reminder went out, none twice"
     assert to_tapper, "the tap was answered"
     assert max(to_tapper) < min(to_reminded), "the answer went before every queued reminder"

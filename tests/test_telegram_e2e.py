@@ -129,11 +129,19 @@ async def test_done_with_two_photos_and_a_note(tg: Harness) -> None:
     occurrence_id = int(done_buttons[0].split(":")[1])
 
     tapped = next(m for m in tg.fake.sent_to(chat) if f"done:{occurrence_id}" in m.callback_data())
+    cards = len(tg.fake.sent_to(chat))
     await tg.press(chat, f"done:{occurrence_id}")
-    # Transport: the spinner is stopped and the tapped message loses its buttons.
+    # The spinner is stopped, and the tapped card becomes the next step (editMessageText on
+    # that very message): its task buttons are gone, no message is added below it.
     assert tg.fake.calls_to("answerCallbackQuery", ok=True)
-    assert tapped.callback_data() == []
-    report_id = int(tg.buttons_to(chat, "next:")[-1].split(":")[1])
+    edits = tg.fake.calls_to("editMessageText", ok=True)
+    assert [(call.params["chat_id"], call.params["message_id"]) for call in edits] == [
+        (chat, tapped.message_id)
+    ]
+    assert len(tg.fake.sent_to(chat)) == cards
+    assert not tg.fake.calls_to("editMessageReplyMarkup")  # the edit set the buttons
+    report_id = int(tapped.callback_data()[0].split(":")[1])
+    assert tapped.callback_data() == [f"next:{report_id}", f"cancel:{report_id}"]
 
     photos = [jpeg((200, 30, 30)), jpeg((30, 30, 200), (800, 600))]
     for photo in photos:

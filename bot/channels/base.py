@@ -45,12 +45,27 @@ class DeliveryError(Exception):
         self.reason = reason or ("blocked" if unreachable else "platform_error")
 
 
+class EditImpossible(Exception):
+    """The card cannot be replaced in place (the platform no longer has it, or will not edit it):
+    the sender sends the message as a new one instead."""
+
+
 class ChannelSender(Protocol):
     name: str
 
     async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
         """Deliver one message (split or rendered as the channel needs); returns the id of the
         last platform message. Raises DeliveryError."""
+        ...
+
+
+class EditingSender(ChannelSender, Protocol):
+    """A channel that can replace a message it sent (capabilities.can_edit)."""
+
+    async def edit(self, external_id: str, message_id: str, message: Outgoing) -> str:
+        """Put `message` into the sent message `message_id`; returns "edited", or "unchanged"
+        when it already reads so (Telegram's "message is not modified" is no failure). Raises
+        EditImpossible when the card is gone, DeliveryError as `send` does."""
         ...
 
 

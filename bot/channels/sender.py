@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import col, select, update
 
-from bot.channels.base import ChannelSender, DeliveryError
+from bot.channels.base import ChannelSender, DeliveryError, EditImpossible
 from bot.core.db import Database
 from bot.core.messages import Outgoing
 from bot.core.models import ChannelIdentity, Outbox, OutboxLane, OutboxStatus, utcnow
@@ -235,7 +235,7 @@ class Sender:
             if limiter:
                 await limiter.wait(row.external_id)
             try:
-                message_id = await self._deliver(channel, row)
+                message_id, edit_result = await self._deliver(channel, row)
             except DeliveryError as error:
                 if limiter:
                     limiter.done()
@@ -254,20 +254,28 @@ class Sender:
                 return 0
             if limiter:
                 limiter.done()
-            await self._mark_sent(row, message_id)
+            await self._mark_sent(row, message_id, edit_result)
             return 1
 
     @staticmethod
-    async def _deliver(channel: ChannelSender, row: Outbox) -> str:
+    async def _deliver(channel: ChannelSender, row: Outbox) -> tuple[str, str]:
+        """The platform's message id, and the row's `edit_result` (empty for a new message)."""
         # A template channel (ZNS) reads the payload itself: it is not a chat message.
         send_payload = getattr(channel, "send_payload", None)
         if send_payload is not None:
-            return await send_payload(row.external_id, row.payload, row.idempotency_key)
-        return await channel.send(
-            row.external_id, Outgoing.from_payload(row.payload), row.idempotency_key
-        )
+            return await send_payload(row.external_id, row.payload, row.idempotency_key), ""
+        message = Outgoing.from_payload(row.payload)
+        edit = getattr(channel, "edit", None)
+        if row.edit_of and edit is not None:
+            try:
+                return row.edit_of, await edit(row.external_id, row.edit_of, message)
+            except EditImpossible as why:
+                # The card is gone: the person still gets the answer, as a new message.
+                log.info("outbox %s: card %s not edited (%s); sent anew", row.id, row.edit_of, why)
+                return await channel.send(row.external_id, message, row.idempotency_key), "resent"
+        return await channel.send(row.external_id, message, row.idempotency_key), ""
 
-    async def _mark_sent(self, row: Outbox, message_id: str) -> None:
+    async def _mark_sent(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
         now = self.clock()
         async with self.db.writer(), self.db.session() as session:
             await session.exec(
@@ -277,6 +285,7 @@ class Sender:
                     status=OutboxStatus.sent,
                     sent_at=now,
                     platform_message_id=str(message_id)[:64],
+                    edit_result=edit_result,
                 )
             )
             await message_sent(session, row, now)

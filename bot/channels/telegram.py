@@ -5,7 +5,9 @@ are set; `start()` calls setWebhook with the secret) or long polling (getUpdates
 when they are not; the webhook route is then not mounted at all). Every
 update becomes an `Incoming` handed to `Dispatcher.handle`, which records it by update id, so a
 redelivery changes nothing. Button presses are answered (answerCallbackQuery) and their buttons
-removed (editMessageReplyMarkup) here: those are transport concerns, not the dialog's.
+removed (editMessageReplyMarkup) here: those are transport concerns, not the dialog's. When
+the dialog's answer replaces the tapped card instead, `edit()` sends it as editMessageText
+(a card Telegram no longer has, or will not edit, is sent as a new message by the sender).
 
 Outbound, `send()` renders one `Outgoing`: text split at Telegram's 4,096 characters, buttons as
 an inline keyboard on the last part, charts and spreadsheets as sendPhoto / sendDocument, and
@@ -44,7 +46,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot.channels.base import DeliveryError, loads_body
+from bot.channels.base import DeliveryError, EditImpossible, loads_body
 from bot.channels.telegram_http import AiohttpRequest
 from bot.core.capabilities import CAPABILITIES
 from bot.core.inbox import ChannelHooks
@@ -86,6 +88,15 @@ def delivery_error(error: TelegramError) -> DeliveryError:
     if isinstance(error, ChatMigrated):
         return DeliveryError(text, permanent=True)
     return DeliveryError(text)  # network errors, timeouts, server errors: retried
+
+
+# Bot API answers (400) meaning the card cannot take the edit: sent as a new message instead.
+EDIT_IMPOSSIBLE = (
+    "message to edit not found",
+    "message can't be edited",
+    "there is no text in the message to edit",
+)
+NOT_MODIFIED = "message is not modified"
 
 
 def _chat_id(external_id: str) -> int | str:
@@ -302,8 +313,10 @@ class TelegramChannel:
             log.info("answerCallbackQuery %s: %s", incoming.ack_id, error)
 
     def _acknowledge(self, incoming: Incoming) -> None:
-        """After a button tap is handled: take the buttons off the message that was tapped."""
-        if incoming.ack_id and incoming.message_id:
+        """After a button tap is handled: take the buttons off the message that was tapped,
+        unless a reply replaces that card (its edit sets the buttons; removing them here could
+        come after it and take the new ones off)."""
+        if incoming.ack_id and incoming.message_id and not incoming.card_replaced:
             self._spawn(self._remove_buttons(incoming), f"telegram-edit-{incoming.update_id}")
 
     async def _remove_buttons(self, incoming: Incoming) -> None:
@@ -492,6 +505,34 @@ class TelegramChannel:
             raise delivery_error(error) from error
         self._progress.pop(idempotency_key, None)
         return delivered[-1]
+
+    async def edit(self, external_id: str, message_id: str, message: Outgoing) -> str:
+        """editMessageText on the tapped card: its text and inline buttons become the
+        message's (no buttons: the keyboard goes). "unchanged" when Telegram says the card
+        already reads so."""
+        text = message.text.strip()
+        if not message.text_only or not text or len(message.text) > TEXT_LIMIT:
+            raise EditImpossible("not a text that fits one message")
+        if not message_id.isdigit():
+            raise EditImpossible(f"not a Telegram message id: {message_id!r}")
+        try:
+            await self._ensure_ready()
+            await self.bot.edit_message_text(
+                message.text,
+                chat_id=_chat_id(external_id),
+                message_id=int(message_id),
+                reply_markup=_markup(message),
+            )
+        except BadRequest as error:
+            said = error.message.lower()
+            if NOT_MODIFIED in said:
+                return "unchanged"
+            if any(reason in said for reason in EDIT_IMPOSSIBLE):
+                raise EditImpossible(error.message) from error
+            raise delivery_error(error) from error
+        except TelegramError as error:
+            raise delivery_error(error) from error
+        return "edited"
 
     def _remember(self, key: str, delivered: list[str]) -> None:
         self._progress[key] = delivered

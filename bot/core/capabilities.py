@@ -25,11 +25,16 @@ class Capabilities:
     # Attachments ("photo", "document") sent only as a link to GET /media/… (Zalo Bot's sendPhoto
     # takes a URL; neither Zalo channel uploads a document): no PAPIBOT_PUBLIC_URL, no file.
     linked_files: frozenset[str] = frozenset()
+    # A sent message can be changed in place (Telegram's editMessageText, the simulator): a
+    # tapped card is replaced by what comes next instead of a new message below it.
+    can_edit: bool = False
 
 
 CAPABILITIES: dict[str, Capabilities] = {
-    "telegram": Capabilities(buttons=True, max_buttons=100, text_limit=4096, contact_button=True),
-    "web": Capabilities(buttons=True, max_buttons=100, text_limit=4096),
+    "telegram": Capabilities(
+        buttons=True, max_buttons=100, text_limit=4096, contact_button=True, can_edit=True
+    ),
+    "web": Capabilities(buttons=True, max_buttons=100, text_limit=4096, can_edit=True),
     "zalo_oa": Capabilities(
         buttons=True,
         max_buttons=5,
@@ -95,3 +100,9 @@ def carries_file(channel: str, kind: str, public_url: str) -> bool:
     if caps is None:
         return True  # a channel we do not know sends its files the usual way
     return bool(public_url) or kind not in caps.linked_files
+
+
+def can_edit(channel: str) -> bool:
+    """Whether a message already sent on this channel can be replaced in place."""
+    caps = CAPABILITIES.get(channel)
+    return caps is not None and caps.can_edit

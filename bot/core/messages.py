@@ -55,6 +55,9 @@ class Incoming:
     display_name: str = ""
     message_id: str = ""  # the platform message the button was on (to remove its buttons)
     ack_id: str = ""  # what the platform wants acknowledged (Telegram's callback query id)
+    # A reply replaces the tapped card (see Conversation.reply): the channel then leaves that
+    # card's buttons to the edit instead of taking them off itself.
+    card_replaced: bool = False
 
     def to_payload(self) -> dict[str, Any]:
         """What the inbox stores until the update is handled (a file by its `ref`)."""
@@ -114,6 +117,10 @@ class Outgoing:
     # A channel that can ask for the phone number (Telegram's contact button) shows a button
     # with this label; elsewhere the text says to type the number.
     contact_label: str = ""
+    # The platform message (a card with buttons) this message replaces in place, on a channel
+    # that can edit (capabilities.can_edit); empty: a new message. If the card is gone, the
+    # sender sends a new message instead.
+    edit_of: str = ""
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,10 +136,16 @@ class Outgoing:
             document_name=payload.get("document_name", ""),
             menu_start=int(payload.get("menu_start", 1)),
             contact_label=payload.get("contact_label", ""),
+            edit_of=payload.get("edit_of", ""),
         )
 
     def flat_buttons(self) -> list[Button]:
         return [button for row in self.buttons for button in row]
+
+    @property
+    def text_only(self) -> bool:
+        """Only text and inline buttons: what an edit can put into a card."""
+        return not (self.photo_path or self.document_path or self.contact_label)
 
 
 def numbered_menu(message: Outgoing) -> tuple[str, list[str]]:

@@ -285,6 +285,11 @@ class Outbox(SQLModel, table=True):
     chain_key: str | None = Field(default=None, max_length=120)  # its reach chain, if any
     # Which lane the sender drains it from (OutboxLane): replies before reminders.
     lane: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # A card replaced in place: the platform message it edits (empty: a new message), and what
+    # happened once sent: edited | unchanged (it already read so) | resent (the card was gone,
+    # a new message went instead).
+    edit_of: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    edit_result: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     delivered_at: datetime | None = None

@@ -29,6 +29,7 @@ from bot.core.services.people import link_identity
 from bot.web.keys import SENDER_KEY
 from bot.web.media import MediaError, confined
 from bot.web.sim_channel import (
+    SHOWN_IN_PLACE,
     WebChannel,
     button_update,
     chat_for_user,
@@ -216,6 +217,8 @@ def _message_json(row: Outbox) -> dict[str, Any]:
     base = f"/sim/api/media/{row.id}"
     return {
         "id": row.id,
+        # An edit: shown in place of that earlier card (which keeps its id for taps).
+        "replaces": int(row.edit_of) if row.edit_result in SHOWN_IN_PLACE else None,
         "text": message.text,
         "buttons": [[{"label": b.label, "data": b.data} for b in line] for line in message.buttons],
         "photo_url": f"{base}/photo" if message.photo_path else None,

@@ -2,7 +2,8 @@
 
 Delivery is a no-op on purpose: the outbox row *is* the message. Once the sender marks it
 `sent`, the simulator page reads it back (`bot/web/sim.py`), so the transcript lives in the
-database like every other piece of state, and a restart loses nothing.
+database like every other piece of state, and a restart loses nothing. A card's id is its
+outbox row's id; a row that edits it (`edit_of`) is shown in its place, like Telegram does.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import re
 import uuid
 
 from aiohttp import web
+from sqlmodel import col, select
 
+from bot.channels.base import EditImpossible
 from bot.channels.sender import Sender
 from bot.core.context import AppContext
 from bot.core.dispatch import Dispatcher
 from bot.core.messages import Incoming, IncomingFile, Kind, Outgoing
+from bot.core.models import Outbox, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ SETTLE_SECONDS = 3.0
 CHAT_SHAPE = re.compile(r"^(web-[0-9]{1,18}|guest-[A-Za-z0-9_-]{1,40})$")
 UPDATE_ID_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 COMMAND_SHAPE = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@\S+)?(?:\s+(.*))?$", re.DOTALL)
+MAX_ID = 2**31 - 1  # integer primary keys (PostgreSQL `integer`)
+SHOWN_IN_PLACE = ("edited", "unchanged")  # edit results that replaced the card on the page
 
 
 def chat_for_user(user_id: int) -> str:
@@ -106,6 +112,42 @@ class WebChannel:
     async def send(self, external_id: str, message: Outgoing, idempotency_key: str) -> str:
         # Nothing to call: the sender marks the outbox row sent, and the page reads that row.
         return idempotency_key
+
+    async def edit(self, external_id: str, message_id: str, message: Outgoing) -> str:
+        """Replace a card of this chat: the page shows the edit row in the card's place. As on
+        Telegram, a card that is not there is refused and the same content again is
+        "unchanged"."""
+        card_id = int(message_id) if message_id.isdigit() else 0
+        if not 0 < card_id <= MAX_ID or not message.text_only:
+            raise EditImpossible(f"no card {message_id!r}")
+        async with self.ctx.db.session() as session:
+            card = await session.get(Outbox, card_id)
+            if (
+                card is None
+                or (card.channel, card.external_id) != (CHANNEL, external_id)
+                or card.status != OutboxStatus.sent
+                or card.edit_result in SHOWN_IN_PLACE  # itself an edit, not a card
+                or Outgoing.from_payload(card.payload).photo_path
+            ):
+                raise EditImpossible(f"no card {message_id!r} in this chat")
+            latest = (
+                await session.exec(
+                    select(Outbox)
+                    .where(
+                        Outbox.channel == CHANNEL,
+                        Outbox.external_id == external_id,
+                        Outbox.edit_of == message_id,
+                        Outbox.status == OutboxStatus.sent,
+                        col(Outbox.edit_result).in_(SHOWN_IN_PLACE),
+                    )
+                    .order_by(col(Outbox.id).desc())
+                    .limit(1)
+                )
+            ).first()
+        shown = Outgoing.from_payload((latest or card).payload)
+        if (shown.text, shown.buttons) == (message.text, message.buttons):
+            return "unchanged"
+        return "edited"
 
     def add_routes(self, app: web.Application) -> None:
         # No webhook: the simulator's pages (bot/web/sim.py) are mounted by the server.

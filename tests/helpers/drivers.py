@@ -407,11 +407,14 @@ class TelegramDriver(BaseDriver):
         await self._update(chat, self.fake.photo(self._chat(chat), jpeg))
 
     async def messages(self, chat: str) -> list[Sent]:
-        """As sent (a tap later takes the buttons off a message; this keeps them)."""
+        """As sent, a card replaced in place (editMessageText) as it was replaced (a tap later
+        takes the buttons off a message; this keeps them). One entry per message in the chat,
+        in the order they were last written: the answer to a tap is last, edit or not."""
         chat_id = self._chat(chat)
-        sent = []
+        sent: list[Sent] = []
         for call in self.fake.calls:
-            if call.method.lower() not in ("sendmessage", "sendphoto", "senddocument"):
+            method = call.method.lower()
+            if method not in ("sendmessage", "sendphoto", "senddocument", "editmessagetext"):
                 continue
             if not call.ok or call.params.get("chat_id") != chat_id:
                 continue
@@ -422,7 +425,10 @@ class TelegramDriver(BaseDriver):
                 for button in row
             ]
             text = call.params.get("text") or call.params.get("caption") or ""
-            sent.append(Sent(text, buttons))
+            ref = str(call.result["message_id"])
+            if method == "editmessagetext":
+                sent = [m for m in sent if m.ref != ref]
+            sent.append(Sent(text, buttons, ref=ref))
         return sent
 
 
@@ -672,18 +678,20 @@ class WebDriver(BaseDriver):
         await self._deliver(chat, send)
 
     async def messages(self, chat: str) -> list[Sent]:
+        """One entry per card on the page (an edit replaces its card), in the order they were
+        last written: the answer to a tap is last, edit or not."""
         params = {"chat": self.external_id(chat), "after": "0"}
         async with self.client.get(self.base_url + "/sim/api/messages", params=params) as r:
             assert r.status == 200, await r.text()
             body = await r.json()
-        return [
-            Sent(
-                message["text"],
-                [button["data"] for row in message["buttons"] for button in row],
-                ref=str(message["id"]),
-            )
-            for message in body["messages"]
-        ]
+        shown: list[Sent] = []
+        for message in body["messages"]:
+            buttons = [button["data"] for row in message["buttons"] for button in row]
+            ref = str(message["replaces"] or message["id"])
+            if message["replaces"] is not None:  # an edit: the page shows it in the card's place
+                shown = [sent for sent in shown if sent.ref != ref]
+            shown.append(Sent(message["text"], buttons, ref=ref))
+        return shown
 
 
 DRIVERS: dict[str, type[BaseDriver]] = {

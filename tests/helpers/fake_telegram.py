@@ -52,6 +52,7 @@ class Call:
     at: float  # time.monotonic()
     status: int = 200
     description: str = ""
+    result: Any = None  # what an accepted call answered (a sent message's JSON …)
 
     @property
     def ok(self) -> bool:
@@ -169,6 +170,7 @@ class FakeTelegram:
             return web.json_response(body, status=error.code)
         if method.lower() in SEND_METHODS:
             self._accepted_sends.append(time.monotonic())
+        call.result = result
         return web.json_response({"ok": True, "result": result})
 
     async def _params(self, request: web.Request) -> tuple[dict[str, Any], dict]:
@@ -489,6 +491,41 @@ class FakeTelegram:
             )
         sent.reply_markup = wanted
         return self._message_json(sent)
+
+    async def _m_editmessagetext(self, params: dict, files: dict) -> dict:
+        """Like the Bot API: the text (and inline keyboard: none given, none kept) of a message
+        the bot sent in that chat; the same text and keyboard again is a 400, as is a message
+        that is not there or has no text (a photo)."""
+        chat_id = params.get("chat_id")
+        if chat_id in self.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        sent = self._by_id.get((chat_id, params.get("message_id")))
+        if sent is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        if sent.kind != "text":
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
+        text = params.get("text", "")
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if len(text) > MESSAGE_LIMIT:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        new = params.get("reply_markup")
+        self._check_markup(new)
+        wanted = new if new and new.get("inline_keyboard") else None
+        current = sent.reply_markup if sent.callback_data() else None
+        if text == sent.text and wanted == current:
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply "
+                "markup are exactly the same as a current content and reply markup of the message",
+            )
+        sent.text, sent.reply_markup = text, wanted
+        return self._message_json(sent)
+
+    def forget(self, chat_id: int, message_id: int) -> None:
+        """The message is gone (the person deleted it): edits of it are "not found"."""
+        sent = self._by_id.pop((chat_id, message_id))
+        self.messages.remove(sent)
 
     async def _m_answercallbackquery(self, params: dict, files: dict) -> bool:
         query_id = params.get("callback_query_id", "")

@@ -78,6 +78,7 @@ async def enqueue(
         external_id=external_id,
         payload=message.to_payload(),
         lane=lane_for(key),
+        edit_of=message.edit_of,
     )
     session.add(row)
     return row
@@ -164,6 +165,7 @@ def _outbox_values(queued: Queued, message: Outgoing) -> dict:
         payload=queued.payload if queued.payload is not None else message.to_payload(),
         chain_key=queued.chain_key,
         lane=lane_for(queued.key, queued.chain_key),
+        edit_of=message.edit_of if queued.payload is None else "",
     )
     if queued.created_at is not None:
         row.created_at = queued.created_at
