@@ -1,0 +1,206 @@
+"""A reminder's tasks answered one at a time (handlers/walk.py): each card done with its
+photos, more time, cannot do, skipped; the summary says what is answered and what is open."""
+
+import io
+
+from PIL import Image
+from sqlmodel import select
+
+from bot.core.i18n import translator
+from bot.core.messages import Incoming, IncomingFile, Kind
+from bot.core.models import AuditLog, Evidence, Occurrence, OccurrenceStatus, Outbox, Report
+from handlers.router import Dispatcher
+from scheduler.commands import run_sweep
+from tests.helpers.scheduler_world import T1, T2, T3, T4, at, build_scheduler_world
+
+vi = translator("vi")
+DAY = "20261118"  # the D−7 reminder of the tasks due on 25/11/2026
+
+
+def jpeg(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), colour).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+class Person:
+    """Someone on Telegram, through the real dispatcher; `last` is the newest reply."""
+
+    def __init__(self, world, chat: str) -> None:
+        self.world = world
+        self.dispatcher = Dispatcher(world.app)
+        self.chat = chat
+        self.serial = 0
+
+    async def send(self, **fields) -> None:
+        self.serial += 1
+        await self.dispatcher.handle(
+            Incoming(
+                channel="telegram", external_id=self.chat, update_id=str(self.serial), **fields
+            )
+        )
+
+    async def tap(self, data: str) -> None:
+        await self.send(kind=Kind.button, data=data)
+
+    async def say(self, text: str) -> None:
+        await self.send(kind=Kind.text, text=text)
+
+    async def photo(self, data: bytes) -> None:
+        async def fetch() -> bytes:
+            return data
+
+        file = IncomingFile(file_name="a.jpg", mime="image/jpeg", size=len(data), fetch=fetch)
+        await self.send(kind=Kind.photo, file=file)
+
+    async def replies(self) -> list[Outbox]:
+        async with self.world.db.session() as session:
+            rows = await session.exec(
+                select(Outbox).where(Outbox.external_id == self.chat).order_by(Outbox.id)
+            )
+            return list(rows.all())
+
+    async def last(self) -> Outbox:
+        return (await self.replies())[-1]
+
+
+def payloads(row: Outbox) -> list[str]:
+    return [b["data"] for line in row.payload.get("buttons", []) for b in line]
+
+
+async def statuses(world) -> dict[int, str]:
+    async with world.db.session() as session:
+        return {o.id: o.status for o in (await session.exec(select(Occurrence))).all()}
+
+
+async def reports(world) -> list[Report]:
+    async with world.db.session() as session:
+        return list((await session.exec(select(Report).order_by(Report.id))).all())
+
+
+async def test_a_commune_officer_answers_each_task_of_a_reminder_on_its_own(
+    db, settings, framework
+):
+    world = await build_scheduler_world(settings, db, framework, tasks=(T1, T2, T3, T4))
+    await world.person("officer_an", "xa_an", "commune_committee", "telegram", "3001")
+    await run_sweep(world.app, at(18, 8))
+    person = Person(world, "3001")
+    (reminder,) = await person.replies()
+    assert payloads(reminder)[:2] == [f"all:{DAY}", f"one:{DAY}"]
+    tasks = world.app.framework.tasks
+
+    await person.tap(f"one:{DAY}")
+    first = await person.last()
+    data = payloads(first)
+    occ_first = int(data[0].split(":")[2])
+    assert data == [f"{action}:{DAY}:{occ_first}" for action in ("wkd", "wke", "wkc", "wks")] + [
+        f"wkq:{DAY}"
+    ]
+    assert len(data) <= 5  # Zalo OA shows them as buttons
+    officer = world.users["officer_an"]
+    total = len([r for r in await world.reminders() if officer.id in r.user_ids])
+    assert total == 4  # all four, also those the reminder only counted for lack of room
+    assert (
+        vi("Task {number} of {total}: [{dimension}] {title}")
+        .split(":")[0]
+        .format(number=1, total=total)
+        in first.payload["text"]
+    )
+
+    # 1: two photos while the card shows, then ✅: one report with both, and the next card.
+    await person.photo(jpeg((200, 30, 30)))
+    after_photo = await person.last()
+    assert f"wkd:{DAY}:{occ_first}" in payloads(after_photo)
+    await person.photo(jpeg((30, 30, 200)))
+    await person.tap(f"wkd:{DAY}:{occ_first}")
+    second = await person.last()
+    occ_second = int(payloads(second)[0].split(":")[2])
+    assert occ_second != occ_first
+    assert (await statuses(world))[occ_first] == OccurrenceStatus.done
+    (filed,) = [r for r in await reports(world) if r.occurrence_id == occ_first]
+    assert (filed.kind, filed.status) == ("done", "submitted")
+    async with db.session() as session:
+        kept = (await session.exec(select(Evidence).where(Evidence.report_id == filed.id))).all()
+    assert len(kept) == 2
+
+    # 2: more time, +7 days and a reason; the next card follows the request.
+    await person.tap(f"wke:{DAY}:{occ_second}")
+    await person.tap(f"wkx:{DAY}:{occ_second}:7")
+    await person.say("Chờ họp Ban Thường vụ")
+    third = await person.last()
+    occ_third = int(payloads(third)[0].split(":")[2])
+    assert occ_third not in (occ_first, occ_second)
+
+    # 3: a word it cannot read changes nothing and shows the same card's answers again.
+    before = len(await reports(world))
+    await person.say("để mai tính")
+    assert payloads(await person.last()) == payloads(third)
+    assert len(await reports(world)) == before
+
+    # 3: cannot do, with its reason typed; 4: skipped by typing "bỏ qua".
+    await person.tap(f"wkc:{DAY}:{occ_third}")
+    await person.say("Chưa có kinh phí")
+    fourth = await person.last()
+    occ_fourth = int(payloads(fourth)[0].split(":")[2])
+    await person.say("bỏ qua")
+
+    summary = await person.last()
+    text = summary.payload["text"]
+    assert vi("✅ Done: {count}").format(count=1) in text
+    assert vi("⏰ More time asked, waiting for the answer: {count}").format(count=1) in text
+    assert vi("❌ Cannot do, waiting for the answer: {count}").format(count=1) in text
+    assert vi("⏳ Still open: {count}").format(count=1) in text
+    title = tasks[next(o for o in (await occurrences(world)) if o.id == occ_fourth).task_key]
+    assert title.title in text
+    assert payloads(summary) == [f"one:{DAY}", f"all:{DAY}"]
+
+    kinds = {(r.occurrence_id, r.kind, r.status) for r in await reports(world)}
+    assert (occ_second, "extension", "submitted") in kinds
+    assert (occ_third, "cannot", "submitted") in kinds
+    assert not [r for r in await reports(world) if r.status == "draft"]  # none left half-made
+    now = await statuses(world)
+    assert [now[o] for o in (occ_second, occ_third, occ_fourth)] == ["open"] * 3
+
+    # Again: only the skipped one is left; "all done" now covers just that one.
+    await person.tap(f"one:{DAY}")
+    assert payloads(await person.last())[0] == f"wkd:{DAY}:{occ_fourth}"
+    await person.tap(f"wkq:{DAY}")
+    await person.tap(f"allok:{DAY}")
+    assert (await statuses(world))[occ_fourth] == OccurrenceStatus.done
+    assert (await statuses(world))[occ_second] == OccurrenceStatus.open
+
+
+async def occurrences(world) -> list[Occurrence]:
+    async with world.db.session() as session:
+        return list((await session.exec(select(Occurrence))).all())
+
+
+async def test_walk_buttons_that_cannot_be_read_change_nothing(db, settings, framework):
+    world = await build_scheduler_world(settings, db, framework, tasks=(T1, T2))
+    await world.person("head_mot", "thon_mot", "village_head", "telegram", "1001")
+    await run_sweep(world.app, at(18, 8))
+    person = Person(world, "1001")
+    async with db.session() as session:
+        audits = len((await session.exec(select(AuditLog))).all())
+    for data in ("one:x", "wkd:2026:1", "wkd:20261118", "wks:20261118:abc", "wkq:", "wkx:1:2"):
+        await person.tap(data)
+        reply = await person.last()
+        assert reply.payload["text"], data
+        assert "menu:viec" in payloads(reply), data  # the way forward
+    assert not await reports(world)
+    assert set((await statuses(world)).values()) == {"open"}
+    async with db.session() as session:
+        assert len((await session.exec(select(AuditLog))).all()) >= audits
+
+
+async def test_a_walk_tapped_on_a_day_without_reminders_says_so(db, settings, framework):
+    world = await build_scheduler_world(settings, db, framework, tasks=(T1, T2))
+    await world.person("head_mot", "thon_mot", "village_head", "telegram", "1001")
+    await run_sweep(world.app, at(18, 8))
+    person = Person(world, "1001")
+    await person.tap("one:20261117")
+    reply = await person.last()
+    assert reply.payload["text"] == vi(
+        "Nothing from that reminder is still open. Type /viec to see your tasks."
+    )
+    assert not await reports(world)
