@@ -27,7 +27,13 @@ from bot.core.services.occurrences import ACTIVE_STATUSES
 from bot.core.task_text import asks_for_photo, task_evidence, task_title
 from handlers import cannot, extension, report
 from handlers.checklist import parse_day, pending_requests, reminded_items
-from handlers.common import dimension_label, due_text, load_occurrence, more_tasks_button
+from handlers.common import (
+    dimension_label,
+    due_text,
+    load_occurrence,
+    local_due,
+    more_tasks_button,
+)
 from handlers.conversation import Conversation
 
 WALKING = "walking"  # a card is showing: its answers, typed words, photos for its draft
@@ -59,6 +65,8 @@ class Item:
 async def _items(convo: Conversation, day: date) -> list[Item]:
     """Every task reminded that day, in the reminder's order, with how it stands now."""
     found = await reminded_items(convo, day, open_only=False)
+    # The reminder's own order (scheduler/reminders.compose): due day, then title.
+    found.sort(key=lambda item: (local_due(convo, item[0]).date(), item[1].title, item[0].id))
     asked = await pending_requests(convo, [occurrence.id for occurrence, _task in found])
     items = []
     for occurrence, task in found:

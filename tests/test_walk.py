@@ -2,16 +2,38 @@
 photos, more time, cannot do, skipped; the summary says what is answered and what is open."""
 
 import io
+from collections.abc import AsyncIterator
+from datetime import datetime
 
+import pytest
 from PIL import Image
-from sqlmodel import select
+from sqlmodel import col, select
 
+from bot.core.config import Settings
+from bot.core.db import Database
+from bot.core.framework import Framework
 from bot.core.i18n import translator
 from bot.core.messages import Incoming, IncomingFile, Kind
-from bot.core.models import AuditLog, Evidence, Occurrence, OccurrenceStatus, Outbox, Report
+from bot.core.models import (
+    AuditLog,
+    Evidence,
+    Occurrence,
+    OccurrenceStatus,
+    Outbox,
+    Reminder,
+    Report,
+    TaskDefinition,
+    User,
+)
+from bot.core.services.outbox import notify_user
+from bot.core.timeutil import from_db
 from handlers.router import Dispatcher
 from scheduler.commands import run_sweep
+from scheduler.policy import Stage, load_policies
+from scheduler.reminders import Item, Letter, compose
+from tests.helpers.drivers import CHANNELS, ChannelDriver, make_driver
 from tests.helpers.scheduler_world import T1, T2, T3, T4, at, build_scheduler_world
+from tests.test_journeys import VILLAGE_HEAD, register
 
 vi = translator("vi")
 DAY = "20261118"  # the D−7 reminder of the tasks due on 25/11/2026
@@ -204,3 +226,73 @@ async def test_a_walk_tapped_on_a_day_without_reminders_says_so(db, settings, fr
         "Nothing from that reminder is still open. Type /viec to see your tasks."
     )
     assert not await reports(world)
+
+
+# --------------------------------------------------------------------------- every channel
+
+
+@pytest.fixture(params=CHANNELS)
+async def driver(
+    request: pytest.FixtureRequest, settings: Settings, db: Database, framework: Framework
+) -> AsyncIterator[ChannelDriver]:
+    async with make_driver(request.param, settings, db, framework) as channel_driver:
+        yield channel_driver
+
+
+async def remind(d: ChannelDriver, user: User, count: int) -> tuple[str, list[int]]:
+    """The reminder the sweep sends, for `count` of the person's open tasks, as of now: its
+    `reminders` rows and its message (scheduler/reminders.compose). Returns the day and the
+    occurrences in the message's order."""
+    app = d.world.app
+    policies = load_policies(app.settings)
+    now = datetime.now(app.settings.tz)
+    async with d.world.db.session() as session:
+        rows = await session.exec(
+            select(Occurrence, TaskDefinition)
+            .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
+            .where(Occurrence.unit_id == user.unit_id, Occurrence.status == "open")
+            .order_by(col(Occurrence.due_at), col(Occurrence.id))
+        )
+        chosen = list(rows.all())[:count]
+        assert len(chosen) == count, "the journey world gives a village several open tasks"
+        items = []
+        for occurrence, task in chosen:
+            due = from_db(occurrence.due_at).astimezone(app.settings.tz).date()
+            stage = Stage(name="before-7", due_day=due, moment=now)
+            items.append(Item(occurrence, task, stage))
+            session.add(Reminder(occurrence_id=occurrence.id, stage=stage.key, user_ids=[user.id]))
+        letter = Letter(user=await session.get(User, user.id), items=items)
+        await notify_user(session, letter.user, compose(app, policies, letter, now), "remind:t")
+        await session.commit()
+    await d.flush()
+    ordered = sorted(items, key=lambda i: (i.stage.due_day, i.task.title, i.occurrence.id))
+    return f"{now:%Y%m%d}", [item.occurrence.id for item in ordered]
+
+
+async def test_one_at_a_time_on_every_channel(driver: ChannelDriver) -> None:
+    d = driver
+    head = await register(d, "head", d.world.villages[0], VILLAGE_HEAD)
+    day, (first, second, third) = await remind(d, head, 3)
+    assert f"one:{day}" in (await d.messages("head"))[-1].buttons
+
+    await d.tap("head", f"one:{day}")
+    assert (await d.messages("head"))[-1].buttons[0] == f"wkd:{day}:{first}"
+    await d.photo("head", jpeg((200, 30, 30)))
+    await d.tap("head", f"wkd:{day}:{first}")  # Zalo Bot: the number the photo's answer shows
+    assert (await d.messages("head"))[-1].buttons[0] == f"wkd:{day}:{second}"
+    await d.say("head", "bỏ qua")  # typed, as on a channel without buttons
+    assert (await d.messages("head"))[-1].buttons[0] == f"wkd:{day}:{third}"
+    await d.tap("head", f"wkc:{day}:{third}")
+    await d.say("head", "Thôn chưa có hội nhóm nào")
+
+    summary = (await d.messages("head"))[-1]
+    assert summary.buttons == [f"one:{day}", f"all:{day}"]
+    async with d.world.db.session() as session:
+        status = {o: (await session.get(Occurrence, o)).status for o in (first, second, third)}
+        made = (await session.exec(select(Report).where(Report.user_id == head.id))).all()
+        photos = (await session.exec(select(Evidence))).all()
+    assert status == {first: "done", second: "open", third: "open"}
+    kept = {(r.occurrence_id, r.kind, r.status) for r in made if r.status != "cancelled"}
+    assert kept == {(first, "done", "submitted"), (third, "cannot", "submitted")}
+    (done,) = [r for r in made if r.occurrence_id == first and r.status == "submitted"]
+    assert [p.report_id for p in photos] == [done.id]
