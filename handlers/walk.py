@@ -22,9 +22,17 @@ from sqlmodel import select
 
 from bot.core.i18n import Translator, format_day
 from bot.core.messages import Button, tap, tap_any
-from bot.core.models import Evidence, Occurrence, OccurrenceStatus, Report, TaskDefinition
-from bot.core.services.occurrences import ACTIVE_STATUSES
+from bot.core.models import (
+    Evidence,
+    Occurrence,
+    OccurrenceStatus,
+    Report,
+    TaskDefinition,
+    utcnow,
+)
+from bot.core.services.occurrences import ACTIVE_STATUSES, open_for_user
 from bot.core.task_text import asks_for_photo, task_evidence, task_title
+from bot.core.timeutil import to_db
 from handlers import cannot, extension, report
 from handlers.checklist import parse_day, pending_requests, reminded_items
 from handlers.common import (
@@ -44,6 +52,7 @@ WALK_STATES = {
     "awaiting_extension_reason": "walk_extension_reason",
 }
 LISTED = 10  # open or requested tasks named in the summary; more are counted
+PERIOD_LIMIT = 200  # open tasks looked at for the rest of the period (a commune has ~60)
 
 # Typed instead of tapped (folded: lower case, no diacritics), for channels without buttons.
 WORDS = {
@@ -60,13 +69,26 @@ class Item:
     occurrence: Occurrence
     task: TaskDefinition
     answer: str  # "open", "done", "excused", "cannot", "extension"
+    reminded: bool  # on the day's reminder ("all done" covers those), else later that period
 
 
 async def _items(convo: Conversation, day: date) -> list[Item]:
-    """Every task reminded that day, in the reminder's order, with how it stands now."""
-    found = await reminded_items(convo, day, open_only=False)
+    """Every task reminded that day, in the reminder's order, then the person's other open
+    tasks of the same periods (due later, so not yet reminded): the whole period in one go."""
+    reminded = await reminded_items(convo, day, open_only=False)
     # The reminder's own order (scheduler/reminders.compose): due day, then title.
-    found.sort(key=lambda item: (local_due(convo, item[0]).date(), item[1].title, item[0].id))
+    reminded.sort(key=lambda item: _order(convo, *item))
+    periods = {occurrence.period for occurrence, _task in reminded}
+    seen = {occurrence.id for occurrence, _task in reminded}
+    later = [
+        (occurrence, task)
+        for occurrence, task in await open_for_user(
+            convo.session, convo.app.framework, convo.user, to_db(utcnow()), PERIOD_LIMIT
+        )
+        if occurrence.period in periods and occurrence.id not in seen
+    ]
+    later.sort(key=lambda item: _order(convo, *item))
+    found = reminded + later
     asked = await pending_requests(convo, [occurrence.id for occurrence, _task in found])
     items = []
     for occurrence, task in found:
@@ -74,8 +96,12 @@ async def _items(convo: Conversation, day: date) -> list[Item]:
             answer = "excused" if occurrence.status == OccurrenceStatus.excused else "done"
         else:
             answer = asked.get(occurrence.id, "open")
-        items.append(Item(occurrence, task, answer))
+        items.append(Item(occurrence, task, answer, occurrence.id in seen))
     return items
+
+
+def _order(convo: Conversation, occurrence: Occurrence, task: TaskDefinition) -> tuple:
+    return (local_due(convo, occurrence).date(), task.title, occurrence.id)
 
 
 def _labels(_: Translator) -> dict[str, str]:
@@ -202,7 +228,7 @@ async def _summary(convo: Conversation, raw_day: str, items: list[Item], before:
         by_answer.setdefault(item.answer, []).append(item)
     lines = [before] if before else []
     lines.append(
-        _("The {count} task(s) reminded on {day}:").format(
+        _("Summary of the {count} task(s) of this period (reminder of {day}):").format(
             count=len(items), day=format_day(parse_day(raw_day), convo.locale)
         )
     )
@@ -227,19 +253,18 @@ async def _summary(convo: Conversation, raw_day: str, items: list[Item], before:
             named += 1
     if named > LISTED:
         lines.append(_("… and {count} more.").format(count=named - LISTED))
-    still_open = len(by_answer.get("open", []))
+    still_open = by_answer.get("open", [])
     if not still_open:
         lines.append(_("Everything on that reminder is answered. Thank you!"))
         await convo.reply("\n".join(lines), more_tasks_button(_))
         return
     lines.append(_("The open ones stay on your list (/viec) and in the next reminders."))
-    await convo.reply(
-        "\n".join(lines),
-        [
-            [Button(_("📋 The open ones again"), f"one:{raw_day}")],
-            [Button(_("✅ All done ({count})").format(count=still_open), f"all:{raw_day}")],
-        ],
-    )
+    buttons = [[Button(_("📋 The open ones again"), f"one:{raw_day}")]]
+    on_reminder = len([item for item in still_open if item.reminded])
+    if on_reminder:  # what handlers/checklist.py would mark done: the reminder's own
+        label = _("✅ All done ({count})").format(count=on_reminder)
+        buttons.append([Button(label, f"all:{raw_day}")])
+    await convo.reply("\n".join(lines), buttons)
 
 
 # --------------------------------------------------------------------------- the answers
