@@ -9,8 +9,8 @@ summary of what was answered and what is still open.
 Five buttons a card, so Zalo OA shows them as buttons; on Zalo Bot they are a numbered menu,
 and words ("xong", "bỏ qua", "dừng", "gia hạn", "không làm được") work on every channel.
 Which tasks belong to the walk is read back from the day's reminders (handlers/checklist.py),
-so every button carries that day: a card tapped again later, or on another device, still
-knows where it is.
+followed by the person's other open tasks due that month, so every button carries that
+day: a card tapped again later, or on another device, still knows where it is.
 """
 
 from __future__ import annotations
@@ -74,18 +74,19 @@ class Item:
 
 async def _items(convo: Conversation, day: date) -> list[Item]:
     """Every task reminded that day, in the reminder's order, then the person's other open
-    tasks of the same periods (due later, so not yet reminded): the whole period in one go."""
+    tasks due later in the reminder's month (not yet reminded: due days are spread over the
+    month, and periods differ), so the month is answered in one sitting."""
     reminded = await reminded_items(convo, day, open_only=False)
     # The reminder's own order (scheduler/reminders.compose): due day, then title.
     reminded.sort(key=lambda item: _order(convo, *item))
-    periods = {occurrence.period for occurrence, _task in reminded}
+    month = (day.year, day.month)  # the month being answered: the reminder's own
     seen = {occurrence.id for occurrence, _task in reminded}
     later = [
         (occurrence, task)
         for occurrence, task in await open_for_user(
             convo.session, convo.app.framework, convo.user, to_db(utcnow()), PERIOD_LIMIT
         )
-        if occurrence.period in periods and occurrence.id not in seen
+        if _month(convo, occurrence) == month and occurrence.id not in seen
     ]
     later.sort(key=lambda item: _order(convo, *item))
     found = reminded + later
@@ -98,6 +99,11 @@ async def _items(convo: Conversation, day: date) -> list[Item]:
             answer = asked.get(occurrence.id, "open")
         items.append(Item(occurrence, task, answer, occurrence.id in seen))
     return items
+
+
+def _month(convo: Conversation, occurrence: Occurrence) -> tuple[int, int]:
+    due = local_due(convo, occurrence).date()
+    return due.year, due.month
 
 
 def _order(convo: Conversation, occurrence: Occurrence, task: TaskDefinition) -> tuple:
