@@ -79,6 +79,8 @@ async def _items(convo: Conversation, day: date) -> list[Item]:
     reminded = await reminded_items(convo, day, open_only=False)
     # The reminder's own order (scheduler/reminders.compose): due day, then title.
     reminded.sort(key=lambda item: _order(convo, *item))
+    if not reminded:
+        return []  # no reminder that day (an old or typed day): nothing to walk
     month = (day.year, day.month)  # the month being answered: the reminder's own
     seen = {occurrence.id for occurrence, _task in reminded}
     later = [

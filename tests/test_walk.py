@@ -228,6 +228,26 @@ async def test_a_walk_tapped_on_a_day_without_reminders_says_so(db, settings, fr
     assert not await reports(world)
 
 
+async def test_the_walk_goes_on_with_what_is_due_later_that_month(db, settings, framework):
+    world = await build_scheduler_world(settings, db, framework, tasks=(T1, T2))
+    await world.person("head_mot", "thon_mot", "village_head", "telegram", "1001")
+    await run_sweep(world.app, at(18, 8))
+    reminded, later = await world.occurrence(T1, "thon_mot"), await world.occurrence(T2, "thon_mot")
+    async with db.session() as session:  # as if T2 came due after the next reminder
+        for row in (await session.exec(select(Reminder))).all():
+            if row.occurrence_id == later.id:
+                await session.delete(row)
+        await session.commit()
+    person = Person(world, "1001")
+    await person.tap(f"one:{DAY}")
+    assert payloads(await person.last())[0] == f"wkd:{DAY}:{reminded.id}"
+    await person.tap(f"wkd:{DAY}:{reminded.id}")
+    assert payloads(await person.last())[0] == f"wkd:{DAY}:{later.id}"
+    await person.tap(f"wks:{DAY}:{later.id}")
+    # Still open, but not on the reminder: "all done" (which covers the reminder's) is not offered.
+    assert payloads(await person.last()) == [f"one:{DAY}"]
+
+
 # --------------------------------------------------------------------------- every channel
 
 
