@@ -65,7 +65,8 @@ def _example(convo: Conversation, occurrence: Occurrence) -> str:
     return f"{_base(convo, occurrence) + timedelta(days=EXAMPLE_DAYS):%d/%m}"
 
 
-async def ask_extension(convo: Conversation, raw_id: str) -> None:
+async def ask_extension(convo: Conversation, raw_id: str, choice: str = "extd") -> None:
+    """`choice`: the action of the +N days buttons (the walk has its own, to go on after)."""
     loaded = await load_occurrence(convo, raw_id)
     if loaded is None:
         return
@@ -79,7 +80,7 @@ async def ask_extension(convo: Conversation, raw_id: str) -> None:
     due = local_due(convo, occurrence).date()
     buttons = [
         [
-            Button(_("+{days} days").format(days=days), f"extd:{occurrence.id}:{days}")
+            Button(_("+{days} days").format(days=days), f"{choice}:{occurrence.id}:{days}")
             for days in EXTENSION_CHOICES
         ]
     ]

@@ -3,8 +3,8 @@ in their next digest, so colleagues see which communes were already followed up.
 
 from __future__ import annotations
 
-from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.models import Unit
+from bot.core.services.follow_ups import record_follow_up
 from bot.core.services.occurrences import ancestor_ids
 from bot.core.services.people import audit
 from bot.core.unit_words import place
@@ -34,7 +34,7 @@ async def followed_up(convo: Conversation, arg: str) -> None:
         await audit(convo.session, "forbidden", convo.subject, convo.user, data=convo.incoming.data)
         await convo.reply(_("This unit is not one that yours supervises."))
         return
-    await audit(convo.session, FOLLOWED_UP, f"unit:{commune.id}", convo.user, commune=commune.name)
+    await record_follow_up(convo.session, convo.user, commune.id, commune.name, via="chat")
     await convo.reply(
         _("Noted: you followed up with {commune}. It will show in your next digest.").format(
             commune=place(commune, convo.locale)

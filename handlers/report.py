@@ -42,6 +42,9 @@ from handlers.conversation import Conversation
 log = logging.getLogger(__name__)
 
 NOTE_LIMIT = 2000  # Report.note's column
+# State data of a question that takes photos for its draft besides its own answers (the
+# router sends photos outside "awaiting_photos" to photo_without_task, which looks for it).
+PHOTO_BUTTONS = "photo_buttons"
 
 DONE_WORDS = {
     "xong",
@@ -233,16 +236,45 @@ async def photo_in_report(convo: Conversation) -> None:
         report.note = note
         convo.session.add(report)
     count = int(convo.state_data.get("photos", 0)) + 1
-    convo.set_state("awaiting_photos", report_id=report_id, photos=count)
-    text, buttons = _photo_prompt(convo, report_id, count)
+    own = convo.state_data.get(PHOTO_BUTTONS)
+    if own:  # the walk's card: it stays, with its own buttons
+        convo.set_state(convo.state.state, **{**convo.state_data, "photos": count})
+        text, buttons = _own_photo_prompt(convo, own, count)
+    else:
+        convo.set_state("awaiting_photos", report_id=report_id, photos=count)
+        text, buttons = _photo_prompt(convo, report_id, count)
     if caption:
         text = convo._("Kept as the note: {caption}").format(caption=caption) + "\n" + text
     await convo.reply(text, buttons)
 
 
-async def photo_without_task(convo: Conversation) -> None:
-    """Keep the photo, then ask which task it belongs to."""
+def collecting_photos(
+    convo: Conversation, report_id: int, buttons: list[list[Button]]
+) -> dict[str, object]:
+    """State data for a question that also takes photos for the draft `report_id` (the walk's
+    card, handlers/walk.py): after each photo, `buttons` are offered again."""
+    rows = [[{"label": b.label, "data": b.data} for b in row] for row in buttons]
+    return {"report_id": report_id, "photos": 0, PHOTO_BUTTONS: rows}
+
+
+def _own_photo_prompt(
+    convo: Conversation, rows: list[list[dict]], count: int
+) -> tuple[str, list[list[Button]]]:
     _ = convo._
+    buttons = [[Button(b["label"], b["data"]) for b in row] for row in rows]
+    first = buttons[0][0]
+    text = _("Received photo {count}. Send more, or {action}.").format(
+        count=count, action=tap(_, first.label, first.data)
+    )
+    return text, buttons
+
+
+async def photo_without_task(convo: Conversation) -> None:
+    """Keep the photo, then ask which task it belongs to (unless a question takes photos)."""
+    _ = convo._
+    if convo.state_data.get(PHOTO_BUTTONS) and convo.state_data.get("report_id"):
+        await photo_in_report(convo)
+        return
     photo = await _receive_photo(convo)
     if photo is None:
         return
@@ -387,6 +419,29 @@ async def submit(convo: Conversation, raw_id: str) -> None:
         convo.clear_state()
         await convo.reply(_("This task was already closed. Nothing was changed."), in_place=True)
         return
+    behalf = await file_done(convo, report, occurrence)
+    convo.clear_state()
+    task = await convo.session.get(TaskDefinition, occurrence.task_key)
+    if behalf:
+        unit = await convo.session.get(Unit, occurrence.unit_id)
+        await convo.reply(
+            _("Recorded as done on behalf of {unit}: {title}.").format(
+                unit=unit.name, title=task.title
+            ),
+            [[Button(f"📋 {unit.name}"[:40].rstrip(), f"vil:{unit.id}")]],
+            in_place=True,
+        )
+        return
+    await convo.reply(
+        _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale)),
+        more_tasks_button(_),
+        in_place=True,
+    )
+
+
+async def file_done(convo: Conversation, report: Report, occurrence: Occurrence) -> bool:
+    """A draft becomes the record that the task is done: submitted, its photos kept and
+    checked, the occurrence closed. True when an officer reported on a village's behalf."""
     report.status = "submitted"
     report.submitted_at = utcnow()
     await keep_report_evidence(convo.session, report.id, convo.app.settings.data_dir)
@@ -410,23 +465,7 @@ async def submit(convo: Conversation, raw_id: str) -> None:
         report_id=report.id,
         on_behalf_of=report.on_behalf_of_user_id,
     )
-    convo.clear_state()
-    task = await convo.session.get(TaskDefinition, occurrence.task_key)
-    if behalf:
-        unit = await convo.session.get(Unit, occurrence.unit_id)
-        await convo.reply(
-            _("Recorded as done on behalf of {unit}: {title}.").format(
-                unit=unit.name, title=task.title
-            ),
-            [[Button(f"📋 {unit.name}"[:40].rstrip(), f"vil:{unit.id}")]],
-            in_place=True,
-        )
-        return
-    await convo.reply(
-        _("Recorded as done: {title}. Thank you!").format(title=task_title(task, convo.locale)),
-        more_tasks_button(_),
-        in_place=True,
-    )
+    return behalf
 
 
 async def cancel(convo: Conversation, raw_id: str) -> None:

@@ -43,6 +43,7 @@ from handlers import (
     report,
     review,
     tasks,
+    walk,
 )
 from handlers.common import main_menu, role_label, title
 from handlers.conversation import Conversation
@@ -110,6 +111,14 @@ BUTTONS: dict[str, Action] = {
     "qdone": Action(report.confirm_quick_done, ANYONE),
     "all": Action(checklist.review, ANYONE),
     "allok": Action(checklist.confirm, ANYONE),
+    # The same reminder's tasks one at a time (handlers/walk.py): each card's answers.
+    "one": Action(walk.start, ANYONE),
+    "wkd": Action(walk.done, ANYONE),
+    "wke": Action(walk.more_time, ANYONE),
+    "wkx": Action(walk.more_time_days, ANYONE),
+    "wkc": Action(walk.cannot_do, ANYONE),
+    "wks": Action(walk.skip, ANYONE),
+    "wkq": Action(walk.stop, ANYONE),
     "ext": Action(extension.ask_extension, ANYONE),
     "extd": Action(extension.extension_days, ANYONE),
     "cant": Action(cannot.ask_cannot, ANYONE),
@@ -139,6 +148,10 @@ STATE_TEXT: dict[str, Action] = {
     "awaiting_cannot_reason": Action(cannot.cannot_reason, BUTTONS["cant"].roles),
     "awaiting_decision_reason": Action(decision_reason.typed_reason, BUTTONS["decl"].roles),
     "awaiting_event_date": Action(officer.event_date, BUTTONS["evk"].roles),
+    walk.WALKING: Action(walk.typed, BUTTONS["one"].roles),
+    "walk_cannot_reason": Action(walk.cannot_reason, BUTTONS["wkc"].roles),
+    "walk_extension_date": Action(walk.typed_date, BUTTONS["wke"].roles),
+    "walk_extension_reason": Action(walk.more_time_reason, BUTTONS["wke"].roles),
 }
 
 

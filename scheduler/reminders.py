@@ -643,9 +643,11 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         budget = policies.reminders.max_message_chars
         all_label = _("✅ All done ({count})").format(count=len(items))
         all_data = f"all:{today:%Y%m%d}"
+        one_label, one_data = _("📋 One at a time"), f"one:{today:%Y%m%d}"
         tail = (
-            _("All done? {action}. Not all? First answer those one by one.").format(
-                action=tap(_, all_label, all_data, start=True)
+            _("All done? {action}. Not all? {one}: each task with its own answers.").format(
+                action=tap(_, all_label, all_data, start=True),
+                one=tap(_, one_label, one_data, start=True),
             )
             if numbered
             else _("{action} to report.").format(action=tap_any(_, start=True))
@@ -684,8 +686,9 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
             )
         lines.append(tail)
         if numbered:
-            # One answer for the lot (handlers/checklist.py); exceptions first, on their own.
-            buttons.insert(0, [Button(all_label, all_data)])
+            # One answer for the lot (handlers/checklist.py), or the tasks one at a time
+            # (handlers/walk.py); or the exceptions first, on their own buttons below.
+            buttons.insert(0, [Button(all_label, all_data), Button(one_label, one_data)])
     return Outgoing(text="\n".join(lines).strip(), buttons=buttons)
 
 

@@ -433,7 +433,7 @@ async def test_followed_up_from_the_overdue_page_is_the_record_the_chat_writes(d
     assert response.status == 303
     (entry,) = await audits(dash.db, FOLLOWED_UP)
     assert (entry.subject, entry.actor_user_id) == (f"unit:{w.commune.id}", w.district_officer.id)
-    assert entry.detail["commune"] == w.commune.name
+    assert entry.detail == {"commune": w.commune.name, "via": "web"}
     page = await (await dash.get(response.headers["Location"], headers)).text()
     assert f"Đã ghi nhận: anh/chị đã đôn đốc {w.commune.name}" in page
 

@@ -123,6 +123,8 @@ async def test_the_follow_up_button_is_audited_and_shown_in_the_next_digest(
             await session.exec(select(AuditLog).where(AuditLog.action == FOLLOWED_UP))
         ).all()
         assert entry.subject == f"unit:{binh.id}" and entry.actor_user_id == district.id
+        # The fields the dashboard's "Đã đôn đốc" writes too (bot/core/services/follow_ups.py).
+        assert entry.detail == {"commune": binh.name, "via": "chat"}
 
     # A commune of another district is refused, and that is audited too.
     async with db.session() as session:

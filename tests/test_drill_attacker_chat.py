@@ -237,15 +237,23 @@ def attempt(kind: str, name: str, chat: str, occurrence_id: int, today_text: str
             kind=Kind.command, command=name, text="vi" if name == "lang" else "", **base
         )
     if kind == "button":
-        arg = {"evk": "election", "extd": f"{occurrence_id}:3", "fu": "0"}.get(
-            name, str(occurrence_id)
-        )
+        day = f"{date.today():%Y%m%d}"  # the walk's buttons name the reminder's day
+        arg = {
+            "evk": "election",
+            "extd": f"{occurrence_id}:3",
+            "fu": "0",
+            "one": day,
+            "wkq": day,
+            "wkx": f"{day}:{occurrence_id}:3",
+            **{walk: f"{day}:{occurrence_id}" for walk in ("wkd", "wke", "wkc", "wks")},
+        }.get(name, str(occurrence_id))
         return Incoming(kind=Kind.button, data=f"{name}:{arg}", **base)
     text = today_text if name in ("awaiting_event_date", "awaiting_extension_date") else "Vì mưa"
     return Incoming(kind=Kind.text, text=text, **base)
 
 
 def state_data(name: str, occurrence_id: int) -> dict:
+    day = f"{date.today():%Y%m%d}"
     return {
         "awaiting_note": {"report_id": 0},
         "awaiting_extension_date": {"occurrence_id": occurrence_id},
@@ -256,6 +264,14 @@ def state_data(name: str, occurrence_id: int) -> dict:
         "awaiting_cannot_reason": {"occurrence_id": occurrence_id},
         "awaiting_event_date": {"kind": "election"},
         "awaiting_decision_reason": {"report_id": 0, "action": "decr"},
+        "walking": {"walk": day, "occurrence_id": occurrence_id, "report_id": 0},
+        "walk_cannot_reason": {"walk": day, "occurrence_id": occurrence_id},
+        "walk_extension_date": {"walk": day, "occurrence_id": occurrence_id},
+        "walk_extension_reason": {
+            "walk": day,
+            "occurrence_id": occurrence_id,
+            "until": (date.today() + timedelta(days=20)).isoformat(),
+        },
     }[name]
 
 

@@ -91,8 +91,9 @@ async def test_tasks_due_together_arrive_in_one_message_each_with_its_buttons(
     assert vi("{days} day(s) left").format(days=7) in text
     data = [button["data"] for row in message.payload["buttons"] for button in row]
     in_title_order = sorted((first, second), key=lambda occ: tasks[occ.task_key].title)
-    # First the one answer for both (handlers/checklist.py), then each task's own four.
-    assert data == [f"all:{at(18, 8):%Y%m%d}"] + [
+    # First the one answer for both (handlers/checklist.py) and the way to answer them one at
+    # a time (handlers/walk.py), then each task's own four.
+    assert data == [f"all:{at(18, 8):%Y%m%d}", f"one:{at(18, 8):%Y%m%d}"] + [
         f"{action}:{occ.id}"
         for occ in in_title_order
         for action in ("done", "photo", "ext", "cant")
@@ -102,7 +103,8 @@ async def test_tasks_due_together_arrive_in_one_message_each_with_its_buttons(
     )
     labels = [button["label"] for row in message.payload["buttons"] for button in row]
     assert labels[0] == vi("✅ All done ({count})").format(count=2)
-    assert labels[1].startswith("#1 ") and labels[5].startswith("#2 ")
+    assert labels[1] == vi("📋 One at a time")
+    assert labels[2].startswith("#1 ") and labels[6].startswith("#2 ")
 
     # Once: the same sweep again, or a minute later, changes nothing.
     for moment in (at(18, 8), at(18, 8, 1), at(18, 13)):

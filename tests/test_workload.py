@@ -13,6 +13,9 @@ MAX_TAPS_A_MONTH = 25  # a commune committee answers its month in a few minutes
 MAX_CHARS = 1200
 # Tasks in the heaviest month: two-tier communes also carry the district's former tasks.
 MAX_TASKS = {"three_tier": 18, "two_tier": 24}
+# One tap a task is the floor one at a time: a two-tier commune's January holds 23 tasks, and
+# February's first ones are reminded (and answered) on 27/01. "All done" stays far below.
+MAX_TAPS_ONE_AT_A_TIME = {"three_tier": MAX_TAPS_A_MONTH, "two_tier": 30}
 
 
 @pytest.mark.parametrize("structure", ["three_tier", "two_tier"])
@@ -35,3 +38,16 @@ async def test_a_year_of_reminders_fits_a_commune_office(structure, prompt):
         assert village.max_taps <= commune.max_taps
         # Answering at once, nothing is ever overdue: no more than a message a week or so.
         assert commune.max_month <= 6 and village.max_month <= 3
+
+
+@pytest.mark.parametrize("structure", ["three_tier", "two_tier"])
+async def test_a_month_answered_one_task_at_a_time_fits_a_commune_office(structure):
+    """📋 One at a time under each reminder listing several (handlers/walk.py), a photo for
+    every task whose evidence is one, ✅ on each card: still a month in one sitting."""
+    framework = load_framework(DEFAULT_FRAMEWORK_DIR, None, structure)
+    loads = await simulate(framework, YEAR, True, structure=structure, one_at_a_time=True)
+    commune = loads["commune"]
+    assert commune.max_taps <= MAX_TAPS_ONE_AT_A_TIME[structure]
+    # One tap a task at most, plus opening each walk: a photo is sent, not tapped.
+    assert 0 < commune.max_photos <= commune.max_taps
+    assert loads["village"].max_taps <= commune.max_taps

@@ -18,3 +18,13 @@ def task_evidence(task: TaskDefinition, locale: str, unit: Unit | None = None) -
     if locale == "en" and (english := (task.record or {}).get("evidence_en")):
         return english
     return adapt_text(task.evidence, unit)
+
+
+# How the decision's evidence column says that a figure in the note is enough.
+NO_PHOTO = "Không cần ảnh"
+
+
+def asks_for_photo(task: TaskDefinition) -> bool:
+    """Whether the task's evidence is something to photograph (most are: a notice posted, a
+    meeting, minutes); "Không cần ảnh; ghi số …" asks for a figure in the note instead."""
+    return bool(task.evidence.strip()) and not task.evidence.strip().startswith(NO_PHOTO)

@@ -12,6 +12,7 @@ report each month and the taps that takes.
 from __future__ import annotations
 
 import asyncio
+import io
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import time_machine
+from PIL import Image
 from sqlmodel import SQLModel, col, select
 
 from bot.core.config import Settings
@@ -26,10 +29,11 @@ from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework import Framework
 from bot.core.framework.loader import load_framework
-from bot.core.messages import Incoming, Kind
-from bot.core.models import Occurrence, Outbox, Reminder, Unit, User
+from bot.core.messages import Incoming, IncomingFile, Kind
+from bot.core.models import Occurrence, Outbox, Reminder, TaskDefinition, Unit, User
 from bot.core.services.framework_sync import sync_task_definitions
 from bot.core.services.people import add_user, link_identity
+from bot.core.task_text import asks_for_photo
 from bot.core.timeutil import from_db, to_db
 from handlers.router import Dispatcher
 from scheduler.commands import run_plan, run_sweep
@@ -70,6 +74,7 @@ class Load:
     per_month: Counter = field(default_factory=Counter)  # messages
     tasks_per_month: Counter = field(default_factory=Counter)  # distinct tasks reminded, by due
     taps_per_month: Counter = field(default_factory=Counter)  # answering promptly
+    photos_per_month: Counter = field(default_factory=Counter)  # one at a time, with photos
 
     @property
     def max_month(self) -> int:
@@ -78,6 +83,10 @@ class Load:
     @property
     def max_tasks(self) -> int:
         return max(self.tasks_per_month.values(), default=0)
+
+    @property
+    def max_photos(self) -> int:
+        return max(self.photos_per_month.values(), default=0)
 
     @property
     def max_taps(self) -> int:
@@ -126,16 +135,67 @@ async def _world(
     return app, users
 
 
+def _photo_file(serial: int) -> IncomingFile:
+    """A small JPEG of its own colour (the same photo twice would be flagged as reused)."""
+    buffer = io.BytesIO()
+    colour = (serial * 37 % 256, serial * 91 % 256, serial * 53 % 256)
+    Image.new("RGB", (64, 48), colour).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+
+    async def fetch() -> bytes:
+        return data
+
+    return IncomingFile(file_name="photo.jpg", mime="image/jpeg", size=len(data), fetch=fetch)
+
+
 class Answerer:
     """Plays each reminded person answering at once, through the real dispatcher: "✅ All done"
     and its confirmation under a message listing several tasks, "xong" and its confirmation
-    under a message with one. Counts the taps (a typed "xong" counts as one)."""
+    under a message with one. Counts the taps (a typed "xong" counts as one).
 
-    def __init__(self, app: AppContext, users: dict[str, User]) -> None:
+    `one_at_a_time`: under a message listing several, "📋 One at a time" instead, then each
+    card's ✅ after a photo when the task asks for one (handlers/walk.py); photos are counted
+    apart from taps."""
+
+    def __init__(
+        self, app: AppContext, users: dict[str, User], one_at_a_time: bool = False
+    ) -> None:
+        self.app = app
         self.dispatcher = Dispatcher(app)
         self.users = users
+        self.one_at_a_time = one_at_a_time
         self.taps: Counter = Counter()  # (person, month) → taps
+        self.photos: Counter = Counter()  # (person, month) → photos sent
         self.serial = 0
+
+    async def _last_reply(self, key: str) -> Outbox:
+        async with self.app.db.session() as session:
+            rows = await session.exec(
+                select(Outbox)
+                .where(Outbox.external_id == f"{key}-chat")
+                .order_by(col(Outbox.id).desc())
+                .limit(1)
+            )
+            return rows.one()
+
+    async def _walk(self, key: str, month: int, start: str) -> None:
+        """📋, then each card: a photo if its task asks for one, and ✅; until the summary."""
+        await self._send(key, kind=Kind.button, data=start)
+        self.taps[(key, month)] += 1
+        while True:
+            card = await self._last_reply(key)
+            datas = [b["data"] for row in card.payload.get("buttons", []) for b in row]
+            done = next((d for d in datas if d.startswith("wkd:")), None)
+            if done is None:
+                return  # the summary
+            async with self.app.db.session() as session:
+                occurrence = await session.get(Occurrence, int(done.split(":")[2]))
+                task = await session.get(TaskDefinition, occurrence.task_key)
+            if asks_for_photo(task):
+                await self._send(key, kind=Kind.photo, file=_photo_file(self.serial))
+                self.photos[(key, month)] += 1
+            await self._send(key, kind=Kind.button, data=done)
+            self.taps[(key, month)] += 1
 
     async def _send(self, key: str, **fields) -> None:
         self.serial += 1
@@ -151,6 +211,10 @@ class Answerer:
     async def answer(self, key: str, month: int, message: Outbox) -> None:
         datas = [b["data"] for row in message.payload.get("buttons", []) for b in row]
         every = next((d for d in datas if d.startswith("all:")), None)
+        one = next((d for d in datas if d.startswith("one:")), None)
+        if one is not None and self.one_at_a_time:
+            await self._walk(key, month, one)
+            return
         if every is not None:
             await self._send(key, kind=Kind.button, data=every)
             await self._send(key, kind=Kind.button, data="allok:" + every.split(":", 1)[1])
@@ -169,8 +233,10 @@ async def simulate(
     prompt: bool,
     base: Settings | None = None,
     structure: str = "three_tier",
+    one_at_a_time: bool = False,
 ) -> dict[str, Load]:
-    """`framework` as loaded for `structure` (load_framework(..., structure))."""
+    """`framework` as loaded for `structure` (load_framework(..., structure));
+    `one_at_a_time`: answering promptly through "📋 One at a time" (see `Answerer`)."""
     units, people = (UNITS, PEOPLE) if structure == "three_tier" else two_tier(UNITS, PEOPLE)
     with tempfile.TemporaryDirectory() as folder:
         settings = (base or Settings(_env_file=None)).model_copy(
@@ -186,7 +252,7 @@ async def simulate(
         seen: dict[str, set[int]] = defaultdict(set)
         loads = {key: Load() for key in MEASURED}
         last_id = 0
-        answerer = Answerer(app, users)
+        answerer = Answerer(app, users, one_at_a_time)
         while day.year == year:
             if day.day == 1:
                 await run_plan(app, datetime.combine(day, time(0, 5), tzinfo=HCM))
@@ -231,29 +297,44 @@ async def simulate(
                             due = from_db(occurrence.due_at).astimezone(HCM).date()
                             loads[key].tasks_per_month[due.month] += 1
             if prompt:
-                for key, row in letters:
-                    await answerer.answer(key, day.month, row)
+                # Answered a few minutes after the message came, on that day: the chat's own
+                # clock decides which tasks' windows are open (the rest of a period).
+                with time_machine.travel(now + timedelta(minutes=5), tick=True):
+                    for key, row in letters:
+                        await answerer.answer(key, day.month, row)
                 async with app.db.session() as session:
                     last_id = max([last_id, *(await session.exec(select(Outbox.id))).all()])
             day += timedelta(days=1)
         for (key, month), taps in answerer.taps.items():
             if key in loads:
                 loads[key].taps_per_month[month] = taps
+        for (key, month), photos in answerer.photos.items():
+            if key in loads:
+                loads[key].photos_per_month[month] = photos
         await app.db.dispose()
         return loads
 
 
-def table(figures: dict[tuple[str, str, bool], Load]) -> str:
+ANSWERS = {  # how the person answers → simulate()'s (prompt, one_at_a_time)
+    "promptly": (True, False),
+    "one at a time": (True, True),
+    "never": (False, False),
+}
+
+
+def table(figures: dict[tuple[str, str, str], Load]) -> str:
     lines = [
         "| structure | who | answers | messages a year | most a month | most a day "
-        "| longest message | tasks a month (most) | taps a month (most) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| longest message | tasks a month (most) | taps a month (most) "
+        "| photos a month (most) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (structure, who, prompt), load in figures.items():
+    for (structure, who, answers), load in figures.items():
         lines.append(
-            f"| {structure} | {who} | {'promptly' if prompt else 'never'} | {load.messages} "
+            f"| {structure} | {who} | {answers} | {load.messages} "
             f"| {load.max_month} "
-            f"| {load.busiest_day} | {load.longest} | {load.max_tasks} | {load.max_taps} |"
+            f"| {load.busiest_day} | {load.longest} | {load.max_tasks} | {load.max_taps} "
+            f"| {load.max_photos} |"
         )
     return "\n".join(lines)
 
@@ -263,10 +344,10 @@ async def _main(framework_dir: Path, year: int, structures: list[str]) -> None:
     figures = {}
     for structure in structures:
         framework = load_framework(framework_dir, None, structure)
-        for prompt in (True, False):
-            loads = await simulate(framework, year, prompt, base, structure)
+        for answers, (prompt, one_at_a_time) in ANSWERS.items():
+            loads = await simulate(framework, year, prompt, base, structure, one_at_a_time)
             for who in MEASURED:
-                figures[(structure, who, prompt)] = loads[who]
+                figures[(structure, who, answers)] = loads[who]
     print(table(figures))
 
 

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from bot.core.audit_actions import FOLLOWED_UP
 from bot.core.models import AuditLog, Invite, Level, Unit
+from bot.core.services.follow_ups import follow_up_subject, record_follow_up
 from bot.core.services.people import audit, create_invite
 from bot.core.services.rollup import BUCKETS
 from bot.core.timeutil import from_db
@@ -66,7 +67,7 @@ async def _last_follow_ups(visit: Visit, commune_ids: list[int]) -> dict[int, Au
         select(AuditLog)
         .where(
             AuditLog.action == FOLLOWED_UP,
-            col(AuditLog.subject).in_([f"unit:{cid}" for cid in commune_ids]),
+            col(AuditLog.subject).in_([follow_up_subject(cid) for cid in commune_ids]),
         )
         .order_by(col(AuditLog.at))
     )
@@ -113,14 +114,7 @@ async def follow_up(request: web.Request, visit: Visit) -> web.StreamResponse:
     if commune.level != Level.commune or not _supervises(visit, commune):
         raise OutOfScope
     # The same record as the chat's "Đã đôn đốc" button, so the next digest shows it.
-    await audit(
-        visit.session,
-        FOLLOWED_UP,
-        f"unit:{commune.id}",
-        visit.user,
-        commune=commune.name,
-        via="web",
-    )
+    await record_follow_up(visit.session, visit.user, commune.id, commune.name, via="web")
     async with visit.ctx.db.writer():
         await visit.session.commit()
     raise web.HTTPSeeOther(f"/dashboard/u/{unit.id}/overdue?noted={commune.id}")
