@@ -11,7 +11,7 @@ from bot.core.context import AppContext
 from bot.core.i18n import Translator, translator
 from bot.core.messages import Button, Incoming, Outgoing
 from bot.core.models import ChannelIdentity, DialogState, Unit, User, utcnow
-from bot.core.services.outbox import enqueue, notify_user
+from bot.core.services.outbox import insert_messages, notify_user, reply_values
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Conversation:
     user: User | None = None
     unit: Unit | None = None
     _replies: int = field(default=0)
+    _pending: list[dict] = field(default_factory=list)  # replies not inserted yet (`flush`)
 
     @property
     def locale(self) -> str:
@@ -42,20 +43,29 @@ class Conversation:
     async def reply(
         self, text: str, buttons: list[list[Button]] | None = None, **extra: Any
     ) -> None:
-        """Answer in the same chat, through the outbox, in this transaction."""
+        """Answer in the same chat, through the outbox, in this transaction: the replies to
+        one update are inserted together by `flush`, before the commit."""
         self._replies += 1
         key = f"reply:{self.incoming.channel}:{self.incoming.update_id}:{self._replies}"
         message = Outgoing(text=text, buttons=buttons or [], **extra)
-        await enqueue(
-            self.session,
-            self.incoming.channel,
-            self.incoming.external_id,
-            message,
-            key,
-            user_id=self.user.id if self.user else None,
-            state=self.state,
-            burst=f"{self.incoming.channel}:{self.incoming.update_id}",
+        self._pending.append(
+            reply_values(
+                self.session,
+                self.incoming.channel,
+                self.incoming.external_id,
+                message,
+                key,
+                user_id=self.user.id if self.user else None,
+                state=self.state,
+                burst=f"{self.incoming.channel}:{self.incoming.update_id}",
+            )
         )
+
+    async def flush(self) -> None:
+        """Insert the replies so far, in order, in one statement (the caller then commits)."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            await insert_messages(self.session, rows)
 
     async def notify(self, user: User, message: Outgoing, purpose: str) -> bool:
         """Tell someone else (an approver, the requester); False when they cannot be reached."""
@@ -64,8 +74,11 @@ class Conversation:
 
     def set_state(self, name: str, **data: Any) -> None:
         menu = self.state.data.get("menu")
+        new_data = {**data, **({"menu": menu} if menu else {})}
+        if self.state.id is not None and (self.state.state, self.state.data) == (name, new_data):
+            return  # already there (an idle chat told to be idle): no write
         self.state.state = name
-        self.state.data = {**data, **({"menu": menu} if menu else {})}
+        self.state.data = new_data
         self.state.updated_at = utcnow()
         self.session.add(self.state)
 

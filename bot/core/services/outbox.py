@@ -96,6 +96,36 @@ def _remember_menu(
     return replace(message, menu_start=len(earlier) + 1)
 
 
+def reply_values(
+    session: AsyncSession,
+    channel: str,
+    external_id: str,
+    message: Outgoing,
+    key: str,
+    user_id: int | None,
+    state: DialogState,
+    burst: str = "",
+) -> dict:
+    """The outbox row `enqueue` would add, as column values for `insert_messages`: the
+    replies to one update are inserted together, in one statement, when it is handled (its
+    numbered menu is remembered in `state` now, as `enqueue` does)."""
+    if uses_numbered_menu(channel, len(message.flat_buttons())):
+        message = _remember_menu(session, state, message, burst)
+    message = resolve_taps(message, not shows_buttons(channel, len(message.flat_buttons())))
+    return _outbox_values(Queued(channel, external_id, message, key, user_id), message)
+
+
+async def insert_messages(session: AsyncSession, rows: Sequence[dict]) -> set[str]:
+    """Insert prepared rows (`reply_values`) in their order, in one statement for a reply
+    batch; a key already in the outbox (or earlier in `rows`) adds nothing, as in `enqueue`.
+    Returns the keys added."""
+    unique: dict[str, dict] = {}
+    for row in rows:
+        unique.setdefault(row["idempotency_key"], row)
+    added = await insert_new(session, Outbox.__table__, list(unique.values()), ("idempotency_key",))
+    return {key for (key,) in added}
+
+
 @dataclass(frozen=True)
 class Queued:
     """One message for enqueue_many: the same fields as enqueue's arguments."""
