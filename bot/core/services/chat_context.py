@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, literal
+from sqlalchemy import String, and_, bindparam
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,33 +28,40 @@ class ChatContext:
     state: DialogState  # new (not yet in the database) for a chat never seen
 
 
+def _chat_statement():  # noqa: ANN202  (a Select)
+    chat = select(
+        bindparam("channel", type_=String).label("channel"),
+        bindparam("external_id", type_=String).label("external_id"),
+    ).subquery("chat")
+    return (
+        select(ChannelIdentity, User, Unit, DialogState)
+        .select_from(chat)
+        .outerjoin(
+            ChannelIdentity,
+            and_(
+                ChannelIdentity.channel == chat.c.channel,
+                ChannelIdentity.external_id == chat.c.external_id,
+            ),
+        )
+        .outerjoin(User, User.id == ChannelIdentity.user_id)
+        .outerjoin(Unit, Unit.id == User.unit_id)
+        .outerjoin(
+            DialogState,
+            and_(
+                DialogState.channel == chat.c.channel,
+                DialogState.external_id == chat.c.external_id,
+            ),
+        )
+    )
+
+
+_CHAT = _chat_statement()  # built once: constructing it cost as much as running it
+
+
 async def chat_context(session: AsyncSession, channel: str, external_id: str) -> ChatContext:
     """One SELECT from the chat's address, outer-joined to what exists of the four."""
-    chat = select(
-        literal(channel).label("channel"), literal(external_id).label("external_id")
-    ).subquery("chat")
-    row = (
-        await session.exec(
-            select(ChannelIdentity, User, Unit, DialogState)
-            .select_from(chat)
-            .outerjoin(
-                ChannelIdentity,
-                and_(
-                    ChannelIdentity.channel == chat.c.channel,
-                    ChannelIdentity.external_id == chat.c.external_id,
-                ),
-            )
-            .outerjoin(User, User.id == ChannelIdentity.user_id)
-            .outerjoin(Unit, Unit.id == User.unit_id)
-            .outerjoin(
-                DialogState,
-                and_(
-                    DialogState.channel == chat.c.channel,
-                    DialogState.external_id == chat.c.external_id,
-                ),
-            )
-        )
-    ).one()
+    result = await session.exec(_CHAT, params={"channel": channel, "external_id": external_id})
+    row = result.one()
     identity, user, unit, state = row
     if user is not None and not user.active:
         user = unit = None
