@@ -114,7 +114,7 @@ def papibot_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str
     env.update(
         {
             "PAPIBOT_DATA_DIR": str(data_dir),
-            "PAPIBOT_SECRET_KEY": "bench-inbound",
+            "PAPIBOT_SECRET_KEY": "bench-inbound-not-a-secret-0123456789abcdef",  # 32+ chars
             "PAPIBOT_SCHEDULER_ENABLED": "false",
             **(extra or {}),
         }

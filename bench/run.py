@@ -12,6 +12,8 @@ send    the outbox sender and the Telegram channel against the fake Bot API enfo
         messages/s: achieved rate / limit, messages lost, messages duplicated
 lanes   reply latency (p99) while 20,000 queued reminders go out at Telegram's 30 messages/s
         (bench/lanes.py)
+handling  statements, commits and CPU per handled inbound update, and per message sent, counted
+        inside one process (bench/handling.py; the province sample on SQLite)
 dashboard  server time of each dashboard page (bench/dashboard.py), 24 months of history
 memory  peak RSS (VmHWM) of a real `papibot run` with the scheduler, until it has planned and
         swept (the not-yet-open occurrences are deleted first, so the plan really inserts)
@@ -60,7 +62,7 @@ PG = {
     ).rstrip("/"),
     "prefix": os.environ.get("PAPIBOT_BENCH_DATABASE_PREFIX", "papibot_bench"),
 }
-ALL = ("plan", "sweep", "send", "lanes", "memory", "inbound", "dashboard")
+ALL = ("plan", "sweep", "send", "lanes", "memory", "inbound", "handling", "dashboard")
 HISTORIES = (1, 24)
 GENERATE_TIMEOUT = {"province": 900, "national": 5400}
 BENCH_TIMEOUT = {"province": 900, "national": 3600}
@@ -849,6 +851,11 @@ async def main_async(args: argparse.Namespace) -> None:
         from bench import inbound
 
         await inbound.main_async(["--results", str(RESULTS / "results.jsonl")])
+    if "handling" in only:
+        # Statements, commits and CPU per handled update, inside one process (bench/handling.py).
+        from bench import handling
+
+        await handling.bench_handling(handling.parse(["--results", str(RESULTS / "results.jsonl")]))
 
 
 async def cleanup() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlmodel import select
+
 from bot.core.i18n import Translator, format_day
 from bot.core.messages import Button, tap, tap_any
 from bot.core.models import Occurrence, TaskDefinition, Unit, User
@@ -83,7 +85,16 @@ async def load_occurrence(
         occurrence_id = int(raw_id)
     except ValueError:
         occurrence_id = -1
-    occurrence = await convo.session.get(Occurrence, occurrence_id) if occurrence_id > 0 else None
+    occurrence = task = None
+    if occurrence_id > 0:  # the occurrence and its task in one query
+        found = (
+            await convo.session.exec(
+                select(Occurrence, TaskDefinition)
+                .join(TaskDefinition, TaskDefinition.key == Occurrence.task_key)
+                .where(Occurrence.id == occurrence_id)
+            )
+        ).first()
+        occurrence, task = found if found is not None else (None, None)
     if (
         occurrence is None
         or convo.user is None
@@ -104,7 +115,6 @@ async def load_occurrence(
             more_tasks_button(convo._),
         )
         return None
-    task = await convo.session.get(TaskDefinition, occurrence.task_key)
     assert task is not None  # foreign key
     return occurrence, task
 

@@ -12,7 +12,7 @@ from bot.core.context import AppContext
 from bot.core.i18n import Translator, translator
 from bot.core.messages import Button, Incoming, Kind, Outgoing
 from bot.core.models import ChannelIdentity, DialogState, Unit, User, utcnow
-from bot.core.services.outbox import enqueue, notify_user
+from bot.core.services.outbox import insert_messages, notify_user, reply_values
 
 
 @dataclass
@@ -25,6 +25,7 @@ class Conversation:
     user: User | None = None
     unit: Unit | None = None
     _replies: int = field(default=0)
+    _pending: list[dict] = field(default_factory=list)  # replies not inserted yet (`flush`)
 
     @property
     def locale(self) -> str:
@@ -48,7 +49,8 @@ class Conversation:
         in_place: bool = False,
         **extra: Any,
     ) -> None:
-        """Answer in the same chat, through the outbox, in this transaction.
+        """Answer in the same chat, through the outbox, in this transaction: the replies to
+        one update are inserted together by `flush`, before the commit.
 
         `in_place`: this answers the card whose button was tapped, so where the channel can
         edit, it replaces that card (its old buttons go with it) instead of adding a message.
@@ -59,16 +61,24 @@ class Conversation:
         if in_place and self._may_replace_card(message):
             message.edit_of = self.incoming.message_id
             self.incoming.card_replaced = True
-        await enqueue(
-            self.session,
-            self.incoming.channel,
-            self.incoming.external_id,
-            message,
-            key,
-            user_id=self.user.id if self.user else None,
-            state=self.state,
-            burst=f"{self.incoming.channel}:{self.incoming.update_id}",
+        self._pending.append(
+            reply_values(
+                self.session,
+                self.incoming.channel,
+                self.incoming.external_id,
+                message,
+                key,
+                user_id=self.user.id if self.user else None,
+                state=self.state,
+                burst=f"{self.incoming.channel}:{self.incoming.update_id}",
+            )
         )
+
+    async def flush(self) -> None:
+        """Insert the replies so far, in order, in one statement (the caller then commits)."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            await insert_messages(self.session, rows)
 
     def _may_replace_card(self, message: Outgoing) -> bool:
         """A tapped card can be replaced once per update, by text, on a channel that edits."""
@@ -89,8 +99,11 @@ class Conversation:
 
     def set_state(self, name: str, **data: Any) -> None:
         menu = self.state.data.get("menu")
+        new_data = {**data, **({"menu": menu} if menu else {})}
+        if self.state.id is not None and (self.state.state, self.state.data) == (name, new_data):
+            return  # already there (an idle chat told to be idle): no write
         self.state.state = name
-        self.state.data = {**data, **({"menu": menu} if menu else {})}
+        self.state.data = new_data
         self.state.updated_at = utcnow()
         self.session.add(self.state)
 

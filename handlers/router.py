@@ -27,9 +27,10 @@ from bot.core.framework.schema import role_matches
 from bot.core.i18n import translator
 from bot.core.inbox import Inbox, fetch_first
 from bot.core.messages import FetchRefused, Incoming, Kind, Outgoing
-from bot.core.models import InboundUpdate, Unit, User, utcnow
-from bot.core.services.outbox import dialog_state, enqueue
-from bot.core.services.people import audit, identity_for
+from bot.core.models import InboundUpdate, utcnow
+from bot.core.services.chat_context import chat_context, touch
+from bot.core.services.outbox import enqueue
+from bot.core.services.people import audit
 from handlers import (
     cannot,
     checklist,
@@ -384,18 +385,14 @@ class Dispatcher:
         async with self.app.db.writer(), self.app.db.session() as session:
             if not await claim(session):
                 return False
-            identity = await identity_for(session, incoming.channel, incoming.external_id)
-            user = await session.get(User, identity.user_id) if identity else None
-            if user is not None and not user.active:
-                user = None
-            unit = await session.get(Unit, user.unit_id) if user else None
-            if identity is not None:
-                identity.last_interaction_at = utcnow()
-                identity.blocked = False
-                session.add(identity)
-            state = await dialog_state(session, incoming.channel, incoming.external_id)
-            convo = Conversation(self.app, session, incoming, state, identity, user, unit)
+            chat = await chat_context(session, incoming.channel, incoming.external_id)
+            if chat.identity is not None:
+                touch(chat.identity)
+            convo = Conversation(
+                self.app, session, incoming, chat.state, chat.identity, chat.user, chat.unit
+            )
             await _dispatch(convo)
+            await convo.flush()
             await session.commit()
         return True
 

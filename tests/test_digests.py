@@ -61,6 +61,7 @@ async def tap_followed_up(world: SchedulerWorld, user: User, commune: Unit, now:
             convo = Conversation(world.app, session, incoming, state, None, person, unit)
             before = len(await world.outbox())
             await followed_up(convo, str(commune.id))
+            await convo.flush()  # the replies, inserted together as the dispatcher does
             await session.commit()
     replies = (await world.outbox())[before:]
     return replies[-1].payload["text"]

@@ -4,6 +4,7 @@ Bot API, which refuses more than 30 messages a second)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -27,7 +28,10 @@ async def tg(settings: Settings, db: Database, framework: Framework) -> AsyncIte
         yield h
 
 
-def limit_like_telegram(tg: Harness) -> None:
+async def limit_like_telegram(tg: Harness) -> None:
+    # What the harness sent at its test pace (no limit) leaves the fake's one-second window
+    # first: the limiter starts counting now, and so does the fake.
+    await asyncio.sleep(1.0)
     tg.fake.limit_per_second = 30
     tg.runtime.sender.limits["telegram"] = RateLimiter(per_second=30, per_chat_interval=0)
 
@@ -53,7 +57,7 @@ async def test_a_tap_is_answered_before_a_fan_out_of_queued_reminders(tg: Harnes
     await tg.register(chat, tg.world.villages[0], VILLAGE_HEAD)
     assert await tg.say(tg.fake.command(chat, "viec")) == 200
     occurrence_id = int(tg.buttons_to(chat, "done:")[0].split(":")[1])
-    limit_like_telegram(tg)
+    await limit_like_telegram(tg)
     reminded = set(await queue(tg, "remind", FAN_OUT, 9_000_000))
     before = len(tg.fake.calls)
 
@@ -81,7 +85,7 @@ async def test_a_tap_is_answered_before_a_fan_out_of_queued_reminders(tg: Harnes
 
 
 async def test_no_lane_waits_for_another_to_empty(tg: Harness) -> None:
-    limit_like_telegram(tg)
+    await limit_like_telegram(tg)
     # More replies, news and reminders than one batch holds, and a few digests last.
     await queue(tg, "reply:telegram", 40, 1_000)
     await queue(tg, "notify:approval", 40, 2_000)

@@ -30,6 +30,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select, update
 
 from bot.channels.base import ChannelSender, DeliveryError, EditImpossible
@@ -94,6 +95,37 @@ class RateLimiter:
         self._next_slot = max(self._next_slot, time.monotonic() + seconds)
 
 
+class _SentMarks:
+    """The rows of one batch the platform accepted, waiting to be marked sent together.
+
+    A row is marked only once the platform accepted it, with its message id; until then it is
+    `sending` under the batch's lease. A crash before the mark leaves it so: the lease runs out
+    and the row is sent again (at least once, the idempotency key given to the platform), never
+    marked sent without having been accepted. Marked at the end of the batch, or sooner when
+    MARK_EVERY_SECONDS have passed since the oldest waiting one (a batch spread by the rate
+    limit), so a receipt finds its message id soon after the send."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.waiting: list[tuple[Outbox, str, datetime, str]] = []
+        self.oldest = 0.0
+        self._lock = asyncio.Lock()
+
+    async def add(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
+        if not self.waiting:
+            self.oldest = time.monotonic()
+        self.waiting.append((row, str(message_id)[:64], self.sender.clock(), edit_result))
+        if time.monotonic() - self.oldest >= MARK_EVERY_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            delivered, self.waiting = self.waiting, []
+            if delivered:
+                await self.sender._mark_sent(delivered)
+
+
+MARK_EVERY_SECONDS = 0.25  # a delivered row is marked sent at most about this late
 LANE_SHARE = 0.1  # of each batch, kept for every lane below the one being claimed
 MAX_IMMEDIATE_RETRIES = 5  # 429s honoured in place before the row goes back to the queue
 
@@ -195,8 +227,12 @@ class Sender:
             by_channel[row.channel].append(row)
         done = asyncio.Event()
         lease = asyncio.create_task(self._renew_lease([row.id for row in rows], done))
+        marks = _SentMarks(self)
         try:
-            results = await asyncio.gather(*(self._send_lane(lane) for lane in by_channel.values()))
+            results = await asyncio.gather(
+                *(self._send_lane(lane, marks) for lane in by_channel.values())
+            )
+            await marks.flush()
         finally:
             done.set()
             with contextlib.suppress(Exception):
@@ -221,13 +257,13 @@ class Sender:
             except Exception:  # noqa: BLE001  (a database blip: try again on the next beat)
                 log.warning("could not renew the claim on %d outbox rows", len(ids), exc_info=True)
 
-    async def _send_lane(self, rows: list[Outbox]) -> int:
+    async def _send_lane(self, rows: list[Outbox], marks: _SentMarks) -> int:
         delivered = 0
         for row in rows:
-            delivered += await self._send_one(row)
+            delivered += await self._send_one(row, marks)
         return delivered
 
-    async def _send_one(self, row: Outbox) -> int:
+    async def _send_one(self, row: Outbox, marks: _SentMarks) -> int:
         channel = self.channels[row.channel]
         limiter = self.limits.get(row.channel)
         retries = 0
@@ -254,7 +290,7 @@ class Sender:
                 return 0
             if limiter:
                 limiter.done()
-            await self._mark_sent(row, message_id, edit_result)
+            await marks.add(row, message_id, edit_result)
             return 1
 
     @staticmethod
@@ -275,20 +311,32 @@ class Sender:
                 return await channel.send(row.external_id, message, row.idempotency_key), "resent"
         return await channel.send(row.external_id, message, row.idempotency_key), ""
 
-    async def _mark_sent(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
-        now = self.clock()
-        async with self.db.writer(), self.db.session() as session:
-            await session.exec(
-                update(Outbox)
-                .where(Outbox.id == row.id)
-                .values(
-                    status=OutboxStatus.sent,
-                    sent_at=now,
-                    platform_message_id=str(message_id)[:64],
-                    edit_result=edit_result,
-                )
+    async def _mark_sent(self, delivered: list[tuple[Outbox, str, datetime, str]]) -> None:
+        """Rows the platform accepted (row, its message id, when, what became of an edit):
+        sent, in one transaction (one UPDATE for them all), each with its message id; their
+        reach chains told."""
+        table = Outbox.__table__
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("row_id"))
+            .values(
+                status=OutboxStatus.sent,
+                sent_at=bindparam("at"),
+                platform_message_id=bindparam("message_id"),
+                edit_result=bindparam("edit_result"),
             )
-            await message_sent(session, row, now)
+        )
+        async with self.db.writer(), self.db.session() as session:
+            await session.exec(  # type: ignore[call-overload]
+                statement,
+                params=[
+                    {"row_id": row.id, "at": at, "message_id": message_id, "edit_result": edit}
+                    for row, message_id, at, edit in delivered
+                ],
+            )
+            for row, _message_id, at, _edit in delivered:
+                if row.chain_key:
+                    await message_sent(session, row, at)
             await session.commit()
 
     async def _mark_failed(self, row: Outbox, error: DeliveryError) -> None:

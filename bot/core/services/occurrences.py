@@ -43,6 +43,8 @@ async def subtree_ids(session: AsyncSession, unit_id: int) -> list[int]:
 
 async def may_act_on(session: AsyncSession, user: User, occurrence: Occurrence) -> bool:
     """A user acts on their own unit's occurrences and those of the units below it."""
+    if occurrence.unit_id == user.unit_id:  # the usual case, a village head's own: no query
+        return True
     return user.unit_id in await ancestor_ids(session, occurrence.unit_id)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,7 +15,7 @@ from bot.core.capabilities import shows_buttons, uses_numbered_menu
 from bot.core.messages import Outgoing, resolve_taps
 from bot.core.models import ChannelIdentity, DialogState, Outbox, OutboxLane, User, utcnow
 from bot.core.services.people import preferred_identities
-from bot.core.sqlutil import INSERT_CHUNK, insert_new
+from bot.core.sqlutil import INSERT_CHUNK, dialect_name, insert_new
 
 # Which lane a message goes in, read from its key (the keys say what a message is).
 _LANE_PREFIXES = (
@@ -95,6 +97,63 @@ def _remember_menu(
     state.data = {**state.data, "menu": menu, "menu_burst": burst}
     session.add(state)
     return replace(message, menu_start=len(earlier) + 1)
+
+
+def reply_values(
+    session: AsyncSession,
+    channel: str,
+    external_id: str,
+    message: Outgoing,
+    key: str,
+    user_id: int | None,
+    state: DialogState,
+    burst: str = "",
+) -> dict:
+    """The outbox row `enqueue` would add, as column values for `insert_messages`: the
+    replies to one update are inserted together, in one statement, when it is handled (its
+    numbered menu is remembered in `state` now, as `enqueue` does)."""
+    if uses_numbered_menu(channel, len(message.flat_buttons())):
+        message = _remember_menu(session, state, message, burst)
+    message = resolve_taps(message, not shows_buttons(channel, len(message.flat_buttons())))
+    now = utcnow()
+    return {
+        **_row_defaults(),
+        "idempotency_key": key,
+        "user_id": user_id,
+        "channel": channel,
+        "external_id": external_id,
+        "payload": message.to_payload(),
+        "lane": lane_for(key),
+        "edit_of": message.edit_of,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+@cache
+def _row_defaults() -> dict:
+    """Every column of a new outbox row with the model's defaults (built once: an Outbox
+    object per reply cost more than its insert)."""
+    row = Outbox(idempotency_key="", channel="", external_id="")
+    return {c.name: getattr(row, c.name) for c in Outbox.__table__.columns if c.name != "id"}
+
+
+@cache
+def _insert_ignoring_seen(dialect: str):  # noqa: ANN202  (a dialect's Insert)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+async def insert_messages(session: AsyncSession, rows: Sequence[dict]) -> None:
+    """Insert prepared rows (`reply_values`) in their order, as one executemany of one
+    statement compiled once; a key already in the outbox (or earlier in `rows`) adds
+    nothing, as in `enqueue`."""
+    unique: dict[str, dict] = {}
+    for row in rows:
+        unique.setdefault(row["idempotency_key"], row)
+    await session.exec(  # type: ignore[call-overload]
+        _insert_ignoring_seen(dialect_name(session)), params=list(unique.values())
+    )
 
 
 @dataclass(frozen=True)
