@@ -21,8 +21,8 @@ from sqlmodel import col, func, select
 
 from bot.core.db import Database
 from bot.core.inbox import chat_key
-from bot.core.messages import Incoming, Kind
-from bot.core.models import InboundUpdate, Outbox, OutboxStatus, utcnow
+from bot.core.messages import Incoming, Kind, Outgoing
+from bot.core.models import InboundUpdate, Outbox, OutboxLane, OutboxStatus, utcnow
 from tests.helpers.drill_support import Child, child_env, free_port, wait_for
 from tests.helpers.fake_telegram import FakeTelegram
 
@@ -158,10 +158,38 @@ class Workers:
                 await child.wait(within=10)
 
 
+def outbox_rows(chats: int, per_chat: int) -> list[dict]:
+    """`per_chat` queued news messages for each of `chats` chats, interleaved (the first of every
+    chat, then the second …), as a fan-out queues them."""
+    return [
+        {
+            "idempotency_key": f"news:{FIRST_CHAT + chat}:{turn:02d}",
+            "channel": "telegram",
+            "external_id": str(FIRST_CHAT + chat),
+            "payload": Outgoing(text=f"Tin số {turn + 1} cho người {chat + 1}").to_payload(),
+            "lane": int(OutboxLane.notify),
+        }
+        for turn in range(per_chat)
+        for chat in range(chats)
+    ]
+
+
+async def fill_outbox(db: Database, rows: list[dict]) -> None:
+    async with db.session() as session:
+        await session.exec(insert(Outbox), params=rows)
+        await session.commit()
+
+
 async def fill_inbox(db: Database, rows: list[dict]) -> None:
     async with db.session() as session:
         await session.exec(insert(InboundUpdate), params=rows)
         await session.commit()
+
+
+async def sent_count(db: Database) -> int:
+    async with db.session() as session:
+        sent = await session.exec(select(func.count()).where(Outbox.status == OutboxStatus.sent))
+        return int(sent.one())
 
 
 async def handled_and_sent(db: Database) -> tuple[int, int]:
