@@ -76,13 +76,13 @@ async def drop_database(admin_url: str, name: str) -> None:
     await admin.dispose()
 
 
-def update_rows(chats: int, per_chat: int) -> list[dict]:
+def update_rows(chats: int, per_chat: int, first_update: int = 100_000) -> list[dict]:
     """`per_chat` text updates from each of `chats` chats, interleaved as they would arrive
     (the first message of every chat, then the second …); update ids count up."""
     rows, now = [], utcnow()
     for turn in range(per_chat):
         for chat in range(chats):
-            update_id = str(100_000 + turn * chats + chat)
+            update_id = str(first_update + turn * chats + chat)
             incoming = Incoming(
                 channel="telegram",
                 external_id=str(FIRST_CHAT + chat),
@@ -142,7 +142,7 @@ class Workers:
                 assert child.alive, child.log_tail()
                 return "papibot worker is running" in child.log_path.read_text(errors="replace")
 
-            await wait_for(running, "a worker to start", 30, 0.05, child.log_tail)
+            await wait_for(running, "a worker to start", 90, 0.05, child.log_tail)
         return workers
 
     def logs(self) -> str:
