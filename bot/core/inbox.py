@@ -276,10 +276,8 @@ class Inbox:
             for row_id, channel, chat, payload in rows
         ]
         await self._prefetch([incoming for _id, _chat, incoming in work if incoming is not None])
-        handled, passed = 0, set()  # chats another worker has (or took) in this round
-        for row_id, chat, incoming in self._spread(work):
-            if chat in passed:
-                continue  # its earlier update is not handled yet: the later ones wait too
+        handled = 0
+        for row_id, _chat, incoming in self._spread(work):
             await self._recording_first()
             if incoming is None:
                 await self.dispatcher.discard_recorded(row_id)
@@ -291,7 +289,9 @@ class Inbox:
                 if hooks is not None and hooks.after_handled is not None:
                     hooks.after_handled(incoming)
             else:
-                passed.add(chat)
+                # Another worker has this chat, or took the update since this round's read: the
+                # rest of the list is likely stale too, so read afresh rather than try each.
+                break
         return len(rows), handled
 
     def _spread(self, work: list[tuple[int, str, Incoming | None]]) -> list:
