@@ -18,14 +18,14 @@ from sqlalchemy.exc import (
     InternalError,
     OperationalError,
 )
-from sqlmodel import col, select, update
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.context import AppContext
 from bot.core.framework import Framework
 from bot.core.framework.schema import role_matches
 from bot.core.i18n import translator
-from bot.core.inbox import Inbox, fetch_first
+from bot.core.inbox import Inbox, chat_key, claim_recorded, fetch_first
 from bot.core.messages import FetchRefused, Incoming, Kind, Outgoing
 from bot.core.models import InboundUpdate, utcnow
 from bot.core.services.chat_context import chat_context, touch
@@ -347,11 +347,11 @@ class Dispatcher:
 
     async def handle_recorded(self, row_id: int, incoming: Incoming) -> bool:
         """Handle an update the inbox recorded; False when another worker already did."""
-        return await self._handle_claimed(incoming, _mark_handled(row_id), racing=False)
+        return await self._handle_claimed(incoming, _mark_handled(row_id, incoming), racing=False)
 
     async def give_up(self, row_id: int, incoming: Incoming) -> bool:
         """A recorded update that keeps failing: the apology, and it is marked handled."""
-        handled = await self._apologise(incoming, _mark_handled(row_id))
+        handled = await self._apologise(incoming, _mark_handled(row_id, incoming))
         if handled:
             self.after_commit()
         return handled
@@ -359,7 +359,7 @@ class Dispatcher:
     async def discard_recorded(self, row_id: int) -> None:
         """A recorded update that cannot be read back: marked handled, never retried."""
         async with self.app.db.writer(), self.app.db.session() as session:
-            await _mark_handled(row_id)(session)
+            await _mark_handled(row_id, None)(session)
             await session.commit()
 
     async def _handle_claimed(self, incoming: Incoming, claim: Claim, racing: bool) -> bool:
@@ -440,16 +440,12 @@ def _record_new(incoming: Incoming) -> Claim:
     return claim
 
 
-def _mark_handled(row_id: int) -> Claim:
-    """Claim a recorded row; False when another worker handled it first (PostgreSQL: the
-    UPDATE waits for that worker's transaction, then finds the row handled)."""
+def _mark_handled(row_id: int, incoming: Incoming | None) -> Claim:
+    """Claim a recorded row; False when it is not this worker's now (handled already, or its
+    chat in another worker's hands: bot/core/inbox.py, claim_recorded)."""
+    chat = chat_key(incoming.channel, incoming.external_id) if incoming is not None else None
 
     async def claim(session: AsyncSession) -> bool:
-        result = await session.exec(
-            update(InboundUpdate)
-            .where(col(InboundUpdate.id) == row_id, col(InboundUpdate.handled_at).is_(None))
-            .values(handled_at=utcnow(), payload=None)
-        )
-        return result.rowcount == 1
+        return await claim_recorded(session, row_id, chat)
 
     return claim

@@ -553,16 +553,35 @@ def cmd_secret(settings: Settings, args: argparse.Namespace) -> None:
     print(secrets.token_urlsafe(48))
 
 
+@contextmanager
+def _only_process_on_sqlite(settings: Settings, role: str) -> Iterator[None]:
+    from bot.app.single_process import SecondProcessError, only_process_on_sqlite
+
+    try:
+        with only_process_on_sqlite(settings, role):
+            yield
+    except SecondProcessError as exc:
+        raise CliError(str(exc)) from None
+
+
 async def cmd_run(ctx: AppContext, args: argparse.Namespace) -> None:
     from bot.app.server import run_forever
 
-    await run_forever(ctx)
+    with _only_process_on_sqlite(ctx.settings, "run"):
+        await run_forever(ctx)
+
+
+async def cmd_worker(ctx: AppContext, args: argparse.Namespace) -> None:
+    from bot.app.server import run_worker
+
+    with _only_process_on_sqlite(ctx.settings, "worker"):
+        await run_worker(ctx)
 
 
 def refuse_unsafe(settings: Settings, args: argparse.Namespace) -> None:
     """`papibot run` with a public URL starts only with settings safe on the internet."""
     problems = production_problems(settings)
-    if args.command == "run" and problems:
+    if args.command in ("run", "worker") and problems:
         raise CliError(
             "refusing to start with PAPIBOT_PUBLIC_URL set: "
             + "; ".join(problems)
@@ -708,6 +727,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the server, the channels, the scheduler")
     run.set_defaults(run=cmd_run)
+    worker = sub.add_parser(
+        "worker",
+        help="the inbox, the sweeps and the outbox without the server (several on PostgreSQL)",
+    )
+    worker.set_defaults(run=cmd_worker)
 
     secret = sub.add_parser("secret", help="print a new random PAPIBOT_SECRET_KEY")
     secret.set_defaults(sync=cmd_secret)

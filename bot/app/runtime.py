@@ -53,6 +53,15 @@ def configured_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Ch
     return channels
 
 
+def worker_channels(ctx: AppContext, dispatcher: Dispatcher) -> dict[str, Channel]:
+    """A `papibot worker`'s channels: the configured ones, for sending and downloading only
+    (updates come in through a `papibot run`), without the web simulator, which delivers its
+    replies from the server that shows them."""
+    channels = configured_channels(ctx, dispatcher)
+    channels.pop("web", None)
+    return channels
+
+
 def rate_limits(ctx: AppContext) -> dict[str, RateLimiter]:
     zalo = ctx.settings.zalo_rate_per_second
     return {

@@ -1,10 +1,12 @@
-"""The aiohttp server: health, landing page, webhooks, media, the simulator; and `papibot run`."""
+"""The aiohttp server: health, landing page, webhooks, media, the simulator; `papibot run`, and
+`papibot worker` (the same work without the server: inbox, sweeps, outbox)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -12,7 +14,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from aiohttp import web
 
-from bot.app.runtime import Runtime, add_channel_routes, build_runtime
+from bot.app.runtime import Runtime, add_channel_routes, build_runtime, worker_channels
 from bot.core import logsafe
 from bot.core.context import AppContext
 from bot.web.keys import CTX_KEY, SENDER_KEY
@@ -100,10 +102,13 @@ def served(app: web.Application) -> list[str]:
     return entries
 
 
-async def start_runtime(runtime: Runtime) -> list[asyncio.Task]:
-    """Channels, sender and scheduler as background tasks; returns them for stopping."""
-    for channel in runtime.channels.values():
-        await channel.start()
+async def start_runtime(runtime: Runtime, receive: bool = True) -> list[asyncio.Task]:
+    """Channels, sender and scheduler as background tasks; returns them for stopping.
+    `receive` False (a worker): the channels are not started, so no webhook is set and no
+    polling begins; they send and download only."""
+    if receive:
+        for channel in runtime.channels.values():
+            await channel.start()
     runtime.dispatcher.inbox.start()  # first, what a previous run recorded and did not handle
     tasks = [asyncio.create_task(runtime.sender.run(), name="sender")]
     if runtime.ctx.settings.scheduler_enabled:
@@ -156,6 +161,32 @@ def configure_logging(tz: ZoneInfo) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+
+
+async def run_worker(ctx: AppContext) -> None:
+    """Handle the inbox, run the sweeps and drain the outbox, with no HTTP server, until
+    SIGTERM or SIGINT. Any number of them may run beside `papibot run` on one PostgreSQL."""
+    configure_logging(ctx.settings.tz)
+    logsafe.install(ctx.settings)
+    runtime = build_runtime(ctx, make_channels=worker_channels)
+    tasks = await start_runtime(runtime, receive=False)
+    jobs = "sweeps, " if ctx.settings.scheduler_enabled else ""
+    print(
+        f"papibot worker is running (pid {os.getpid()}): inbox, {jobs}outbox for "
+        f"{', '.join(runtime.channels) or 'no channel'}",
+        flush=True,
+    )
+    await _until_stopped()
+    await stop_runtime(runtime, tasks)
+
+
 async def run_forever(ctx: AppContext) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
     configure_logging(ctx.settings.tz)
@@ -169,11 +200,6 @@ async def run_forever(ctx: AppContext) -> None:
     tasks = await start_runtime(runtime)
     base = f"http://{ctx.settings.http_host}:{ctx.settings.http_port}"
     print(f"papibot is running at {base}/ — serving {', '.join(served(app))}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping")
+    await _until_stopped()
     await stop_runtime(runtime, tasks)
     await runner.cleanup()

@@ -18,6 +18,13 @@ other people, then reminders, then digests. Every lane with work gets at least L
 batch, so none starves; and a batch is what the fastest channel sends in about a second, so a
 reply queued during a fan-out of reminders waits for one batch at most, not for the fan-out.
 Within a lane, rows go in the order they were queued.
+
+Claims are partitioned by chat, so that several senders (one per `papibot run` or `papibot
+worker` process on one PostgreSQL) keep each chat's order: a chat that has a row `sending` is
+not claimed by anyone else until that row is marked, and on PostgreSQL the claims themselves take
+turns (an advisory lock held for the claim's few milliseconds, not while sending), so two
+claims never read the same chat as free. One chat is then in one sender's hands at a time, and so
+is its per-chat rate limit.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam
+from sqlalchemy import and_, bindparam, func, literal
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select, update
 
 from bot.channels.base import ChannelSender, DeliveryError, EditImpossible
@@ -38,7 +46,7 @@ from bot.core.db import Database
 from bot.core.messages import Outgoing
 from bot.core.models import ChannelIdentity, Outbox, OutboxLane, OutboxStatus, utcnow
 from bot.core.services.reach import message_failed, message_sent
-from bot.core.sqlutil import for_update_skip_locked
+from bot.core.sqlutil import dialect_name, for_update_skip_locked
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +135,21 @@ class _SentMarks:
 
 MARK_EVERY_SECONDS = 0.25  # a delivered row is marked sent at most about this late
 LANE_SHARE = 0.1  # of each batch, kept for every lane below the one being claimed
+CLAIM_LOCK = (0x70617069, 0)  # advisory lock (PostgreSQL) the senders' claims take turns on
 MAX_IMMEDIATE_RETRIES = 5  # 429s honoured in place before the row goes back to the queue
+
+
+def _chat_in_hand():  # noqa: ANN202  (a SQL expression)
+    """The row's chat has a row being sent (by this sender's last batch, or another's)."""
+    held = aliased(Outbox)
+    return (
+        select(literal(1))
+        .where(
+            held.status == OutboxStatus.sending,
+            and_(held.channel == Outbox.channel, held.external_id == Outbox.external_id),
+        )
+        .exists()
+    )
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -183,6 +205,9 @@ class Sender:
     async def _claim(self) -> list[Outbox]:
         now = utcnow()
         async with self.db.writer(), self.db.session() as session:
+            if dialect_name(session) == "postgresql":
+                # First, alone: what the previous claim committed is then visible below.
+                await session.exec(select(func.pg_advisory_xact_lock(*CLAIM_LOCK)))
             stale = now - self.stale_after
             await session.exec(
                 update(Outbox)
@@ -204,6 +229,7 @@ class Sender:
                         Outbox.lane == int(lane),
                         col(Outbox.next_attempt_at) <= now,
                         col(Outbox.channel).in_(list(self.channels)),
+                        ~_chat_in_hand(),
                     )
                     .order_by(col(Outbox.id))
                     .limit(room)

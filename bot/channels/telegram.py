@@ -321,6 +321,7 @@ class TelegramChannel:
 
     async def _remove_buttons(self, incoming: Incoming) -> None:
         try:
+            await self._ensure_ready()  # a `papibot worker` has not started the channel
             await self.bot.edit_message_reply_markup(
                 chat_id=_chat_id(incoming.external_id),
                 message_id=int(incoming.message_id),

@@ -12,6 +12,14 @@ The row is marked handled in the same transaction as the update's effects and re
 round that fails is tried again after a pause (the database may be away); an update that fails
 MAX_ATTEMPTS times while the database answers gets the apology instead, so that it cannot hold
 the updates behind it.
+
+Several workers (PostgreSQL: `papibot run` and `papibot worker` processes on one database) share
+the inbox and keep each chat's order: an update is claimed in its handling transaction only
+while that transaction holds its chat's advisory lock (`pg_try_advisory_xact_lock`, never
+waited for: a chat another worker holds is left to it) and no earlier update of the chat is still
+waiting. Different chats are handled side by side; one chat's updates one after another, in the
+order they were recorded, whichever worker takes each. On SQLite one process handles them all
+(bot/app/single_process.py refuses a second).
 """
 
 from __future__ import annotations
@@ -20,18 +28,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func, literal, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.db import Database
 from bot.core.messages import Incoming, Kind
 from bot.core.models import InboundUpdate, utcnow
 from bot.core.services.evidence import MAX_PHOTO_BYTES
-from bot.core.sqlutil import insert_new
+from bot.core.sqlutil import dialect_name, insert_new
 
 if TYPE_CHECKING:
     from bot.core.dispatch import Dispatcher
@@ -41,7 +53,10 @@ log = logging.getLogger(__name__)
 BATCH = 16  # recorded updates read per round
 PREFETCH_BYTES = 48 * 1024 * 1024  # photos of a round downloaded ahead, at most this much
 RECORDING_FIRST_SECONDS = 0.05  # at most this long, per update, for the webhooks to commit
-POLL_SECONDS = 5.0  # look for rows another process recorded (PostgreSQL, several workers)
+POLL_SECONDS = 5.0  # SQLite: one process records and handles, so it is woken; a safety net
+SHARED_POLL_SECONDS = 0.5  # PostgreSQL: rows another process recorded (`papibot worker`)
+BUSY_SECONDS = 0.02  # every waiting chat is in another worker's hands: look again this soon
+CHAT_LOCK_CLASS = 0x70617069  # the advisory lock space of inbox chats (the second key: the chat)
 RETRY_SECONDS = (1.0, 30.0)  # after a failed round: first and longest pause
 MAX_ATTEMPTS = 3  # an update that fails this often while the database answers gets the apology
 
@@ -49,6 +64,41 @@ UNIQUE = ("channel", "update_id")  # InboundUpdate's unique key
 
 Download = Callable[[str], Awaitable[bytes]]
 AfterHandled = Callable[[Incoming], None]
+
+
+def chat_key(channel: str, external_id: str) -> str:
+    """The chat an update belongs to: its updates are handled in order, by one worker at a time."""
+    return f"{channel}:{external_id}"[:96]
+
+
+async def claim_recorded(session: AsyncSession, row_id: int, chat: str | None) -> bool:
+    """Mark a recorded update handled, in the transaction that handles it; False when it is not
+    this worker's to handle now: handled already, its chat in another worker's hands, or an
+    earlier update of its chat still waiting (`chat` None: no order to keep, a dropped row)."""
+    if chat is not None and dialect_name(session) == "postgresql":
+        # First, in a statement of its own: the query below then reads what the chat's previous
+        # holder committed before it let go.
+        locked = await session.exec(
+            select(func.pg_try_advisory_xact_lock(CHAT_LOCK_CLASS, func.hashtext(chat)))
+        )
+        if not locked.one():
+            return False
+    claim = update(InboundUpdate).where(
+        col(InboundUpdate.id) == row_id, col(InboundUpdate.handled_at).is_(None)
+    )
+    if chat is not None:
+        earlier = aliased(InboundUpdate)
+        claim = claim.where(
+            ~select(literal(1))
+            .where(
+                earlier.chat_key == chat,
+                col(earlier.handled_at).is_(None),
+                col(earlier.id) < row_id,
+            )
+            .exists()
+        )
+    result = await session.exec(claim.values(handled_at=utcnow(), payload=None))
+    return result.rowcount == 1
 
 
 @dataclass
@@ -132,6 +182,7 @@ class Inbox:
             (incoming.channel, incoming.update_id): {
                 "channel": incoming.channel,
                 "update_id": incoming.update_id,
+                "chat_key": chat_key(incoming.channel, incoming.external_id),
                 "received_at": now,
                 # ASCII (the default): even a lone surrogate, which UTF-8 cannot hold, fits.
                 "payload": json.dumps(incoming.to_payload()),
@@ -174,10 +225,11 @@ class Inbox:
 
     async def _work(self) -> None:
         pause = RETRY_SECONDS[0]
+        poll = POLL_SECONDS if self.db.is_sqlite else SHARED_POLL_SECONDS
         while True:
             recorded = self._recorded
             try:
-                handled = await self._handle_round()
+                seen, handled = await self._handle_round()
             except Exception as error:  # noqa: BLE001  (the database went away: try again later)
                 log.warning(
                     "inbox: recorded updates not handled (%s); retrying in %.0f s", error, pause
@@ -188,20 +240,29 @@ class Inbox:
             pause = RETRY_SECONDS[0]
             if handled:
                 continue
+            if seen:  # all of them held by other workers, who are handling them now
+                await asyncio.sleep(BUSY_SECONDS)
+                continue
             self._caught_up = recorded
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), timeout=poll)
 
-    async def _handle_round(self) -> int:
+    async def _handle_round(self) -> tuple[int, int]:
         """Handle the oldest recorded updates of this process's channels; returns how many
-        there were. (Another channel's rows wait for a process that has it configured.)"""
+        there were and how many of them this worker handled. (Another channel's rows wait for a
+        process that has it configured.)"""
         if not self._channels:
-            return 0
+            return 0, 0
         async with self.db.session() as session:
             rows = (
                 await session.exec(
-                    select(InboundUpdate.id, InboundUpdate.channel, InboundUpdate.payload)
+                    select(
+                        InboundUpdate.id,
+                        InboundUpdate.channel,
+                        InboundUpdate.chat_key,
+                        InboundUpdate.payload,
+                    )
                     .where(
                         col(InboundUpdate.handled_at).is_(None),
                         col(InboundUpdate.channel).in_(list(self._channels)),
@@ -210,18 +271,41 @@ class Inbox:
                     .limit(BATCH)
                 )
             ).all()
-        work = [(row_id, self._decode(channel, payload)) for row_id, channel, payload in rows]
-        await self._prefetch([incoming for _row_id, incoming in work if incoming is not None])
-        for row_id, incoming in work:
+        work = [
+            (row_id, chat or f"row:{row_id}", self._decode(channel, payload))
+            for row_id, channel, chat, payload in rows
+        ]
+        await self._prefetch([incoming for _id, _chat, incoming in work if incoming is not None])
+        handled = 0
+        for row_id, _chat, incoming in self._spread(work):
             await self._recording_first()
             if incoming is None:
                 await self.dispatcher.discard_recorded(row_id)
+                handled += 1
                 continue
             if await self._handle_one(row_id, incoming):
+                handled += 1
                 hooks = self._channels.get(incoming.channel)
                 if hooks is not None and hooks.after_handled is not None:
                     hooks.after_handled(incoming)
-        return len(rows)
+            else:
+                # Another worker has this chat, or took the update since this round's read: the
+                # rest of the list is likely stale too, so read afresh rather than try each.
+                break
+        return len(rows), handled
+
+    def _spread(self, work: list[tuple[int, str, Incoming | None]]) -> list:
+        """The round's rows chat by chat, each chat's in order. On PostgreSQL the chats come in
+        a random order, so that workers reading the same oldest rows start on different chats
+        instead of meeting on each one in turn (one chat is never ahead of itself)."""
+        if self.db.is_sqlite:
+            return work
+        chats: dict[str, list] = {}
+        for item in work:
+            chats.setdefault(item[1], []).append(item)
+        groups = list(chats.values())
+        random.shuffle(groups)
+        return [item for group in groups for item in group]
 
     async def _handle_one(self, row_id: int, incoming: Incoming) -> bool:
         """Handle one recorded update. A failure is raised (the round is tried again after a

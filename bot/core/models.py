@@ -345,10 +345,20 @@ class InboundUpdate(SQLModel, table=True):
             sqlite_where=text("handled_at IS NULL"),
             postgresql_where=text("handled_at IS NULL"),
         ),
+        # A chat's pending updates in order: a worker handles one only when none before it waits
+        # (several workers on PostgreSQL keep each chat's order).
+        Index(
+            "ix_inbound_updates_chat_pending",
+            "chat_key",
+            "id",
+            sqlite_where=text("handled_at IS NULL"),
+            postgresql_where=text("handled_at IS NULL"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
     update_id: str = Field(max_length=64)
+    chat_key: str | None = Field(default=None, max_length=96)  # "channel:external_id"
     received_at: datetime = Field(default_factory=utcnow)
     handled_at: datetime | None = None
     payload: str | None = Field(default=None, sa_column=Column(Text))  # Incoming, as JSON

@@ -85,13 +85,15 @@ def changed(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 @dataclass
 class Child:
-    """One `papibot run` process with its own environment and log file."""
+    """One `papibot run` (or `papibot worker`: `command`) process with its own environment and
+    log file."""
 
     env: dict[str, str]
     cwd: Path
     log_path: Path
     process: asyncio.subprocess.Process | None = None
     runs: int = 0
+    command: str = "run"
 
     async def start(self) -> None:
         self.runs += 1
@@ -101,7 +103,7 @@ class Child:
         try:
             self.process = await asyncio.create_subprocess_exec(
                 str(PAPIBOT),
-                "run",
+                self.command,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,
