@@ -364,14 +364,9 @@ async def claim(
 
 
 def remindable_tasks(app: AppContext) -> list[str]:
-    """Keys of the framework's tasks that are not done on request (never reminded). Tasks
+    """Keys of the framework's tasks that are not done on request only (never reminded). Tasks
     retired from the framework are inactive in `task_definitions` and not listed either."""
-    return sorted(
-        key
-        for key, task in app.framework.tasks.items()
-        if (rule := app.framework.schedules.get(task.schedule)) is not None
-        and rule.kind != "on_request"
-    )
+    return sorted(key for key, task in app.framework.tasks.items() if app.framework.reminded(task))
 
 
 async def load_tasks(session: AsyncSession, keys: set[str]) -> dict[str, TaskDefinition]:

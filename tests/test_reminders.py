@@ -23,7 +23,7 @@ from scheduler.jobs import start_scheduler
 from scheduler.policy import load_policies
 from tests.helpers.scheduler_world import HCM, T1, T2, TASKS, at, build_scheduler_world
 
-ON_REQUEST = "ho-tro-nop-ho-so-truc-tuyen"
+ON_REQUEST = "trich-luc-trich-do-dia-chinh-truc-tuyen"  # on request at every level
 vi = translator("vi")
 
 
