@@ -29,12 +29,12 @@ def roles_needed(framework: Framework) -> dict[str, set[str]]:
     """Level → the roles some task is executed by at that level (provincial agencies aside)."""
     needed: dict[str, set[str]] = {}
     for task in framework.tasks.values():
-        if framework.schedules[task.schedule].kind == "on_request":
-            continue
         for role in task.roles:
             if role.startswith("province_agency:"):
                 continue
-            needed.setdefault(framework.role_level(role), set()).add(role)
+            level = framework.role_level(role)
+            if framework.reminded_at(task, level):
+                needed.setdefault(level, set()).add(role)
     return needed
 
 

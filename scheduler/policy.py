@@ -7,6 +7,7 @@ a restart or a replayed sweep all reach the same answer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
@@ -42,11 +43,19 @@ class ReminderPolicy(Strict):
     # is always listed.
     max_message_chars: int = Field(default=4000, ge=400, le=4000)
     max_extension_days: int = Field(default=60, ge=1, le=366)
+    # One reminder message in this many days is enough for a person (1: no spacing); the
+    # stages in `always_send` and escalation news go out whatever came the days before.
+    min_days_between: int = Field(default=1, ge=1, le=7)
+    always_send: list[str] = Field(default=["overdue-1"])
 
     @model_validator(mode="after")
     def _sane(self) -> ReminderPolicy:
         if any(day < 1 for day in self.before_days):
             raise ValueError("before_days must be whole days of 1 or more")
+        known = {f"before-{day}" for day in self.before_days} | {"due"}
+        for name in self.always_send:
+            if name not in known and not re.fullmatch(r"overdue-[1-9][0-9]*", name):
+                raise ValueError(f"always_send: {name!r} is not a reminder stage")
         if self.is_quiet_clock(self.send_at):
             raise ValueError(f"send_at {self.send_at} falls in the quiet hours")
         return self

@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from functools import cache
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, or_, tuple_, update
@@ -67,7 +68,9 @@ SWEEP_BUDGET_SECONDS = 45.0
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
 # A reminder is "queued" when its message is; the sender makes it "sent" once the platform
 # accepted a message holding it, the reach follow-up "unreachable" when none could.
-QUEUED, FOLDED, UNREACHABLE = "queued", "folded", "unreachable"
+# "spaced": not sent because the person had a reminder message in the days just before
+# (reminders.yaml `min_days_between`).
+QUEUED, FOLDED, UNREACHABLE, SPACED = "queued", "folded", "unreachable", "spaced"
 FOOTER_RESERVE = 160  # the "… and N more" and "All done?" lines after the last task
 TASK_RESERVE = 330  # the reminder's header and one task with its due date and evidence
 
@@ -79,6 +82,7 @@ class SweepReport:
     sent: int = 0  # (occurrence, stage) pairs queued to be sent
     folded: int = 0
     unreachable: int = 0
+    spaced: int = 0  # stages held: the person had a reminder message in the days just before
     escalations: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     quiet: bool = False
@@ -96,7 +100,8 @@ class SweepReport:
         steps = ", ".join(f"{k} {v}" for k, v in sorted(self.escalations.items())) or "none"
         return (
             f"{self.overdue_marked} became overdue; {self.claimed} claimed; reminders: "
-            f"{self.sent} queued, {self.folded} folded, {self.unreachable} unreachable; "
+            f"{self.sent} queued, {self.folded} folded, {self.spaced} spaced, "
+            f"{self.unreachable} unreachable; "
             f"escalations: {steps}; {self.messages} messages queued; reach: "
             f"{self.next_steps} next steps, {self.flagged} flagged to the level above"
             + (" (quiet hours: nothing sent)" if self.quiet else "")
@@ -110,6 +115,7 @@ class Item:
     occurrence: Occurrence
     task: TaskDefinition
     stage: Stage
+    urgent: bool = False  # sent even if the person had a message in the days just before
 
 
 @dataclass
@@ -370,14 +376,9 @@ async def claim(
 
 
 def remindable_tasks(app: AppContext) -> list[str]:
-    """Keys of the framework's tasks that are not done on request (never reminded). Tasks
+    """Keys of the framework's tasks that are not done on request only (never reminded). Tasks
     retired from the framework are inactive in `task_definitions` and not listed either."""
-    return sorted(
-        key
-        for key, task in app.framework.tasks.items()
-        if (rule := app.framework.schedules.get(task.schedule)) is not None
-        and rule.kind != "on_request"
-    )
+    return sorted(key for key, task in app.framework.tasks.items() if app.framework.reminded(task))
 
 
 async def load_tasks(session: AsyncSession, keys: set[str]) -> dict[str, TaskDefinition]:
@@ -416,6 +417,7 @@ async def remind(
     await directory.load_people({occ.unit_id for occ in claimed})
     rows: list[dict] = []
     to_send: list[tuple[Item, list[User]]] = []
+    candidates: list[tuple[Item, list[User]]] = []  # stages to send now, if not spaced out
     nobody: list[tuple[Occurrence, TaskDefinition]] = []
     now_db = to_db(now)
     reach = load_reach_policy(directory.app.settings)
@@ -453,21 +455,30 @@ async def remind(
             nobody.append((occurrence, task))
         latest = pending[-1]
         fresh = now - latest.moment <= policies.reminders.fold_after
+        keep = policies.reminders.always_send
         for stage in pending:
-            outcome = FOLDED
-            if stage is latest and fresh:
-                outcome = QUEUED if people else UNREACHABLE
-            rows.append(
-                {
-                    "occurrence_id": occurrence.id,
-                    "stage": stage.key,
-                    "user_ids": [user.id for user in people] if outcome == QUEUED else [],
-                    "outcome": outcome,
-                    "created_at": now_db,
-                }
-            )
-            if outcome == QUEUED:
-                to_send.append((Item(occurrence, task, stage), people))
+            if stage is latest and fresh and people:
+                # A stage that is always sent, folded here (the bot was down), hands that on.
+                urgent = any(earlier.name in keep for earlier in pending)
+                candidates.append((Item(occurrence, task, stage, urgent), people))
+            else:
+                outcome = UNREACHABLE if stage is latest and fresh else FOLDED
+                rows.append(_reminder_row(occurrence.id, stage.key, [], outcome, now_db))
+    if nobody:
+        # Before the spacing below: news of an unreachable unit is never held, and a person
+        # who gets it is written to today anyway.
+        news, counts = await escalate_unreachable(session, directory, policies, nobody, now)
+        mailbag.add_notices(news)
+        report.count_escalations(counts)
+    waiting = await spaced_out(session, policies, mailbag, candidates, now)
+    for item, people in candidates:
+        told = [user for user in people if user.id not in waiting]
+        outcome = QUEUED if told else SPACED
+        rows.append(
+            _reminder_row(item.occurrence.id, item.stage.key, [u.id for u in told], outcome, now_db)
+        )
+        if told:
+            to_send.append((item, told))
     owned = await _insert_reminders(session, rows)
     for row in rows:
         if (row["occurrence_id"], row["stage"]) in owned:
@@ -475,16 +486,62 @@ async def remind(
                 report.folded += 1
             elif row["outcome"] == UNREACHABLE:
                 report.unreachable += 1
+            elif row["outcome"] == SPACED:
+                report.spaced += 1
     for item, people in to_send:
         if (item.occurrence.id, item.stage.key) not in owned:
             continue  # another worker handled this stage
         report.sent += 1
         for user in people:
             mailbag.letter(user).items.append(item)
-    if nobody:
-        news, counts = await escalate_unreachable(session, directory, policies, nobody, now)
-        mailbag.add_notices(news)
-        report.count_escalations(counts)
+
+
+def _reminder_row(
+    occurrence_id: int, stage: str, user_ids: list[int], outcome: str, now_db: datetime
+) -> dict:
+    return {
+        "occurrence_id": occurrence_id,
+        "stage": stage,
+        "user_ids": user_ids,
+        "outcome": outcome,
+        "created_at": now_db,
+    }
+
+
+async def spaced_out(
+    session: AsyncSession,
+    policies: Policies,
+    mailbag: Mailbag,
+    candidates: list[tuple[Item, list[User]]],
+    now: datetime,
+) -> set[int]:
+    """The people whose reminders wait today: one reminder message in `min_days_between` days
+    is enough, so whoever had one in the days just before is not written to again, unless
+    today's message carries escalation news or a stage of `always_send` (the first overdue
+    day: the last word before the supervisor is told). Their stages are recorded as spaced;
+    each task comes again at its next stage, and a miss still goes up the chain."""
+    gap = policies.reminders.min_days_between
+    if gap <= 1 or not candidates:
+        return set()
+    urgent = {user.id for item, people in candidates if item.urgent for user in people}
+    urgent |= {letter.user.id for letter in mailbag.letters.values() if letter.notices}
+    others = {user.id for _item, people in candidates for user in people} - urgent
+    if not others:
+        return set()
+    today = policies.local_day(now)
+    since = to_db(datetime.combine(today - timedelta(days=gap - 1), time_of_day.min, policies.tz))
+    until = to_db(datetime.combine(today, time_of_day.min, policies.tz))
+    recent = await session.exec(
+        select(ReachChain.user_id)
+        .where(
+            col(ReachChain.user_id).in_(sorted(others)),
+            col(ReachChain.key).startswith("remind:"),
+            col(ReachChain.created_at) >= since,
+            col(ReachChain.created_at) < until,
+        )
+        .distinct()
+    )
+    return set(recent.all())
 
 
 def app_fallbacks(directory: Directory, task_roles: list[str]) -> set[str]:

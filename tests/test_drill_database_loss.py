@@ -142,8 +142,12 @@ async def test_a_sweep_cut_off_by_the_database_completes_on_its_next_run(
     async with app_schema("ref") as (reference_db, _), app_schema("sweep") as (db, name):
         reference = await scheduler_world(reference_settings, reference_db, framework)
         drilled = await scheduler_world(drilled_settings, db, framework)
-        for moment in MOMENTS:
-            await run_sweep(reference.app, moment)
+        # Moments whose sweep queues messages (on the others every stage is spaced: a
+        # message came the day before).
+        sending = [
+            moment for moment in MOMENTS if (await run_sweep(reference.app, moment)).messages
+        ]
+        assert len(sending) >= 3
         expected = await sweep_outcome(reference_db)
         assert expected["reminders"] and expected["escalations"] and expected["outbox"]
 
@@ -152,6 +156,9 @@ async def test_a_sweep_cut_off_by_the_database_completes_on_its_next_run(
         cut_off: list[datetime] = []
         try:
             for moment in MOMENTS:
+                if moment not in sending:
+                    await run_sweep(drilled.app, moment)
+                    continue
                 before = await sweep_outcome(db)
                 # The messages are queued last, after the overdue marks, the reminder stages
                 # and the escalations were written in the same transaction: cut it there.
@@ -173,7 +180,7 @@ async def test_a_sweep_cut_off_by_the_database_completes_on_its_next_run(
         print(f"\n[database-loss drill] sweep: {len(saboteur.kills)} connection losses: ")
         for kill in saboteur.kills:
             print(f"  match {kill[0]}: {kill[1]} backend(s) terminated before {kill[2]}")
-        assert cut_off == MOMENTS
+        assert cut_off == sending
         assert all(ended >= 1 for _n, ended, _s in saboteur.kills)
         assert await sweep_outcome(db) == expected
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import yaml
 from bot.core.config import DEFAULT_FRAMEWORK_DIR
 from bot.core.framework import Framework, FrameworkError, load_framework
 from bot.core.framework.schema import KEY_PATTERN
+from bot.core.models import Unit
+from bot.core.unit_words import titled
 
 # Tasks per dimension as transcribed (NOTES.md explains every split, join and dropped duplicate).
 EXPECTED_COUNTS = {
@@ -93,7 +96,7 @@ def test_tasks_follow_the_decisions_dimension_order(fw: Framework) -> None:
 SPOT_CHECKS: list[dict[str, Any]] = [
     {
         "key": "thong-tin-tuyen-truyen-chinh-sach-den-nguoi-dan",
-        "title": "Tuyên truyền chủ trương, chính sách đến người dân",
+        "title": "Thông tin cho dân về chính sách, tình hình, lãnh đạo các cấp",
         "sub_dimension": "Tri thức công dân",
         "roles": {"commune_committee", "village_head"},
         "supervisor": "UBND cấp huyện",
@@ -153,7 +156,7 @@ SPOT_CHECKS: list[dict[str, Any]] = [
     },
     {
         "key": "cong-khai-danh-sach-ho-ngheo",
-        "title": "Công khai danh sách hộ nghèo, cận nghèo",
+        "title": "Xét duyệt, công khai danh sách hộ nghèo, cận nghèo",
         "sub_dimension": "Công khai, minh bạch danh sách hộ nghèo",
         "roles": {"commune_committee", "village_head"},
         "supervisor": "UBND cấp huyện",
@@ -230,7 +233,7 @@ SPOT_CHECKS: list[dict[str, Any]] = [
     },
     {
         "key": "thanh-tra-giai-quyet-tthc",
-        "title": "Thanh tra, kiểm tra giải quyết TTHC dễ nhũng nhiễu",
+        "title": "Thanh tra giải quyết TTHC ở lĩnh vực dễ nhũng nhiễu",
         "sub_dimension": "Kiểm soát tham nhũng trong cung ứng dịch vụ công",
         "roles": {"province_agency:*", "district_committee", "commune_committee"},
         "supervisor": "Các cơ quan chuyên môn tham mưu quản lý ngành, lĩnh vực",
@@ -271,7 +274,7 @@ SPOT_CHECKS: list[dict[str, Any]] = [
     {
         "key": "cong-bo-tthc-quy-trinh-noi-bo",
         "title": "Công bố TTHC, phê duyệt quy trình nội bộ giải quyết TTHC",
-        "sub_dimension": "Thủ tục hành chính công",
+        "sub_dimension": "",
         "roles": None,  # enumerated agencies, checked separately
         "supervisor": "Văn phòng UBND tỉnh",
         "timing": (
@@ -284,8 +287,8 @@ SPOT_CHECKS: list[dict[str, Any]] = [
     },
     {
         "key": "ho-tro-nop-ho-so-truc-tuyen",
-        "title": "Hỗ trợ nộp hồ sơ trực tuyến, qua bưu chính, thanh toán",
-        "sub_dimension": "Thủ tục hành chính công",
+        "title": "Hỗ trợ nộp hồ sơ, thanh toán trực tuyến, qua bưu chính",
+        "sub_dimension": "",  # dimension 5 prints none (review E11)
         "roles": {"province_agency:*", "district_committee", "commune_committee"},
         "supervisor": "Các cơ quan tham mưu quản lý nhà nước về ngành, lĩnh vực",
         "timing": "Khi cá nhân, tổ chức đề nghị",
@@ -381,7 +384,7 @@ SPOT_CHECKS: list[dict[str, Any]] = [
         "schedule": "monthly",
         "fragment": "Chuyên mục Hỏi - Đáp trên Cổng thông tin điện tử tỉnh",
         "methods": 3,
-        "task_items": 2,
+        "task_items": 1,  # one paragraph in the seed (review E16)
     },
 ]
 
@@ -616,3 +619,112 @@ def test_province_override_changes_only_what_it_names(tmp_path: Path, fw: Framew
         if name != "monthly":
             assert changed.schedules[name] == rule
     assert changed.roles == fw.roles and changed.dimensions == fw.dimensions
+
+
+# --- the review's findings E3, E8, E10, E11, E15–E18 (framework_data/NOTES.md) ---------------
+
+
+def test_judicial_access_is_supervised_by_so_tu_phap_as_line_88_prints(fw: Framework) -> None:
+    """E3: line 87's supervisor/executors cells repeat line 86's complaint cells; the Sở Tư
+    pháp cells of line 88 belong to "Tiếp cận dịch vụ tư pháp"."""
+    task = fw.tasks["ho-tro-tiep-can-dich-vu-tu-phap"]
+    assert task.supervisor == "Sở Tư pháp"
+    assert task.executors == ["Sở Tư pháp", "UBND cấp huyện", "UBND cấp xã"]
+    assert set(task.roles) == {
+        "province_agency:so-tu-phap",
+        "district_committee",
+        "commune_committee",
+    }
+    target = fw.supervisors["Sở Tư pháp"]
+    assert (target.target, target.agency) == ("agency", "so-tu-phap")
+    assert target.for_level("commune").agency == "so-tu-phap"
+    # The complaint-information row of line 86 keeps Thanh tra tỉnh and the reception boards.
+    assert fw.tasks["cong-khai-noi-tiep-nhan-don-thu"].supervisor == "Thanh tra tỉnh"
+    assert fw.tasks["phong-ngua-tham-nhung"].supervisor == "Thanh tra tỉnh"
+
+
+def test_village_information_titles_say_what_differs(fw: Framework) -> None:
+    """E8: T01 and T10 reach the village head in the same message; their titles must not read
+    as the same job. And the wording fixes of the review's section on titles."""
+    t01 = fw.tasks["thong-tin-tuyen-truyen-chinh-sach-den-nguoi-dan"].title
+    t10 = fw.tasks["pho-bien-chu-truong-chinh-sach-phap-luat"].title
+    assert t01 != t10 and t01.split(",")[0] != t10.split(",")[0]
+    assert "lãnh đạo" in t01 and "tình hình" in t01  # line 54's own content
+    assert "niêm yết" in t10 and "phát thanh" in t10  # line 70's channels
+    titles = {key: fw.tasks[key].title for key in fw.tasks}
+    assert (
+        titles["thanh-tra-giai-quyet-tthc"] == "Thanh tra giải quyết TTHC ở lĩnh vực dễ nhũng nhiễu"
+    )
+    assert titles["ho-tro-nop-ho-so-truc-tuyen"].endswith("thanh toán trực tuyến, qua bưu chính")
+    assert "nâng cao chất lượng giáo viên" in titles["chong-bao-luc-hoc-duong-nang-cao-doi-ngu"]
+    assert titles["ve-sinh-nuoc-sach-truong-tieu-hoc"].startswith("Vệ sinh môi trường,")
+    assert titles["cong-khai-danh-sach-ho-ngheo"].startswith("Xét duyệt, công khai")
+    assert (
+        titles["xu-ly-vu-viec-tham-nhung"]
+        == "Xử lý nghiêm vụ việc tham nhũng, tuyên truyền kết quả"
+    )
+    # T24 and T32 ask for different proof.
+    t24 = fw.tasks["cong-khai-tthc-va-tiep-nhan-phan-anh"].evidence
+    t32 = fw.tasks["cong-khai-tthc-quy-trinh-giai-quyet"].evidence
+    assert t24 != t32 and "phản ánh" in t24 and "quy trình" in t32
+
+
+def test_online_filing_help_is_checked_quarterly_and_given_on_request(fw: Framework) -> None:
+    """E10: "Chủ động tuyên truyền" (line 113) is proactive work: a quarterly check at every
+    level; the help itself stays on request (timing and rule as printed)."""
+    task = fw.tasks["ho-tro-nop-ho-so-truc-tuyen"]
+    assert (task.timing, task.schedule) == ("Khi cá nhân, tổ chức đề nghị", "on_request")
+    assert {level: fw.schedule_name(task, level) for level in fw.levels_of(task)} == {
+        "agency": "quarterly",
+        "district": "quarterly",
+        "commune": "quarterly",
+    }
+    assert fw.reminded(task)
+    assert not fw.reminded(fw.tasks["trich-luc-trich-do-dia-chinh-truc-tuyen"])
+
+
+def test_administrative_procedure_tasks_have_no_sub_dimension(fw: Framework) -> None:
+    """E11: dimension 5 prints no "Nội dung thành phần" (lines 101, 104–107, 111–114)."""
+    tthc = [t for t in fw.tasks.values() if t.dimension == "thu-tuc-hanh-chinh"]
+    assert len(tthc) == 8
+    assert all(task.sub_dimension == "" for task in tthc)
+    assert all(t.sub_dimension for t in fw.tasks.values() if t.dimension != "thu-tuc-hanh-chinh")
+
+
+def test_typing_errors_of_the_seed_are_gone() -> None:
+    """E15: the minimal fixes ("Đảo đảm" → "Bảo đảm", "Bảm bảo" → "Đảm bảo")."""
+    text = (DEFAULT_FRAMEWORK_DIR / "tasks.yaml").read_text(encoding="utf-8")
+    for typo in ("Đảo đảm", "Bảm bảo", "Chu động", "kỹ luật", "môi quan hệ", "môi trường biên"):
+        assert typo not in text, typo
+    assert "Bảo đảm đủ số lượng ứng cử viên để bầu cử" in text
+    assert "Đảm bảo an ninh, trật tự tại khu dân cư; giải quyết kịp thời" in text
+
+
+def test_portal_answers_are_one_paragraph_as_printed(fw: Framework) -> None:
+    """E16: line 151's task cell is one paragraph of two sentences: one item."""
+    (item,) = fw.tasks["phuc-dap-qua-cong-thong-tin-dien-tu"].task
+    assert "Chuyên mục Hỏi - Đáp" in item and item.endswith(
+        "gửi đến cổng/trang thông tin điện tử của cơ quan, đơn vị"
+    )
+
+
+def test_committee_roles_use_the_decisions_generic_terms(fw: Framework) -> None:
+    """E17: "UBND cấp xã" / "UBND cấp huyện" fit a ward and a city; at a unit the unit's own
+    word still shows ("UBND phường Vĩnh Hòa", never "UBND cấp phường" or "UBND xã")."""
+    assert fw.role_name("commune_committee") == "UBND cấp xã"
+    assert fw.role_name("district_committee") == "UBND cấp huyện"
+    ward = Unit(code="22333", name="Phường Vĩnh Hòa", level="commune")
+    city = Unit(code="568", name="Thành phố Nha Trang", level="district")
+    assert titled(fw, "commune_committee", ward) == "UBND phường Vĩnh Hòa"
+    assert titled(fw, "district_committee", city) == "UBND thành phố Nha Trang"
+
+
+def test_notes_say_what_line_88_really_holds() -> None:
+    """E18: only line 87's supervisor/executors/timing repeat line 86 (methods differ), and
+    line 88's Sở Tư pháp cells are used, not lost."""
+    notes = (DEFAULT_FRAMEWORK_DIR / "NOTES.md").read_text(encoding="utf-8")
+    assert "nobody loses the task" not in notes
+    assert "identical to line 86's" not in notes
+    cited = set(re.findall(r"review (E\d+(?:, E\d+)*)", notes))
+    cited = {finding for group in cited for finding in group.split(", ")}
+    assert {"E3", "E8", "E10", "E11", "E15", "E16", "E17", "E18"} <= cited

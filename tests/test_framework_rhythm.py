@@ -56,6 +56,17 @@ async def test_the_satisfaction_survey_is_annual(db, settings, framework):
     assert {occ.period for occ in survey} == {"2027"}  # seed line 93: "hàng năm"
 
 
+async def test_online_filing_help_has_a_quarterly_check_at_offices(db, settings, framework):
+    """Review E10: the proactive part of line 113 is planned every quarter at the offices."""
+    _world, rows = await _year(db, settings, framework, date(2027, 1, 1), date(2027, 12, 31))
+    found = [(occ, unit) for occ, unit in rows if occ.task_key == "ho-tro-nop-ho-so-truc-tuyen"]
+    communes = {unit.id for _occ, unit in found if unit.level == "commune"}
+    assert communes and {unit.level for _occ, unit in found} <= {"agency", "district", "commune"}
+    for commune in communes:
+        periods = sorted(occ.period for occ, unit in found if unit.id == commune)
+        assert periods == ["2027-Q1", "2027-Q2", "2027-Q3", "2027-Q4"]
+
+
 async def test_no_due_date_falls_on_a_weekend_or_a_public_holiday_of_2026_2027(
     db, settings, framework
 ):

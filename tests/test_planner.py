@@ -85,10 +85,12 @@ async def test_a_commune_gets_its_year_of_occurrences(db, settings, framework):
     expected = {
         task.key
         for task in framework.tasks.values()
-        if framework.schedules[task.schedule].kind == "periodic"
+        if framework.rule_for(task, "commune").kind == "periodic"
         and any(map(at_commune, task.roles))
     }
     assert set(per_task) == expected
+    # On request, with a periodic check of its proactive part (review E10).
+    assert per_task["ho-tro-nop-ho-so-truc-tuyen"] == 4
 
 
 async def test_a_village_gets_the_village_head_tasks(db, settings, framework):

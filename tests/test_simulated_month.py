@@ -67,10 +67,12 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     text = head_mot[0].row.payload["text"]
     assert "Thứ Tư, 25/11/2026" in text and head_mot[0].row.channel == "telegram"
 
-    # The head of Thôn Hai never reports: reminded a week before, the day before, on the day,
-    # then daily until the district takes over (the 28th) — on Zalo, the chat they use.
+    # The head of Thôn Hai never reports: reminded a week before, the day before, and the day
+    # after (the first day overdue, always sent); the due day and the 27th wait, a message
+    # having come the day before (reminders.yaml `min_days_between`); the district takes
+    # over on the 28th. On Zalo, the chat they use.
     head_hai = people["head_hai"]
-    assert moments(head_hai) == [at(18, 8), at(24, 8), at(25, 8), at(26, 8), at(27, 8)]
+    assert moments(head_hai) == [at(18, 8), at(24, 8), at(26, 8)]
     assert {d.row.channel for d in head_hai} == {"zalo_bot"}
     village_two = {occ[(T1, "thon_hai")].id, occ[(T2, "thon_hai")].id}
     assert all(d.reminded_ids == village_two for d in head_hai)
@@ -84,16 +86,16 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     assert "Thôn Hai" in notice and officer_an[1].reminded_ids == set()
     assert "Thôn Một" not in notice
 
-    # Xã Bình's officer never reports and nobody at Thôn Ba can be reached: its own tasks in
-    # one message a day; apart from them, each with its own buttons, the news that Thôn Ba
-    # cannot be reached (the 18th) and that it is late (the 26th).
+    # Xã Bình's officer never reports and nobody at Thôn Ba can be reached: its own tasks on
+    # the spaced ladder, one message each time; apart from them, each with its own buttons, the
+    # news that Thôn Ba cannot be reached (the 18th) and that it is late (the 26th).
     officer_binh = [
         d for d in people["officer_binh"] if d.row.idempotency_key.startswith("remind:")
     ]
     binh_own = {occ[(t, "xa_binh")].id for t in TASKS}
     own = [d for d in officer_binh if d.reminded_ids]
     news = [d for d in officer_binh if not d.reminded_ids]
-    assert moments(own) == [at(18, 8), at(24, 8), at(25, 8), at(26, 8), at(27, 8)]
+    assert moments(own) == [at(18, 8), at(24, 8), at(26, 8)]
     assert all(d.reminded_ids == binh_own for d in own)
     assert not [d for d in own if "Thôn Ba" in d.row.payload["text"]]
     assert moments(news) == [at(18, 8), at(26, 8)]
@@ -325,10 +327,11 @@ async def test_two_days_down_then_every_escalation_once_and_no_burst(db, setting
     people = by_person(world, deliveries)
     assert not [d for d in deliveries if in_quiet_hours(d.moment)]
 
-    # Thôn Hai's head: the overdue-1 reminder of the 26th is folded, not sent; the 27th's,
-    # one hour old at the restart, is sent once.
+    # Thôn Hai's head: the due-day reminder waits (a message came the day before); the
+    # overdue-1 reminder of the 26th is folded, not sent; the 27th's, one hour old at the
+    # restart, is sent once in its place (the first day overdue is always told).
     head_hai = [d for d in people["head_hai"] if d.row.idempotency_key.startswith("remind:")]
-    assert moments(head_hai) == [at(24, 8), at(25, 8), at(27, 9)]
+    assert moments(head_hai) == [at(24, 8), at(27, 9)]
     assert "2" in head_hai[-1].row.payload["text"]  # "2 day(s) overdue"
     occ = await world.occurrence(T1, "thon_hai")
     outcomes = [
@@ -339,7 +342,7 @@ async def test_two_days_down_then_every_escalation_once_and_no_burst(db, setting
     assert outcomes == [
         ("before-7", "folded"),  # the clock started on the 23rd, long after it
         ("before-1", "queued"),  # no sender in this world: queued is the truth
-        ("due", "queued"),
+        ("due", "spaced"),
         ("overdue-1", "folded"),
         ("overdue-2", "queued"),
     ]

@@ -16,6 +16,8 @@ MAX_TASKS = {"three_tier": 18, "two_tier": 24}
 # One tap a task is the floor one at a time: a two-tier commune's January holds 23 tasks, and
 # February's first ones are reminded (and answered) on 27/01. "All done" stays far below.
 MAX_TAPS_ONE_AT_A_TIME = {"three_tier": MAX_TAPS_A_MONTH, "two_tier": 30}
+# Messages a year of a commune committee answering promptly, before the spacing of reminders.
+PROMPT_BEFORE = {"three_tier": 40, "two_tier": 43}
 
 
 @pytest.mark.parametrize("structure", ["three_tier", "two_tier"])
@@ -33,7 +35,16 @@ async def test_a_year_of_reminders_fits_a_commune_office(structure, prompt):
     # tasks a month the monthly rule gave it.
     assert 5 <= commune.max_tasks <= MAX_TASKS[structure]
     assert village.max_tasks <= 6
+    if not prompt:
+        # Never answering: no more messages than when every task was due on the 25th (98 a
+        # year; reminders.yaml `min_days_between` makes overlapping ladders one), and every
+        # miss still reaches the supervisor.
+        assert commune.messages <= 98 and commune.max_month <= 10
+        assert village.messages <= 40 and village.max_month <= 5
+        for load in (commune, village):
+            assert load.missed > 0 and load.escalated == load.missed
     if prompt:
+        assert commune.messages <= PROMPT_BEFORE[structure]  # no more than before spacing
         assert commune.max_taps <= MAX_TAPS_A_MONTH
         assert village.max_taps <= commune.max_taps
         # Answering at once, nothing is ever overdue: no more than a message a week or so.

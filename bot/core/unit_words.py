@@ -69,7 +69,8 @@ FALLBACK_COLLECTIVE = {
     "commune": ("xã, phường", "communes and wards"),
     "district": ("huyện, thị xã, thành phố", "districts, towns and cities"),
 }
-# The general word a role's name ends with ("UBND xã", "Trạm Y tế xã", "Đài Truyền thanh huyện").
+# The general word a role's name ends with ("UBND cấp xã", "Trạm Y tế xã", "Đài Truyền thanh
+# huyện"), which gives way to the unit's own place.
 ROLE_LEVEL_WORDS = {"village": "thôn", "commune": "xã", "district": "huyện", "province": "tỉnh"}
 ROLE_LEVEL_WORDS_EN = {"commune": "Commune", "district": "District", "province": "Provincial"}
 
@@ -161,7 +162,7 @@ def head_word(unit: Unit, locale: str = "vi") -> str:
 def role_title(role_name: str, level: str, unit: Unit, locale: str = "vi") -> str:
     """A role held at a unit, in the unit's own words.
 
-    `role_name` is the framework's name for the role ("UBND xã", "Trạm Y tế xã", "Trưởng thôn",
+    `role_name` is the framework's name for the role ("UBND cấp xã", "Trạm Y tế xã", "Trưởng thôn",
     "Ban Thanh tra Nhân dân"); its trailing general level word gives way to the unit's place.
     """
     if unit.level == "village" and level == "village":
@@ -176,8 +177,11 @@ def role_title(role_name: str, level: str, unit: Unit, locale: str = "vi") -> st
         return f"{role_name}, {_nfc(unit.name)}"
     general = ROLE_LEVEL_WORDS.get(level, "")
     base = role_name
-    if general and base.endswith(" " + general):
-        base = base[: -len(general) - 1]
+    # "UBND cấp xã" (the decision's generic term) and "UBND xã" both become "UBND phường …".
+    for ending in (f" cấp {general}", f" {general}") if general else ():
+        if base.endswith(ending):
+            base = base[: -len(ending)]
+            break
     return f"{base} {place(unit)}"
 
 

@@ -30,13 +30,23 @@ from bot.core.db import Database
 from bot.core.framework import Framework
 from bot.core.framework.loader import load_framework
 from bot.core.messages import Incoming, IncomingFile, Kind
-from bot.core.models import Occurrence, Outbox, Reminder, TaskDefinition, Unit, User
+from bot.core.models import (
+    Escalation,
+    Occurrence,
+    Outbox,
+    Reminder,
+    TaskDefinition,
+    Unit,
+    User,
+)
 from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.occurrences import LATE_STATUSES
 from bot.core.services.people import add_user, link_identity
 from bot.core.task_text import asks_for_photo
 from bot.core.timeutil import from_db, to_db
 from handlers.router import Dispatcher
 from scheduler.commands import run_plan, run_sweep
+from scheduler.policy import load_policies
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 # Reporting one task done without a photo: ✅ Done → ➡️ Continue → Skip → ✅ Send report
@@ -75,6 +85,10 @@ class Load:
     tasks_per_month: Counter = field(default_factory=Counter)  # distinct tasks reminded, by due
     taps_per_month: Counter = field(default_factory=Counter)  # answering promptly
     photos_per_month: Counter = field(default_factory=Counter)  # one at a time, with photos
+    # Never answering: the person's occurrences past their supervisor step, and how many of
+    # them the supervisor was told of (spacing the reminders must not hide a miss).
+    missed: int = 0
+    escalated: int = 0
 
     @property
     def max_month(self) -> int:
@@ -311,8 +325,35 @@ async def simulate(
         for (key, month), photos in answerer.photos.items():
             if key in loads:
                 loads[key].photos_per_month[month] = photos
+        await _count_misses(app, users, loads, datetime.combine(day, send_at, tzinfo=HCM))
         await app.db.dispose()
         return loads
+
+
+async def _count_misses(
+    app: AppContext, users: dict[str, User], loads: dict[str, Load], end: datetime
+) -> None:
+    policies = load_policies(app.settings)
+    step = policies.escalation.step("supervisor")
+    async with app.db.session() as session:
+        for key, load in loads.items():
+            rows = await session.exec(
+                select(Occurrence).where(
+                    Occurrence.unit_id == users[key].unit_id,
+                    col(Occurrence.status).in_(LATE_STATUSES),
+                )
+            )
+            late = [
+                o.id
+                for o in rows.all()
+                if policies.step_moment(step, from_db(o.due_at).astimezone(HCM).date()) <= end
+            ]
+            told = await session.exec(
+                select(Escalation.occurrence_id).where(
+                    col(Escalation.occurrence_id).in_(late), Escalation.step == step.step
+                )
+            )
+            load.missed, load.escalated = len(late), len(set(told.all()))
 
 
 ANSWERS = {  # how the person answers → simulate()'s (prompt, one_at_a_time)

@@ -136,7 +136,7 @@ class SchedulesFile(Strict):
 class TaskRecord(Strict):
     key: str
     dimension: str
-    sub_dimension: str
+    sub_dimension: str = ""  # empty where the decision prints none (dimension 5)
     title: str = Field(max_length=60)
     task: list[str] = Field(min_length=1)
     methods: list[str] = []
@@ -199,6 +199,17 @@ class Framework(Strict):
 
     def rule_for(self, task: TaskRecord, level: str) -> ScheduleRule:
         return self.schedules[self.schedule_name(task, level)]
+
+    def levels_of(self, task: TaskRecord) -> set[str]:
+        return {self.role_level(role) for role in task.roles}
+
+    def reminded_at(self, task: TaskRecord, level: str) -> bool:
+        """Is the task planned and reminded at units of `level`? Not where it is done on
+        request only (a cadence may still give the proactive part a rhythm, review E10)."""
+        return self.rule_for(task, level).kind != "on_request"
+
+    def reminded(self, task: TaskRecord) -> bool:
+        return any(self.reminded_at(task, level) for level in self.levels_of(task))
 
     def is_company(self, role: str) -> bool:
         agency = self.agencies.get(role.split(":", 1)[1]) if ":" in role else None

@@ -98,6 +98,7 @@ async def _timeline(visit: Visit, occurrence: Occurrence) -> tuple[list[Step], l
     outcomes = {
         "sent": _("sent"),
         "folded": _("sent with other reminders"),
+        "spaced": _("not sent: a reminder had gone out in the days before"),
         "unreachable": _("nobody could be reached"),
     }
     for reminder in reminders:
