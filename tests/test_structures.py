@@ -180,3 +180,28 @@ async def test_the_two_tier_demo_people_report_and_declare_in_the_simulator(db, 
         assert set(created) == {"to-chuc-bau-truong-thon", "tuyen-truyen-bau-cu"}
     finally:
         await client.close()
+
+
+def test_with_no_districts_the_province_committee_oversees_the_communes(framework, two_tier):
+    """A commune's request for more time goes one level up, to a role that oversees it: with
+    no districts that is the province committee, which also gets /baocao."""
+    from bot.core.commands import commands_for, overview_command
+    from handlers.router import COMMANDS, role_may
+
+    assert two_tier.roles["province_committee"].oversees == ["commune_committee"]
+    assert framework.roles["province_committee"].oversees == ["district_committee"]
+    assert two_tier.roles["district_committee"].oversees == []  # nobody holds it any more
+    # The commune keeps its own: the commune radio is still the commune committee's.
+    assert (
+        two_tier.roles["commune_committee"].oversees
+        == framework.roles["commune_committee"].oversees
+    )
+    baocao = COMMANDS["baocao"].roles
+    assert role_may(two_tier, baocao, "province_committee")
+    assert not role_may(framework, baocao, "province_committee")
+    assert role_may(framework, baocao, "district_committee")
+    assert not role_may(two_tier, baocao, "commune_committee")
+    assert "baocao" in commands_for("province_committee", two_tier)
+    assert "baocao" not in commands_for("province_committee", framework)
+    assert overview_command("province_committee", two_tier) == "/baocao"
+
