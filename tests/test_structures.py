@@ -205,3 +205,39 @@ def test_with_no_districts_the_province_committee_oversees_the_communes(framewor
     assert "baocao" not in commands_for("province_committee", framework)
     assert overview_command("province_committee", two_tier) == "/baocao"
 
+
+async def test_two_tier_digests_go_to_the_province_committee_without_a_substitute(db, settings):
+    """PAPIBOT_DISTRICT_SUBSTITUTE empty (the default): the province committee gets the
+    digests of its communes, as it gets their escalations."""
+    from bot.core.services.people import add_user
+    from scheduler.digests import scopes
+    from scheduler.policy import load_policies
+
+    two = settings.model_copy(update={"structure": "two_tier"})
+    app = AppContext.build(two, db)
+    async with db.session() as session:
+        province = Unit(code="56", name="Tỉnh Khánh Hòa", level="province")
+        session.add(province)
+        await session.flush()
+        ward = Unit(
+            code="22333", name="Phường Bắc Nha Trang", level="commune", parent_id=province.id
+        )
+        commune = Unit(code="22402", name="Xã Nam Cam Ranh", level="commune", parent_id=province.id)
+        session.add_all([ward, commune])
+        await session.flush()
+        agency = Unit(code="so-noi-vu", name="Sở Nội vụ", level="agency", parent_id=province.id)
+        session.add(agency)
+        await session.flush()
+        chair = await add_user(session, province, "province_committee", "Chủ tịch")
+        await add_user(session, agency, "province_agency:so-noi-vu", "Sở")
+        await session.commit()
+        (scope,) = await scopes(session, app, load_policies(app.settings))
+    assert scope.unit.id == province.id
+    assert [user.id for user in scope.recipients] == [chair.id]
+    assert {unit.id for unit in scope.communes} == {ward.id, commune.id}
+    assert province.id not in scope.unit_ids  # its own tasks are not a commune's
+    # A named substitute still takes the place instead.
+    app = AppContext.build(two.model_copy(update={"district_substitute": "so-noi-vu"}), db)
+    async with db.session() as session:
+        (scope,) = await scopes(session, app, load_policies(app.settings))
+    assert scope.unit.code == "so-noi-vu"
