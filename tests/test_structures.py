@@ -241,3 +241,11 @@ async def test_two_tier_digests_go_to_the_province_committee_without_a_substitut
     async with db.session() as session:
         (scope,) = await scopes(session, app, load_policies(app.settings))
     assert scope.unit.code == "so-noi-vu"
+
+
+def test_the_two_tier_word_check_catches_a_district_or_a_ward_called_a_commune():
+    from tests.helpers.tree_words import wrong_words
+
+    assert wrong_words("Chuyển UBND huyện Diên Khánh") == ["huyện"]
+    assert wrong_words("UBND xã Phường Bắc Nha Trang") == ["xã Phường"]
+    assert wrong_words("UBND phường Bắc Nha Trang; Tỉnh Khánh Hòa; xã Nam Cam Ranh") == []
