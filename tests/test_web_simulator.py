@@ -36,6 +36,7 @@ from bot.core.models import (
     Report,
     User,
 )
+from bot.core.unit_words import place
 from tests.helpers.rows import count
 from tests.helpers.tree_words import assert_no_district_words
 from tests.helpers.world import World, build_world, framework_for, structure_independent
@@ -193,6 +194,9 @@ async def test_seed_demo_twice_creates_nothing_the_second_time(sim: Sim) -> None
     text = "\n".join(lines)
     assert invite.code in text and "/sim" in text
     assert sim.world.villages[0].name in text and sim.world.commune.name in text
+    # Each person by their title in their unit's words: a ward's committee is "UBND phường".
+    assert f"UBND {place(sim.world.commune)}: {COMMUNE_OFFICER.name}" in text
+    assert "UBND xã — " not in text and "Trưởng thôn — " not in text
 
 
 async def test_a_guest_registers_with_the_demo_invite_code(sim: Sim) -> None:

@@ -20,6 +20,7 @@ from bot.core.context import AppContext
 from bot.core.models import Invite, Level, Unit, User, utcnow
 from bot.core.services.people import add_user, create_invite, identity_for, link_identity
 from bot.core.timeutil import from_db
+from bot.core.unit_words import titled
 from bot.web.sim_channel import CHANNEL, chat_for_user
 
 DEMO_DISTRICT_NAME = "Thành phố Nha Trang"
@@ -149,10 +150,9 @@ async def seed_demo(ctx: AppContext) -> list[str]:
         + f" ({created} new; {len(people) - created} already there):"
     )
     for user, unit in people:
-        role = ctx.framework.role_name(user.role, "vi")
-        lines.append(
-            f"  {role} — {unit.name}: {user.name}, user {user.id}, chat {chat_for_user(user.id)}"
-        )
+        # In the unit's own words: "Tổ trưởng Tổ dân phố 1", "UBND phường Bắc Nha Trang".
+        role = titled(ctx.framework, user.role, unit)
+        lines.append(f"  {role}: {user.name}, user {user.id}, chat {chat_for_user(user.id)}")
     if not villages:
         lines.append(f"  (no village under {commune.name}: no village head was created)")
     if invite is not None:
