@@ -446,6 +446,7 @@ async def test_the_commune_reviews_the_villages_evidence_and_returns_a_report(
 # --------------------------------------------------------------------------- (4) on behalf
 
 
+@structure_independent
 async def test_a_commune_officer_reports_on_a_villages_behalf(driver: ChannelDriver) -> None:
     d = driver
     village = d.world.villages[0]

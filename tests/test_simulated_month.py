@@ -43,7 +43,7 @@ from tests.helpers.scheduler_world import (
     supervisor_key,
 )
 from tests.helpers.tree_words import wrong_words
-from tests.helpers.world import framework_for
+from tests.helpers.world import framework_for, structure_independent
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -353,6 +353,7 @@ async def test_two_days_down_then_every_escalation_once_and_no_burst(db, setting
     assert "Thôn Hai" in officer_an[-1].row.payload["text"]
 
 
+@structure_independent
 async def test_a_restart_long_after_the_reminder_time_sends_nothing_stale(db, settings, structure):
     world = await build_scheduler_world(settings, db, framework_for(structure))
     await register_everyone_but_thon_ba(world)
