@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from bot.core.commands import oversees_communes
 from bot.core.i18n import Translator, format_day
 from bot.core.messages import Button, tap, tap_any
 from bot.core.models import Occurrence, TaskDefinition, Unit, User
@@ -71,7 +72,7 @@ def main_menu(convo: Conversation) -> list[list[Button]]:
     if role == "commune_committee":
         rows.append([Button(_("📊 Villages"), "menu:tinhhinh"), Button(_("✉️ Invite"), "menu:moi")])
         rows.append([Button(_("📅 Declare an event"), "menu:sukien")])
-    if role == "district_committee":
+    if oversees_communes(convo.app.framework, role):
         rows.append([Button(_("📊 Communes"), "menu:baocao")])
     rows.append([Button(_("❓ Help"), "menu:help")])
     return rows

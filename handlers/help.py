@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from bot.core.capabilities import shows_buttons
 from bot.core.commands import commands_for
+from bot.core.framework import Framework
 from bot.core.i18n import LOCALES, Translator, translator
 from handlers.common import main_menu
 from handlers.conversation import Conversation
 
 
-def command_lines(_: Translator, role: str, buttons: bool) -> list[str]:
+def command_lines(
+    _: Translator, role: str, buttons: bool, framework: Framework | None = None
+) -> list[str]:
     """One line per command the role has, in the order of `commands_for`."""
     lines = {
         "viec": _("/viec — your open tasks; answer each with a tap")
@@ -23,14 +26,14 @@ def command_lines(_: Translator, role: str, buttons: bool) -> list[str]:
         "lang": _("/lang vi | en — change the language"),
         "help": _("/help — this list"),
     }
-    return [lines[name] for name in commands_for(role) if name in lines]
+    return [lines[name] for name in commands_for(role, framework) if name in lines]
 
 
 async def show_help(convo: Conversation) -> None:
     _ = convo._
     role = convo.user.role if convo.user else ""
     buttons = shows_buttons(convo.incoming.channel, 1)
-    lines = [_("What you can do:"), *command_lines(_, role, buttons)]
+    lines = [_("What you can do:"), *command_lines(_, role, buttons, convo.app.framework)]
     lines += [
         _("Send a photo — evidence for a task (a caption is kept as the note)"),
         _('Type "xong" — mark the last reminded task done'),

@@ -70,10 +70,13 @@ async def _decline(convo: Conversation, arg: str) -> None:
 EVERYONE = "*"  # every registered role
 OVERSEER = "@oversees"  # a role whose `oversees` list in roles.yaml is not empty
 AGENCY = "province_agency:*"  # any provincial agency
+# A role that oversees the commune committees: the district committee, or in the two-tier
+# structure (no districts) the province committee (framework/structures.py).
+OVER_COMMUNES = f"{OVERSEER}:commune_committee"
 
 ANYONE = frozenset({EVERYONE})
 COMMUNE = frozenset({"commune_committee"})
-DISTRICT = frozenset({"district_committee"})
+DISTRICT = frozenset({OVER_COMMUNES})
 APPROVERS = frozenset({OVERSEER})  # extension requests go to the overseeing role, one level up
 # District digests (with their "followed up" buttons) go to the district, or in the two-tier
 # structure to the unit standing in for it: the province or an agency.
@@ -161,7 +164,14 @@ def role_may(framework: Framework, allowed: frozenset[str], role: str) -> bool:
     if EVERYONE in allowed or role_matches(list(allowed), role):
         return True
     definition = framework.roles.get(role)
-    return OVERSEER in allowed and definition is not None and bool(definition.oversees)
+    if definition is None:
+        return False
+    if OVERSEER in allowed and definition.oversees:
+        return True
+    return any(
+        entry.startswith(f"{OVERSEER}:") and entry.split(":", 1)[1] in definition.oversees
+        for entry in allowed
+    )
 
 
 async def _permitted(convo: Conversation, action: Action, name: str) -> bool:

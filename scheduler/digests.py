@@ -11,7 +11,7 @@
   dimension.
 
 In the two-tier structure the unit named by `district_substitute` receives the district digests
-for every commune. Each (person, kind, day) is sent once: the outbox key says so.
+for every commune; without one, the province committee does, for the province's communes. Each (person, kind, day) is sent once: the outbox key says so.
 """
 
 from __future__ import annotations
@@ -127,11 +127,13 @@ async def _children(session: AsyncSession, parent_ids: list[int]) -> list[Unit]:
 
 
 async def supervised_communes(session: AsyncSession, app: AppContext, unit: Unit) -> list[Unit]:
-    """The communes a district (or the two-tier substitute) follows up."""
-    if app.settings.structure == "two_tier" and unit.code == app.settings.district_substitute:
+    """The communes a district follows up; in the two-tier structure, the substitute's (every
+    commune) or the province's (its communes: "UBND cấp huyện" is the province committee)."""
+    two_tier = app.settings.structure == "two_tier"
+    if two_tier and unit.code == app.settings.district_substitute:
         rows = await session.exec(select(Unit).where(Unit.level == "commune"))
         return sorted(rows.all(), key=lambda unit: sort_key(unit.name))
-    if unit.level != "district":
+    if unit.level != "district" and not (two_tier and unit.level == "province"):
         return []
     return [child for child in await _children(session, [unit.id]) if child.level == "commune"]
 
@@ -168,10 +170,20 @@ async def _scope(
 async def scopes(session: AsyncSession, app: AppContext, policies: Policies) -> list[Scope]:
     settings = app.settings
     if settings.structure == "two_tier":
+        # The substitute if one is named, else the province committee (as escalations do).
         substitute = (
             await session.exec(select(Unit).where(Unit.code == settings.district_substitute))
         ).first()
-        units = [substitute] if substitute is not None else []
+        if substitute is not None:
+            units = [substitute]
+        else:
+            units = list(
+                (
+                    await session.exec(
+                        select(Unit).where(Unit.level == "province").order_by(col(Unit.name))
+                    )
+                ).all()
+            )
     else:
         units = list(
             (

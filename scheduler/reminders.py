@@ -582,9 +582,9 @@ def _header(_, kind: str, notices: list[Notice], locale: str) -> str:  # noqa: A
     return _(NOTICE_HEADERS.get(kind, NOTICE_HEADERS["supervisor"]))
 
 
-def _more_notices(_, role: str, count: int) -> str:  # noqa: ANN001
+def _more_notices(_, role: str, count: int, framework=None) -> str:  # noqa: ANN001
     """The rest of a long list: the reader's own overview command, if the role has one."""
-    command = overview_command(role)
+    command = overview_command(role, framework)
     if command:
         return _("… and {count} more: type {command} to see them all.").format(
             count=count, command=command
@@ -672,7 +672,10 @@ def compose(app: AppContext, policies: Policies, letter: Letter, now: datetime) 
         if len(ordered) > notice_limit:
             lines.append(
                 _more_notices(
-                    _, letter.user.role, format_number(len(ordered) - notice_limit, locale)
+                    _,
+                    letter.user.role,
+                    format_number(len(ordered) - notice_limit, locale),
+                    app.framework,
                 )
             )
         behalf = [n for n in ordered if _reports_for(letter.user, n)][

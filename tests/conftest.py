@@ -2,6 +2,12 @@
 
 Set PAPIBOT_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test to run every
 database test on PostgreSQL as well; each test then gets a schema of its own.
+
+A test (or fixture) that takes `structure` runs under both administrative structures: the
+2022 three-tier tree and the 2025 two-tier one (no districts); `settings.structure` is set and
+`structure_framework` is the framework as it runs there. A test that holds only for one says
+so with `@structure_independent` (tests/helpers/world.py): its mechanics do not depend on the
+tree (transport, redelivery), so the suite keeps its time.
 """
 
 from __future__ import annotations
@@ -18,17 +24,31 @@ from sqlmodel import SQLModel
 import bot.core.models  # noqa: F401  (registers the tables)
 from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
 from bot.core.db import Database
-from bot.core.framework import Framework, load_framework
+from bot.core.framework import Framework
+from tests.helpers.world import framework_for
 
 POSTGRES_URL = os.environ.get("PAPIBOT_TEST_DATABASE_URL", "")
 SAMPLE_UNITS_CSV = DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv"
 
 DATABASE_KINDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+STRUCTURES = ["three_tier", "two_tier"]
 
 
 @pytest.fixture(scope="session")
 def framework() -> Framework:
-    return load_framework(DEFAULT_FRAMEWORK_DIR)
+    return framework_for("three_tier")
+
+
+@pytest.fixture(params=STRUCTURES)
+def structure(request: pytest.FixtureRequest, settings: Settings) -> str:
+    """Each structure in turn, set in `settings` (PAPIBOT_STRUCTURE)."""
+    settings.structure = request.param
+    return request.param
+
+
+@pytest.fixture
+def structure_framework(structure: str) -> Framework:
+    return framework_for(structure)
 
 
 @pytest.fixture

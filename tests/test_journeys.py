@@ -33,7 +33,6 @@ from sqlmodel import col, select
 
 from bot.core.config import Settings
 from bot.core.db import Database
-from bot.core.framework import Framework
 from bot.core.models import (
     AuditLog,
     ChannelIdentity,
@@ -47,8 +46,10 @@ from bot.core.models import (
     User,
 )
 from bot.core.timeutil import from_db
-from tests.helpers.drivers import CHANNELS, ChannelDriver, Sent, make_driver
+from bot.core.unit_words import place
+from tests.helpers.drivers import CHANNELS, ChannelDriver, Sent, structured_driver
 from tests.helpers.rows import count
+from tests.helpers.world import structure_independent
 
 VILLAGE_HEAD = "village_head"
 OFFICER = "commune_committee"
@@ -56,9 +57,9 @@ OFFICER = "commune_committee"
 
 @pytest.fixture(params=CHANNELS)
 async def driver(
-    request: pytest.FixtureRequest, settings: Settings, db: Database, framework: Framework
+    request: pytest.FixtureRequest, settings: Settings, db: Database, structure: str
 ) -> AsyncIterator[ChannelDriver]:
-    async with make_driver(request.param, settings, db, framework) as channel_driver:
+    async with structured_driver(request.param, settings, db, structure) as channel_driver:
         yield channel_driver
 
 
@@ -241,6 +242,7 @@ async def test_extension_requested_and_approved_on_the_same_channel(
 # --------------------------------------------------------------------------- (4) "đã xong"
 
 
+@structure_independent
 async def test_typed_da_xong_then_one_tap_confirms(driver: ChannelDriver) -> None:
     d = driver
     head = await register(d, "head", d.world.villages[0], VILLAGE_HEAD)
@@ -266,6 +268,7 @@ async def test_typed_da_xong_then_one_tap_confirms(driver: ChannelDriver) -> Non
 # --------------------------------------------------------------------------- (5) forged taps
 
 
+@structure_independent
 async def test_a_forged_payload_for_another_village_is_refused(driver: ChannelDriver) -> None:
     d = driver
     mine, other = d.world.villages[0], d.world.villages[1]
@@ -313,6 +316,7 @@ async def test_a_forged_payload_for_another_village_is_refused(driver: ChannelDr
 # --------------------------------------------------------------------------- (6) redelivery
 
 
+@structure_independent
 async def test_the_same_inbound_delivered_twice_changes_nothing(driver: ChannelDriver) -> None:
     d = driver
     await register(d, "head", d.world.villages[0], VILLAGE_HEAD)
@@ -343,3 +347,44 @@ async def test_the_same_inbound_delivered_twice_changes_nothing(driver: ChannelD
     assert again.data == state.data  # still "1 photo received"
     uploads = d.world.app.settings.data_dir / "uploads"  # a draft's photos wait there
     assert len([p for p in uploads.rglob("*") if p.is_file()]) == 1
+
+
+# --------------------------------------------------------------------------- (7) the level above
+
+
+@pytest.mark.parametrize("driver", ["zalo_bot"], indirect=True)  # numbered menus: the strictest
+async def test_a_commune_asks_its_supervisor_for_more_time(driver: ChannelDriver) -> None:
+    """The commune's request goes one level up: to the district, or with no districts
+    (two-tier) to the province committee, which approves it from its own chat."""
+    d = driver
+    officer = await register(d, "officer", d.world.commune, OFFICER)
+    boss = await register(d, "boss", d.world.supervisor, d.world.supervisor_role)
+    listing = await task_list(d, "officer")
+    occurrence_id = arg(buttons(listing, "ext:")[0])
+    async with d.world.db.session() as session:
+        assert (await session.get(Occurrence, occurrence_id)).unit_id == d.world.commune.id
+
+    await d.tap("officer", f"ext:{occurrence_id}")
+    await d.tap("officer", f"extd:{occurrence_id}:7")
+    await d.say("officer", "Đang chờ kinh phí")
+
+    request = (await d.messages("boss"))[-1]
+    assert place(d.world.commune) in request.text  # "UBND phường Vĩnh Hòa (…) xin gia hạn"
+    (approve,) = buttons([request], "appr:")
+    told = len(await d.messages("officer"))
+    await d.tap("boss", approve)
+    async with d.world.db.session() as session:
+        report = await session.get(Report, arg(approve))
+    assert (report.kind, report.status, report.occurrence_id) == (
+        "extension",
+        "approved",
+        occurrence_id,
+    )
+    assert (report.user_id, report.decided_by_user_id) == (officer.id, boss.id)
+    assert len((await d.messages("officer"))[told:]) == 1
+
+    # The supervisor's overview lists the commune (the ward, two-tier) by its own name.
+    sent = len(await d.messages("boss"))
+    await d.say("boss", "/baocao")
+    (overview,) = (await d.messages("boss"))[sent:]
+    assert d.world.commune.name in overview.text

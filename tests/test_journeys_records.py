@@ -19,7 +19,6 @@ from sqlmodel import col, func, select
 
 from bot.core.config import Settings
 from bot.core.db import Database
-from bot.core.framework import Framework
 from bot.core.i18n import translator
 from bot.core.models import (
     AuditLog,
@@ -35,9 +34,10 @@ from bot.core.timeutil import from_db
 from scheduler.commands import run_evidence_digest, run_sweep
 from scheduler.digests import build_district_digest, district_text, scopes
 from scheduler.policy import load_policies
-from tests.helpers.drivers import CHANNELS, ChannelDriver, make_driver
+from tests.helpers.drivers import CHANNELS, ChannelDriver, structured_driver
 from tests.helpers.rows import count
 from tests.helpers.scheduler_world import bar_shares
+from tests.helpers.world import structure_independent
 from tests.test_journeys import OFFICER, VILLAGE_HEAD, arg, buttons, jpeg, register, task_list
 
 vi = translator("vi")
@@ -45,9 +45,9 @@ vi = translator("vi")
 
 @pytest.fixture(params=CHANNELS)
 async def driver(
-    request: pytest.FixtureRequest, settings: Settings, db: Database, framework: Framework
+    request: pytest.FixtureRequest, settings: Settings, db: Database, structure: str
 ) -> AsyncIterator[ChannelDriver]:
-    async with make_driver(request.param, settings, db, framework) as channel_driver:
+    async with structured_driver(request.param, settings, db, structure) as channel_driver:
         yield channel_driver
 
 
@@ -104,6 +104,7 @@ async def village_counts(d: ChannelDriver, village: Unit) -> dict[str, int]:
 # --------------------------------------------------------------------------- (1) more time
 
 
+@structure_independent
 async def test_an_extension_only_moves_a_deadline_forward_and_a_decline_says_why(
     driver: ChannelDriver,
 ) -> None:
@@ -212,7 +213,7 @@ async def test_cannot_do_accepted_is_excused_rejected_stays_open_and_counted_apa
     village = d.world.villages[0]
     head = await register(d, "head", village, VILLAGE_HEAD)
     officer = await register(d, "officer", d.world.commune, OFFICER)
-    district = await register(d, "district", d.world.district, "district_committee")
+    district = await register(d, "district", d.world.supervisor, d.world.supervisor_role)
     cards = buttons(await task_list(d, "head"), "cant:")
     first, second = arg(cards[0]), arg(cards[1])
     statuses = {first: (await occurrence(d, first)).status}
@@ -421,7 +422,7 @@ async def test_the_commune_reviews_the_villages_evidence_and_returns_a_report(
     # The district sees the same report and its photos (its drill-down from /baocao lands on
     # the village's tasks), but reviewing is the commune's.
     if d.can_forge:
-        await register(d, "district", d.world.district, "district_committee")
+        await register(d, "district", d.world.supervisor, d.world.supervisor_role)
         await d.forge("district", f"vil:{village.id}")
         assert f"rv:{quick_report.id}" in (await d.messages("district"))[-1].buttons
         sent = len(await d.messages("district"))
@@ -446,6 +447,7 @@ async def test_the_commune_reviews_the_villages_evidence_and_returns_a_report(
 # --------------------------------------------------------------------------- (4) on behalf
 
 
+@structure_independent
 async def test_a_commune_officer_reports_on_a_villages_behalf(driver: ChannelDriver) -> None:
     d = driver
     village = d.world.villages[0]

@@ -1,7 +1,9 @@
 """November 2026 in one district, hour by hour: who is reminded, escalated and digested, when.
 
 The world is `tests/helpers/scheduler_world.py`: a sweep every hour on the hour, the digests at
-07:30, planning at midnight.
+07:30, planning at midnight. Each test runs under both structures: in the two-tier one (since
+July 2025) there is no district, the province committee supervises Xã An and Phường Bình, and
+the district's own task is the communes' alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from PIL import Image
 from bot.core.i18n import translator
 from bot.core.models import Occurrence
 from bot.core.timeutil import from_db
+from bot.core.unit_words import place as unit_place
 from scheduler.charts import WIDTH_PX
 from scheduler.commands import run_sweep
 from tests.helpers.scheduler_world import (
@@ -37,8 +40,11 @@ from tests.helpers.scheduler_world import (
     moments,
     occurrences_by_place,
     register_everyone_but_thon_ba,
+    supervisor_key,
     trend_columns,
 )
+from tests.helpers.tree_words import wrong_words
+from tests.helpers.world import framework_for, structure_independent
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -48,15 +54,23 @@ def item_rows(sheet) -> list[tuple]:  # noqa: ANN001
     return list(sheet.iter_rows(min_row=2, max_row=sheet.max_row - 1, values_only=True))
 
 
-async def test_a_month_of_reminders_escalations_and_digests(db, settings, framework):
-    world = await build_scheduler_world(settings, db, framework)
+async def test_a_month_of_reminders_escalations_and_digests(db, settings, structure):
+    world = await build_scheduler_world(settings, db, framework_for(structure))
     await register_everyone_but_thon_ba(world)
+    two_tier = structure == "two_tier"
+    binh, an = world.units["xa_binh"], world.units["xa_an"]
+    above = supervisor_key(world)  # the district, or the province (two-tier)
     occ = await occurrences_by_place(world)
     deliveries = await drive(world, at(1, 0), at(1, 9, month=12), REPORTS)
     people = by_person(world, deliveries)
 
     # Nothing at all between 21:00 and 07:00.
     assert deliveries and not [d for d in deliveries if in_quiet_hours(d.moment)]
+    if two_tier:  # no "huyện" to a deployment without districts, a ward never a "xã"
+        for d in deliveries:
+            labels = [b["label"] for line in d.row.payload.get("buttons", []) for b in line]
+            said = "\n".join([d.row.payload.get("text", ""), d.row.payload.get("caption", "")])
+            assert not wrong_words("\n".join([said, *labels])), d.row.payload
 
     # The head of Thôn Một reports on the 24th: a week before and the day before, both tasks in
     # one message each, at 08:00.
@@ -103,13 +117,18 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
     assert all(len(d.row.payload["text"]) <= 1200 for d in officer_binh)
 
     # The district: its own task once (reported the 19th), the escalations on the 28th, and the
-    # digests: weekly every Monday, daily the mornings after something was escalated.
+    # digests: weekly every Monday, daily the mornings after something was escalated. The
+    # province committee (two-tier) has no task of its own here: only the escalations.
     district = people["district"]
     reminders = [d for d in district if d.row.idempotency_key.startswith("remind:")]
-    assert moments(reminders) == [at(18, 8), at(28, 8)]
-    assert reminders[0].reminded_ids == {occ[(T4, "district")].id}
-    escalated = reminders[1].row.payload["text"]
-    for place in ("Thôn Hai", "Thôn Ba", "Xã Bình"):
+    if two_tier:
+        assert moments(reminders) == [at(28, 8)]
+        assert (T4, "district") not in occ
+    else:
+        assert moments(reminders) == [at(18, 8), at(28, 8)]
+        assert reminders[0].reminded_ids == {occ[(T4, "district")].id}
+    escalated = reminders[-1].row.payload["text"]
+    for place in ("Thôn Hai", "Thôn Ba", binh.name):
         assert place in escalated
     assert "Thôn Một" not in escalated and "Xã An:" not in escalated
     digests = [d for d in district if d.row.idempotency_key.startswith("digest:")]
@@ -137,7 +156,6 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         parts[d.moment].append(d.row.idempotency_key.split(":", 4)[4])
     assert parts[at(2, 7, 30)] == ["text", "chart", "xlsx", "coverage"]
     assert parts[at(19, 7, 30)] == ["text", "chart", "xlsx"]  # coverage is weekly
-    binh, an = world.units["xa_binh"], world.units["xa_an"]
     assert parts[at(30, 7, 30)] == [
         "text",
         f"fu:{binh.id}",
@@ -197,7 +215,7 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         in body
     )
     oldest = vi("{count} overdue, the oldest {days} day(s) late")
-    assert f"1. Xã Bình: {oldest.format(count=6, days=5)}" in body
+    assert f"1. {binh.name}: {oldest.format(count=6, days=5)}" in body
     assert f"2. Xã An: {oldest.format(count=2, days=5)}" in body
     follow_ups = [
         d.row.payload
@@ -205,11 +223,11 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         if d.moment == at(30, 7, 30) and ":fu:" in d.row.idempotency_key
     ]
     assert [p["text"] for p in follow_ups] == [
-        f"Xã Bình: {oldest.format(count=6, days=5)}",
+        f"{binh.name}: {oldest.format(count=6, days=5)}",
         f"Xã An: {oldest.format(count=2, days=5)}",
     ]
     assert [[(b["label"], b["data"]) for row in p["buttons"] for b in row] for p in follow_ups] == [
-        [("📞 Ghi nhận đã đôn đốc xã Bình", f"fu:{binh.id}")],
+        [(f"📞 Ghi nhận đã đôn đốc {unit_place(binh)}", f"fu:{binh.id}")],
         [("📞 Ghi nhận đã đôn đốc xã An", f"fu:{an.id}")],
     ]
 
@@ -249,11 +267,12 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
         vi("Total"),
     ]
     assert sorted((r[0], r[1]) for r in overdue_rows) == sorted(
-        [("Xã An", "Thôn Hai")] * 2 + [("Xã Bình", "Thôn Ba")] * 2 + [("Xã Bình", "—")] * 4
+        [("Xã An", "Thôn Hai")] * 2 + [(binh.name, "Thôn Ba")] * 2 + [(binh.name, "—")] * 4
     )
     assert {r[7] for r in overdue_rows} == {5}
-    assert list(workbook["Xã"].iter_rows(min_row=2, values_only=True)) == [
-        ("Xã Bình", 0, 0, 0, 6, 0),
+    sheet = "Xã, phường" if two_tier else "Xã"  # named for the communes it holds
+    assert list(workbook[sheet].iter_rows(min_row=2, values_only=True)) == [
+        (binh.name, 0, 0, 0, 6, 0),
         ("Xã An", 6, 0, 0, 2, 75),
         (vi("Total"), 6, 0, 0, 8, None),
     ]
@@ -280,11 +299,11 @@ async def test_a_month_of_reminders_escalations_and_digests(db, settings, framew
             for _ in (T1, T2)
         ]
         + [
-            (v, "supervisor", "district", at(28, 8), ["district"])
+            (v, "supervisor", above, at(28, 8), ["district"])
             for v in ("thon_hai", "thon_ba")
             for _ in (T1, T2)
         ]
-        + [("xa_binh", "supervisor", "district", at(28, 8), ["district"])] * 3
+        + [("xa_binh", "supervisor", above, at(28, 8), ["district"])] * 3
         + [("xa_binh", "supervisor", "so_xay_dung", at(28, 8), ["xay_dung"])]
     )
     assert sorted(rows) == sorted(expected)
@@ -319,8 +338,8 @@ async def world_occ_unit(world: SchedulerWorld, occurrence_id: int) -> int:
         return (await session.get(Occurrence, occurrence_id)).unit_id
 
 
-async def test_two_days_down_then_every_escalation_once_and_no_burst(db, settings, framework):
-    world = await build_scheduler_world(settings, db, framework)
+async def test_two_days_down_then_every_escalation_once_and_no_burst(db, settings, structure):
+    world = await build_scheduler_world(settings, db, framework_for(structure))
     await register_everyone_but_thon_ba(world)
     # Down from Wednesday 25/11 09:00 (after the due-day reminders) to Friday 27/11 09:00.
     deliveries = await drive(world, at(23, 12), at(28, 12), REPORTS, skip=(at(25, 9), at(27, 9)))
@@ -359,8 +378,9 @@ async def test_two_days_down_then_every_escalation_once_and_no_burst(db, setting
     assert "Thôn Hai" in officer_an[-1].row.payload["text"]
 
 
-async def test_a_restart_long_after_the_reminder_time_sends_nothing_stale(db, settings, framework):
-    world = await build_scheduler_world(settings, db, framework)
+@structure_independent
+async def test_a_restart_long_after_the_reminder_time_sends_nothing_stale(db, settings, structure):
+    world = await build_scheduler_world(settings, db, framework_for(structure))
     await register_everyone_but_thon_ba(world)
     # Down from the 24th at 09:00 to the 26th at 15:00: the reminders of the 25th and the 26th
     # (08:00) are over 6 hours old at the restart; the escalations due meanwhile all happen,

@@ -180,3 +180,72 @@ async def test_the_two_tier_demo_people_report_and_declare_in_the_simulator(db, 
         assert set(created) == {"to-chuc-bau-truong-thon", "tuyen-truyen-bau-cu"}
     finally:
         await client.close()
+
+
+def test_with_no_districts_the_province_committee_oversees_the_communes(framework, two_tier):
+    """A commune's request for more time goes one level up, to a role that oversees it: with
+    no districts that is the province committee, which also gets /baocao."""
+    from bot.core.commands import commands_for, overview_command
+    from handlers.router import COMMANDS, role_may
+
+    assert two_tier.roles["province_committee"].oversees == ["commune_committee"]
+    assert framework.roles["province_committee"].oversees == ["district_committee"]
+    assert two_tier.roles["district_committee"].oversees == []  # nobody holds it any more
+    # The commune keeps its own: the commune radio is still the commune committee's.
+    assert (
+        two_tier.roles["commune_committee"].oversees
+        == framework.roles["commune_committee"].oversees
+    )
+    baocao = COMMANDS["baocao"].roles
+    assert role_may(two_tier, baocao, "province_committee")
+    assert not role_may(framework, baocao, "province_committee")
+    assert role_may(framework, baocao, "district_committee")
+    assert not role_may(two_tier, baocao, "commune_committee")
+    assert "baocao" in commands_for("province_committee", two_tier)
+    assert "baocao" not in commands_for("province_committee", framework)
+    assert overview_command("province_committee", two_tier) == "/baocao"
+
+
+async def test_two_tier_digests_go_to_the_province_committee_without_a_substitute(db, settings):
+    """PAPIBOT_DISTRICT_SUBSTITUTE empty (the default): the province committee gets the
+    digests of its communes, as it gets their escalations."""
+    from bot.core.services.people import add_user
+    from scheduler.digests import scopes
+    from scheduler.policy import load_policies
+
+    two = settings.model_copy(update={"structure": "two_tier"})
+    app = AppContext.build(two, db)
+    async with db.session() as session:
+        province = Unit(code="56", name="Tỉnh Khánh Hòa", level="province")
+        session.add(province)
+        await session.flush()
+        ward = Unit(
+            code="22333", name="Phường Bắc Nha Trang", level="commune", parent_id=province.id
+        )
+        commune = Unit(code="22402", name="Xã Nam Cam Ranh", level="commune", parent_id=province.id)
+        session.add_all([ward, commune])
+        await session.flush()
+        agency = Unit(code="so-noi-vu", name="Sở Nội vụ", level="agency", parent_id=province.id)
+        session.add(agency)
+        await session.flush()
+        chair = await add_user(session, province, "province_committee", "Chủ tịch")
+        await add_user(session, agency, "province_agency:so-noi-vu", "Sở")
+        await session.commit()
+        (scope,) = await scopes(session, app, load_policies(app.settings))
+    assert scope.unit.id == province.id
+    assert [user.id for user in scope.recipients] == [chair.id]
+    assert {unit.id for unit in scope.communes} == {ward.id, commune.id}
+    assert province.id not in scope.unit_ids  # its own tasks are not a commune's
+    # A named substitute still takes the place instead.
+    app = AppContext.build(two.model_copy(update={"district_substitute": "so-noi-vu"}), db)
+    async with db.session() as session:
+        (scope,) = await scopes(session, app, load_policies(app.settings))
+    assert scope.unit.code == "so-noi-vu"
+
+
+def test_the_two_tier_word_check_catches_a_district_or_a_ward_called_a_commune():
+    from tests.helpers.tree_words import wrong_words
+
+    assert wrong_words("Chuyển UBND huyện Diên Khánh") == ["huyện"]
+    assert wrong_words("UBND xã Phường Bắc Nha Trang") == ["xã Phường"]
+    assert wrong_words("UBND phường Bắc Nha Trang; Tỉnh Khánh Hòa; xã Nam Cam Ranh") == []

@@ -43,11 +43,12 @@ from tests.helpers.telegram_harness import (
     harness,
     jpeg,
 )
+from tests.helpers.world import framework_for, structure_independent
 
 
 @pytest.fixture
-async def tg(settings: Settings, db: Database, framework: Framework) -> AsyncIterator[Harness]:
-    async with harness(settings, db, framework) as h:
+async def tg(settings: Settings, db: Database, structure: str) -> AsyncIterator[Harness]:
+    async with harness(settings, db, framework_for(structure)) as h:
         yield h
 
 
@@ -63,6 +64,7 @@ async def post_webhook(h: Harness, body: bytes, headers: dict[str, str]) -> int:
 # --------------------------------------------------------------------------- registration
 
 
+@structure_independent
 async def test_start_sets_webhook_with_secret(tg: Harness) -> None:
     assert tg.fake.webhook_url == tg.base_url + WEBHOOK_PATH
     assert tg.fake.webhook_secret == SECRET
@@ -91,6 +93,7 @@ async def test_deep_link_registration(tg: Harness) -> None:
     assert await tg.count(InboundUpdate, InboundUpdate.update_id == str(update["update_id"])) == 1
 
 
+@structure_independent
 async def test_wrong_and_expired_codes_register_nobody(tg: Harness) -> None:
     expired = await tg.world.invite(tg.world.villages[0], VILLAGE_HEAD, ttl=timedelta(seconds=-1))
     assert await tg.say(tg.fake.command(601, "start", "ZZZZ2345")) == 200
@@ -169,6 +172,7 @@ async def test_done_with_two_photos_and_a_note(tg: Harness) -> None:
     assert len(tg.fake.calls_to("getFile", ok=True)) == 2
 
 
+@structure_independent
 async def test_webhook_refuses_a_wrong_or_missing_secret(tg: Harness) -> None:
     body = b'{"update_id": 5, "message": {"message_id": 1, "date": 1, "chat": {"id": 7, "type": "private"}, "text": "/start"}}'
     json_type = {"Content-Type": "application/json"}
@@ -184,6 +188,7 @@ async def test_webhook_refuses_a_wrong_or_missing_secret(tg: Harness) -> None:
     assert await tg.count(InboundUpdate) == 1
 
 
+@structure_independent
 async def test_webhook_rejects_bodies_that_are_not_updates(tg: Harness) -> None:
     headers = {"Content-Type": "application/json", SECRET_HEADER: SECRET}
     for body in (
@@ -202,6 +207,7 @@ async def test_webhook_rejects_bodies_that_are_not_updates(tg: Harness) -> None:
 # --------------------------------------------------------------------------- delivery
 
 
+@structure_independent
 async def test_blocked_user_is_marked_and_not_retried(tg: Harness) -> None:
     chat = 1101
     user = await tg.register(chat, tg.world.villages[0], VILLAGE_HEAD)
@@ -233,6 +239,7 @@ async def test_blocked_user_is_marked_and_not_retried(tg: Harness) -> None:
         assert await notify_user(session, user, Outgoing(text="x"), "test:blocked-2") is None
 
 
+@structure_independent
 async def test_long_message_is_split_with_buttons_on_the_last_part(tg: Harness) -> None:
     chat = 1201
     tg.fake.user(chat)
@@ -257,6 +264,7 @@ async def test_long_message_is_split_with_buttons_on_the_last_part(tg: Harness) 
     assert (row.status, row.platform_message_id) == ("sent", str(parts[-1].message_id))
 
 
+@structure_independent
 async def test_too_many_requests_is_honoured_and_each_message_delivered_once(
     tg: Harness,
 ) -> None:
@@ -283,6 +291,7 @@ async def test_too_many_requests_is_honoured_and_each_message_delivered_once(
     assert await tg.count(Outbox, Outbox.status == "sent") == len(chats)
 
 
+@structure_independent
 async def test_a_split_message_interrupted_by_429_does_not_repeat_its_first_parts(
     tg: Harness,
 ) -> None:
@@ -301,6 +310,7 @@ async def test_a_split_message_interrupted_by_429_does_not_repeat_its_first_part
     assert len(parts) == len(set(parts))
 
 
+@structure_independent
 async def test_photo_and_document_are_uploaded(tg: Harness) -> None:
     chat = 1401
     tg.fake.user(chat)
@@ -345,6 +355,7 @@ async def test_photo_and_document_are_uploaded(tg: Harness) -> None:
     assert escape.status == "dead"  # a path outside the data directory is never read
 
 
+@structure_independent
 async def test_a_document_that_is_not_an_image_is_refused(tg: Harness) -> None:
     chat = 1501
     await tg.register(chat, tg.world.villages[0], VILLAGE_HEAD)

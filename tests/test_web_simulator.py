@@ -24,7 +24,6 @@ from bot.app.runtime import build_runtime
 from bot.app.server import build_app
 from bot.core.config import Settings
 from bot.core.db import Database
-from bot.core.framework import Framework
 from bot.core.models import (
     AuditLog,
     ChannelIdentity,
@@ -37,8 +36,10 @@ from bot.core.models import (
     Report,
     User,
 )
+from bot.core.unit_words import place
 from tests.helpers.rows import count
-from tests.helpers.world import World, build_world
+from tests.helpers.tree_words import assert_no_district_words
+from tests.helpers.world import World, build_world, framework_for, structure_independent
 
 MB = 1024 * 1024
 
@@ -125,8 +126,8 @@ def stored_files(settings: Settings) -> list[Path]:
 
 
 @pytest.fixture
-async def sim(settings: Settings, db: Database, framework: Framework) -> AsyncIterator[Sim]:
-    world = await build_world(settings, db, framework)
+async def sim(settings: Settings, db: Database, structure: str) -> AsyncIterator[Sim]:
+    world = await build_world(settings, db, framework_for(structure))
     await seed_demo(world.app)
     runtime = build_runtime(world.app)
     assert set(runtime.channels) >= {"web"}
@@ -134,10 +135,13 @@ async def sim(settings: Settings, db: Database, framework: Framework) -> AsyncIt
     await client.start_server()
     try:
         yield Sim(world, client)
+        if structure == "two_tier":
+            await assert_no_district_words(db)
     finally:
         await client.close()
 
 
+@structure_independent
 async def test_the_page_is_served(sim: Sim) -> None:
     response = await sim.client.get("/sim")
     assert response.status == 200
@@ -147,17 +151,30 @@ async def test_the_page_is_served(sim: Sim) -> None:
 
 
 async def test_seed_demo_places_people_in_the_first_commune_of_nha_trang(sim: Sim) -> None:
+    """Three-tier: a ward of Thành phố Nha Trang and the city's officer; two-tier: Phường Bắc
+    Nha Trang and, with no district, the province committee's officer."""
     world = sim.world
     head = await demo_user(sim.db, VILLAGE_HEAD)
     officer = await demo_user(sim.db, COMMUNE_OFFICER)
-    district_officer = await demo_user(sim.db, DISTRICT_OFFICER)
-    assert world.district.name == "Thành phố Nha Trang"
+    supervisor = await demo_user(sim.db, DISTRICT_OFFICER)  # the same person's name in both
+    if world.two_tier:
+        assert (world.commune.name, world.supervisor.name) == (
+            "Phường Bắc Nha Trang",
+            "Tỉnh Khánh Hòa",
+        )
+    else:
+        assert world.district.name == "Thành phố Nha Trang"
     assert (head.unit_id, head.role) == (world.villages[0].id, "village_head")
     assert (officer.unit_id, officer.role) == (world.commune.id, "commune_committee")
-    assert (district_officer.unit_id, district_officer.role) == (
-        world.district.id,
-        "district_committee",
-    )
+    assert (supervisor.unit_id, supervisor.role) == (world.supervisor.id, world.supervisor_role)
+
+    # The officer above follows the demo commune up from the simulator.
+    chat = await sim.login(supervisor)
+    mark = await sim.last_id(chat)
+    await sim.send(chat, "/baocao")
+    (overview,) = await sim.messages(chat, mark)
+    assert f"{world.commune.name}:" in overview["text"]
+    assert f"com:{world.commune.id}" in [data for _mid, data in buttons_of([overview])]
     response = await sim.client.get("/sim/api/users")
     listed = {user["id"]: user for user in (await response.json())["users"]}
     assert listed[head.id]["unit_name"] == world.villages[0].name
@@ -177,6 +194,9 @@ async def test_seed_demo_twice_creates_nothing_the_second_time(sim: Sim) -> None
     text = "\n".join(lines)
     assert invite.code in text and "/sim" in text
     assert sim.world.villages[0].name in text and sim.world.commune.name in text
+    # Each person by their title in their unit's words: a ward's committee is "UBND phường".
+    assert f"UBND {place(sim.world.commune)}: {COMMUNE_OFFICER.name}" in text
+    assert "UBND xã — " not in text and "Trưởng thôn — " not in text
 
 
 async def test_a_guest_registers_with_the_demo_invite_code(sim: Sim) -> None:
@@ -256,6 +276,7 @@ async def test_commune_officer_approves_an_extension_in_the_simulator(sim: Sim) 
         assert (await session.get(Occurrence, occurrence_id)).due_at == occurrence.due_at
 
 
+@structure_independent
 async def test_a_forged_button_for_another_village_is_refused(sim: Sim) -> None:
     head = await demo_user(sim.db, VILLAGE_HEAD)
     chat = await sim.login(head)
@@ -282,6 +303,7 @@ async def test_a_forged_button_for_another_village_is_refused(sim: Sim) -> None:
     assert await count(sim.db, AuditLog, AuditLog.action == "forbidden") == 3
 
 
+@structure_independent
 async def test_a_repeated_update_id_changes_nothing(sim: Sim) -> None:
     chat = await sim.login(await demo_user(sim.db, VILLAGE_HEAD))
     update_id = uuid.uuid4().hex
@@ -308,6 +330,7 @@ async def _awaiting_photos(sim: Sim) -> tuple[str, int]:
     return chat, int(done.split(":")[1])
 
 
+@structure_independent
 async def test_a_25_mb_upload_is_refused_with_413_and_nothing_stored(sim: Sim) -> None:
     chat, _occurrence = await _awaiting_photos(sim)
     inbound = await count(sim.db, InboundUpdate)
@@ -319,6 +342,7 @@ async def test_a_25_mb_upload_is_refused_with_413_and_nothing_stored(sim: Sim) -
     assert (await count(sim.db, InboundUpdate), await count(sim.db, Outbox)) == (inbound, outbox)
 
 
+@structure_independent
 async def test_an_oversized_upload_without_content_length_is_cut_off(sim: Sim) -> None:
     chat, _occurrence = await _awaiting_photos(sim)
 
@@ -336,6 +360,7 @@ async def test_an_oversized_upload_without_content_length_is_cut_off(sim: Sim) -
     assert stored_files(sim.world.app.settings) == []
 
 
+@structure_independent
 async def test_a_photo_between_one_and_twenty_megabytes_is_accepted(sim: Sim) -> None:
     chat, _occurrence = await _awaiting_photos(sim)
     big = jpeg((10, 120, 10), size=(1200, 900))
@@ -353,6 +378,7 @@ async def test_a_photo_between_one_and_twenty_megabytes_is_accepted(sim: Sim) ->
         ("gia-anh.jpg", "image/jpeg", b"this is not a picture at all"),
     ],
 )
+@structure_independent
 async def test_a_file_that_is_not_an_image_gets_an_answer_and_nothing_stored(
     sim: Sim, name: str, mime: str, content: bytes
 ) -> None:
@@ -366,6 +392,7 @@ async def test_a_file_that_is_not_an_image_gets_an_answer_and_nothing_stored(
     assert await count(sim.db, AuditLog, col(AuditLog.action) == "evidence.not_image") == 1
 
 
+@structure_independent
 async def test_bad_requests_get_json_errors_not_500(sim: Sim) -> None:
     client = sim.client
     cases = [
@@ -399,6 +426,7 @@ async def test_bad_requests_get_json_errors_not_500(sim: Sim) -> None:
     assert await count(sim.db, InboundUpdate) == 0
 
 
+@structure_independent
 async def test_a_bot_photo_is_served_only_from_the_data_directory(sim: Sim) -> None:
     from bot.core.messages import Outgoing
     from bot.core.models import OutboxStatus

@@ -31,7 +31,7 @@ from bot.core.models import (
 from bot.core.services.outbox import enqueue, notify_user
 from tests.helpers.fake_zalo import ZaloStack, fixture, jpeg_bytes, start_stack
 from tests.helpers.rows import count
-from tests.helpers.world import build_world
+from tests.helpers.world import build_world, framework_for
 
 CHAT = "6ede9afa66b88fe6d6a9"
 OFFICER_CHAT = "a1b2c3d4e5f6a7b8c9d0"
@@ -82,8 +82,8 @@ async def bare_stack(settings, db, framework):  # noqa: ANN001
     await stack.close()
 
 
-async def test_village_head_registers_reports_and_asks_for_more_time(settings, db, framework):
-    world = await build_world(settings, db, framework)
+async def test_village_head_registers_reports_and_asks_for_more_time(settings, db, structure):
+    world = await build_world(settings, db, framework_for(structure))
     stack = await start_stack(world.app, ZaloBotChannel)
     try:
         await stack.channel.start()

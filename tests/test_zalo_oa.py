@@ -43,7 +43,7 @@ from bot.core.services.outbox import enqueue, notify_user, preferred_identity
 from bot.core.services.people import add_user, link_identity
 from tests.helpers.fake_zalo import FakeZalo, ZaloStack, fixture, jpeg_bytes, noisy_png, start_stack
 from tests.helpers.rows import count
-from tests.helpers.world import build_world
+from tests.helpers.world import build_world, framework_for
 
 USER = "2468458835296117922"  # > 2^53: must never pass through a float
 OFFICER = "8123456789012345678"
@@ -115,8 +115,8 @@ async def registered(
         return user
 
 
-async def test_village_head_follows_registers_and_answers_with_buttons(settings, db, framework):
-    world = await build_world(settings, db, framework)
+async def test_village_head_follows_registers_and_answers_with_buttons(settings, db, structure):
+    world = await build_world(settings, db, framework_for(structure))
     stack = await start_stack(world.app, ZaloOAChannel)
     try:
         village = world.villages[0]

@@ -1,9 +1,11 @@
 """Demo people for trying papibot in the chat simulator (`papibot demo-seed`).
 
 In the first commune of Thành phố Nha Trang (or the first commune by code when the sample is
-not loaded): a village head of its first village, a commune officer, a district officer, each
-linked to a `web` chat, and an unused invite code for the village head of its second village.
-Running it again finds them and creates nothing.
+not loaded, as in the two-tier 2025 tree: Phường Bắc Nha Trang): a village head of its first
+village, a commune officer, the officer of the level above (the district; with no districts,
+the province committee, where "UBND cấp huyện" supervision goes), each linked to a `web` chat,
+and an unused invite code for the village head of its second village. Running it again finds
+them and creates nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bot.core.context import AppContext
 from bot.core.models import Invite, Level, Unit, User, utcnow
 from bot.core.services.people import add_user, create_invite, identity_for, link_identity
 from bot.core.timeutil import from_db
+from bot.core.unit_words import titled
 from bot.web.sim_channel import CHANNEL, chat_for_user
 
 DEMO_DISTRICT_NAME = "Thành phố Nha Trang"
@@ -36,6 +39,7 @@ class DemoPerson:
 VILLAGE_HEAD = DemoPerson("Nguyễn Văn An (demo)", "village_head")
 COMMUNE_OFFICER = DemoPerson("Trần Thị Bình (demo)", "commune_committee")
 DISTRICT_OFFICER = DemoPerson("Lê Văn Cường (demo)", "district_committee")
+PROVINCE_OFFICER = DemoPerson("Lê Văn Cường (demo)", "province_committee")  # two-tier
 
 
 async def _demo_commune(session: AsyncSession) -> Unit:
@@ -112,7 +116,7 @@ async def seed_demo(ctx: AppContext) -> list[str]:
     created = invite_created = 0
     async with ctx.db.session() as session:
         commune = await _demo_commune(session)
-        district = await session.get(Unit, commune.parent_id) if commune.parent_id else None
+        above = await session.get(Unit, commune.parent_id) if commune.parent_id else None
         villages = list(
             (
                 await session.exec(
@@ -130,9 +134,10 @@ async def seed_demo(ctx: AppContext) -> list[str]:
         officer, new = await _person(session, COMMUNE_OFFICER, commune)
         people.append((officer, commune))
         created += new
-        if district is not None and district.level == Level.district:
-            district_officer, new = await _person(session, DISTRICT_OFFICER, district)
-            people.append((district_officer, district))
+        if above is not None and above.level in (Level.district, Level.province):
+            who = DISTRICT_OFFICER if above.level == Level.district else PROVINCE_OFFICER
+            supervisor, new = await _person(session, who, above)
+            people.append((supervisor, above))
             created += new
         invite = None
         if len(villages) > 1:
@@ -141,14 +146,13 @@ async def seed_demo(ctx: AppContext) -> list[str]:
 
     lines.append(
         f"Demo people in {commune.name}"
-        + (f", {district.name}" if district is not None else "")
+        + (f", {above.name}" if above is not None else "")
         + f" ({created} new; {len(people) - created} already there):"
     )
     for user, unit in people:
-        role = ctx.framework.role_name(user.role, "vi")
-        lines.append(
-            f"  {role} — {unit.name}: {user.name}, user {user.id}, chat {chat_for_user(user.id)}"
-        )
+        # In the unit's own words: "Tổ trưởng Tổ dân phố 1", "UBND phường Bắc Nha Trang".
+        role = titled(ctx.framework, user.role, unit)
+        lines.append(f"  {role}: {user.name}, user {user.id}, chat {chat_for_user(user.id)}")
     if not villages:
         lines.append(f"  (no village under {commune.name}: no village head was created)")
     if invite is not None:

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import csv
 import hashlib
 import itertools
 import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any, Protocol, Self
 
 import aiohttp
@@ -48,7 +47,7 @@ from bot.channels.zalo_bot import SECRET_HEADER as ZALO_BOT_SECRET_HEADER
 from bot.channels.zalo_bot import ZaloBotChannel
 from bot.channels.zalo_oa import WEBHOOK_PATH as ZALO_OA_WEBHOOK_PATH
 from bot.channels.zalo_oa import ZaloOAChannel
-from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.core.config import Settings
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework import Framework
@@ -61,7 +60,8 @@ from handlers.router import Dispatcher
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram
 from tests.helpers.fake_zalo import FakeZalo, fixture
-from tests.helpers.world import World
+from tests.helpers.tree_words import assert_no_district_words
+from tests.helpers.world import World, framework_for, world_of, write_small_units_csv
 
 CHANNELS = ("telegram", "zalo_bot", "zalo_oa", "web")
 SETTLE_TIMEOUT = 15.0  # seconds: a conversation step that never settles is a failure
@@ -111,29 +111,13 @@ class ChannelDriver(Protocol):
 # --------------------------------------------------------------------------- the small world
 
 
-def _small_units_csv(target_dir: Path) -> Path:
-    """The province, one district, its first commune and that commune's villages."""
-    with (DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    commune = sorted((r for r in rows if r["level"] == "commune"), key=lambda r: r["code"])[0]
-    district = next(r for r in rows if r["code"] == commune["parent_code"])
-    province = next(r for r in rows if r["code"] == district["parent_code"])
-    villages = [r for r in rows if r["parent_code"] == commune["code"]]
-    target = target_dir / "journey-units.csv"
-    with target.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows([province, district, commune, *villages])
-    return target
-
-
 LATE_DAYS = 31  # village heads' tasks are monthly, due on the 25th: a month back always holds one
 WORLD_TABLES = (Unit, TaskDefinition, Occurrence)  # all that building the world writes
 _world_rows: dict[str, list[list[dict[str, Any]]]] = {}  # by day: the rows of WORLD_TABLES
 
 
 async def small_world(settings: Settings, db: Database, framework: Framework) -> World:
-    """One commune and its villages, with what is open now (windows opening by tomorrow) and
+    """One commune and its villages (a ward and its residential groups, two-tier), with what is open now (windows opening by tomorrow) and
     what came due in the last month, so /viec shows several task cards (which one is tapped
     matters) on any date.
 
@@ -141,9 +125,11 @@ async def small_world(settings: Settings, db: Database, framework: Framework) ->
     planner; later ones get a copy of its rows (the same units, tasks and occurrences, ids
     included), which saves most of a second per test."""
     today = date.today()
-    rows = _world_rows.get(today.isoformat())
+    cache_key = f"{today.isoformat()}:{settings.structure}"
+    rows = _world_rows.get(cache_key)
     if rows is None:
-        await import_units_csv(db, _small_units_csv(settings.data_dir.parent))
+        units_csv = settings.data_dir.parent / "journey-units.csv"
+        await import_units_csv(db, write_small_units_csv(units_csv, settings.structure))
         async with db.session() as session:
             await sync_task_definitions(session, framework)
             await plan(
@@ -154,25 +140,17 @@ async def small_world(settings: Settings, db: Database, framework: Framework) ->
                 today + timedelta(days=1),
             )
             await session.commit()
-        _world_rows[today.isoformat()] = await _copy_rows(db)
+        _world_rows[cache_key] = await _copy_rows(db)
     else:
         async with db.session() as session:
             connection = await session.connection()
             for model, table_rows in zip(WORLD_TABLES, rows, strict=True):
                 await connection.execute(model.__table__.insert(), table_rows)
             await session.commit()
+    app = AppContext(settings=settings, db=db, framework=framework)
     async with db.session() as session:
         commune = (await session.exec(select(Unit).where(Unit.level == "commune"))).one()
-        district = await session.get(Unit, commune.parent_id)
-        villages = list(
-            (
-                await session.exec(
-                    select(Unit).where(Unit.parent_id == commune.id).order_by(Unit.code)
-                )
-            ).all()
-        )
-    app = AppContext(settings=settings, db=db, framework=framework)
-    return World(app=app, district=district, commune=commune, villages=villages)
+        return await world_of(app, session, commune)
 
 
 async def _copy_rows(db: Database) -> list[list[dict[str, Any]]]:
@@ -704,3 +682,15 @@ DRIVERS: dict[str, type[BaseDriver]] = {
 
 def make_driver(name: str, settings: Settings, db: Database, framework: Framework) -> ChannelDriver:
     return DRIVERS[name](settings, db, framework)  # type: ignore[return-value]
+
+
+@asynccontextmanager
+async def structured_driver(
+    name: str, settings: Settings, db: Database, structure: str
+) -> AsyncIterator[ChannelDriver]:
+    """The driver for channel `name` on a world of `structure` (tests/conftest.py), with that
+    structure's framework; a two-tier journey's messages are then read for district words."""
+    async with make_driver(name, settings, db, framework_for(structure)) as channel_driver:
+        yield channel_driver
+        if structure == "two_tier":
+            await assert_no_district_words(db)

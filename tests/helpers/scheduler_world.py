@@ -2,6 +2,9 @@
 
 Huyện Diên Khánh with Xã An (Thôn Một, whose head reports; Thôn Hai, whose head never does) and
 Xã Bình (Thôn Ba, where nobody is registered); tasks due on Wednesday 25 November 2026 at 17:00.
+Under the two-tier structure (`settings.structure`, since July 2025) there is no district: Xã An
+and Phường Bình sit under the province, whose committee supervises them (the person keyed
+"district" is then the province committee's officer).
 `drive` runs the scheduler with explicit moments and collects what each person received.
 """
 
@@ -126,6 +129,28 @@ UNITS = [
 ]
 
 
+# The 2025 tree: no district; the second commune is a ward, so its words are checked too.
+UNITS_TWO_TIER = [
+    ("province", "56", "Tỉnh Khánh Hòa", "province", None),
+    ("xa_an", "22480", "Xã An", "commune", "province"),
+    ("xa_binh", "22483", "Phường Bình", "commune", "province"),
+    ("thon_mot", "22480-01", "Thôn Một", "village", "xa_an"),
+    ("thon_hai", "22480-02", "Thôn Hai", "village", "xa_an"),
+    ("thon_ba", "22483-01", "Thôn Ba", "village", "xa_binh"),
+    ("so_xay_dung", "so-xay-dung", "Sở Xây dựng", "agency", "province"),
+    ("so_noi_vu", "so-noi-vu", "Sở Nội vụ", "agency", "province"),
+]
+
+
+def two_tier(world: SchedulerWorld) -> bool:
+    return world.app.settings.structure == "two_tier"
+
+
+def supervisor_key(world: SchedulerWorld) -> str:
+    """The unit that supervises the communes: the district, or (two-tier) the province."""
+    return "province" if two_tier(world) else "district"
+
+
 def subset(framework: Framework, keys: tuple[str, ...] = TASKS) -> Framework:
     """Only these tasks, each on its timing's own rule at every level (no cadence, no spread):
     the world is about the scheduler's mechanics, on four tasks due the same day each month."""
@@ -141,10 +166,13 @@ async def build_scheduler_world(
     db: Database,
     framework: Framework,
     plan_on: datetime = at(1, 0, 5),
-    units: list[tuple] = UNITS,
+    units: list[tuple] | None = None,
     tasks: tuple[str, ...] = TASKS,
 ) -> SchedulerWorld:
-    """The units above, the four tasks, November planned; nobody registered yet."""
+    """The units above (of the settings' structure), the four tasks, November planned;
+    nobody registered yet."""
+    if units is None:
+        units = UNITS_TWO_TIER if settings.structure == "two_tier" else UNITS
     app = AppContext(settings=settings, db=db, framework=subset(framework, tasks))
     made: dict[str, Unit] = {}
     async with db.session() as session:
@@ -166,7 +194,8 @@ async def register_everyone_but_thon_ba(world: SchedulerWorld) -> None:
     await world.person("head_hai", "thon_hai", "village_head", "zalo_bot", "2002")
     await world.person("officer_an", "xa_an", "commune_committee", "telegram", "3001")
     await world.person("officer_binh", "xa_binh", "commune_committee", "telegram", "3002")
-    await world.person("district", "district", "district_committee", "telegram", "4001")
+    supervisor = supervisor_key(world)
+    await world.person("district", supervisor, f"{supervisor}_committee", "telegram", "4001")
     await world.person("xay_dung", "so_xay_dung", "province_agency:so-xay-dung", "telegram", "5001")
     await world.person("noi_vu", "so_noi_vu", "province_agency:so-noi-vu", "telegram", "6001")
 
@@ -319,6 +348,8 @@ def bar_fractions(path: Path) -> list[float]:
 
 
 async def district_reports(world: SchedulerWorld, now: datetime) -> None:
+    if two_tier(world):
+        return  # T4 is the commune's alone now: the province committee has no task of its own
     await world.report_done("district", "district", (T4,), now)
 
 

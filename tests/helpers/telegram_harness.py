@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 from aiohttp import web
 from PIL import Image
@@ -19,7 +17,7 @@ from bot.app.runtime import Runtime, build_runtime
 from bot.app.server import build_app
 from bot.channels.sender import RateLimiter
 from bot.channels.telegram import TelegramChannel
-from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
+from bot.core.config import Settings
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework import Framework
@@ -33,7 +31,7 @@ from bot.core.units import import_units_csv
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram
 from tests.helpers.rows import count
-from tests.helpers.world import World
+from tests.helpers.world import World, world_of, write_small_units_csv
 
 TOKEN = "123456:TEST-TOKEN-abc"
 SECRET = "webhook-secret_42"
@@ -44,40 +42,18 @@ OFFICER = "commune_committee"
 # --------------------------------------------------------------------------- the world
 
 
-def small_units_csv(target: Path) -> Path:
-    """The province, one district, its first commune and that commune's villages: the same
-    units build_world uses, without planning six hundred others (keeps the file fast)."""
-    with (DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    commune = sorted((r for r in rows if r["level"] == "commune"), key=lambda r: r["code"])[0]
-    district = next(r for r in rows if r["code"] == commune["parent_code"])
-    province = next(r for r in rows if r["code"] == district["parent_code"])
-    villages = [r for r in rows if r["parent_code"] == commune["code"]]
-    with target.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows([province, district, commune, *villages])
-    return target
-
-
 async def small_world(settings: Settings, db: Database, framework: Framework) -> World:
-    await import_units_csv(db, small_units_csv(settings.data_dir.parent / "units.csv"))
+    units_csv = write_small_units_csv(settings.data_dir.parent / "units.csv", settings.structure)
+    await import_units_csv(db, units_csv)
+    app = AppContext(settings=settings, db=db, framework=framework)
     async with db.session() as session:
         await sync_task_definitions(session, framework)
         commune = (await session.exec(select(Unit).where(Unit.level == "commune"))).one()
-        district = await session.get(Unit, commune.parent_id)
-        villages = list(
-            (
-                await session.exec(
-                    select(Unit).where(Unit.parent_id == commune.id).order_by(Unit.code)
-                )
-            ).all()
-        )
+        world = await world_of(app, session, commune)
         # What is open now (windows opening by tomorrow): all the journeys need, and quick.
         await plan(session, framework, settings, date.today(), date.today() + timedelta(days=1))
         await session.commit()
-    app = AppContext(settings=settings, db=db, framework=framework)
-    return World(app=app, district=district, commune=commune, villages=villages)
+    return world
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (640, 480)) -> bytes:

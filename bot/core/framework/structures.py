@@ -57,8 +57,43 @@ def apply_structure(framework: Framework, base_dir: Path, name: str) -> Framewor
         roles = list(dict.fromkeys(spec.roles.get(role, role) for role in task.roles))
         tasks[key] = task.model_copy(update={"roles": roles})
     return framework.model_copy(
-        update={"tasks": tasks, "supervisors": {**framework.supervisors, **spec.supervisors}}
+        update={
+            "tasks": tasks,
+            "supervisors": {**framework.supervisors, **spec.supervisors},
+            "roles": _oversight(framework, spec.roles),
+        }
     )
+
+
+def _oversight(framework: Framework, moved: dict[str, str]) -> dict:
+    """Who oversees whom once the `moved` roles are gone: a role that oversaw one of them (the
+    province committee over the district committee) oversees what that one oversaw (the commune
+    committee), so a commune's request for more time still reaches the level above it. A role
+    overseen at its own level (the commune radio, by the commune committee) stays with it; the
+    roles gone oversee nobody."""
+    roles = framework.roles
+    overseen_nearby = {
+        child
+        for role in roles.values()
+        for child in role.oversees
+        if child in roles and roles[child].level == role.level and child not in moved
+    }
+    updated = {}
+    for name, role in roles.items():
+        if name in moved:
+            updated[name] = role.model_copy(update={"oversees": []})
+            continue
+        oversees: list[str] = []
+        for child in role.oversees:
+            if child not in moved:
+                oversees.append(child)
+                continue
+            for below in roles[child].oversees:
+                below = moved.get(below, below)
+                if below in roles and below not in moved and below not in overseen_nearby:
+                    oversees.append(below)
+        updated[name] = role.model_copy(update={"oversees": list(dict.fromkeys(oversees))})
+    return updated
 
 
 __all__ = ["THREE_TIER", "apply_structure", "structure_name"]
