@@ -23,21 +23,31 @@ def oversees(convo: Conversation, role: str, other_role: str) -> bool:
 
 
 async def approvers_for(convo: Conversation, occurrence: Occurrence, requester: User) -> list[User]:
-    """People one level up whose role oversees the requester's role (commune for a village)."""
+    """The people whose role oversees the requester's role, each at the unit of its own level
+    on the way up: the commune above a village head; the commune itself for its radio or its
+    health station (two-tier), the district or the province above a commune committee."""
+    framework = convo.app.framework
+    overseeing = [name for name, role in framework.roles.items() if requester.role in role.oversees]
     unit = await convo.session.get(Unit, occurrence.unit_id)
-    if unit is None or unit.parent_id is None:
-        return []
-    overseeing = [
-        name for name, role in convo.app.framework.roles.items() if requester.role in role.oversees
-    ]
-    rows = await convo.session.exec(
-        select(User).where(
-            User.unit_id == unit.parent_id,
-            col(User.role).in_(overseeing),
-            col(User.active).is_(True),
+    wanted: list[tuple[int, list[str]]] = []
+    while unit is not None and overseeing:
+        here = [name for name in overseeing if framework.role_level(name) == unit.level]
+        if here:
+            wanted.append((unit.id, here))
+            overseeing = [name for name in overseeing if name not in here]
+        unit = await convo.session.get(Unit, unit.parent_id) if unit.parent_id else None
+    found: list[User] = []
+    for unit_id, roles in wanted:
+        rows = await convo.session.exec(
+            select(User).where(
+                User.unit_id == unit_id,
+                col(User.role).in_(roles),
+                col(User.active).is_(True),
+                User.id != requester.id,
+            )
         )
-    )
-    return list(rows.all())
+        found += rows.all()
+    return found
 
 
 async def load_request(

@@ -202,7 +202,14 @@ def expected_allowed(framework: Framework, roles: frozenset[str], role: str) -> 
     if role.startswith("province_agency:") and "province_agency:*" in roles:
         return True
     definition = framework.roles.get(role)
-    return "@oversees" in roles and definition is not None and bool(definition.oversees)
+    if definition is None:
+        return False
+    if "@oversees" in roles and definition.oversees:
+        return True
+    # "@oversees:commune_committee": a role that oversees that one (the district committee;
+    # the province committee when there are no districts).
+    overseen = {entry.split(":", 1)[1] for entry in roles if entry.startswith("@oversees:")}
+    return bool(overseen & set(definition.oversees))
 
 
 async def home_unit(world: World, framework: Framework, role: str) -> Unit:

@@ -37,7 +37,7 @@ from bot.core.units import import_units_csv
 from tests.helpers.drill_fuzz import MAX_BODY, bodies, check_answer, encode, snapshot
 from tests.helpers.fake_telegram import FakeTelegram
 from tests.helpers.fake_zalo import fixture
-from tests.helpers.telegram_harness import small_units_csv
+from tests.helpers.world import write_small_units_csv
 
 pytestmark = pytest.mark.drill
 
@@ -183,7 +183,9 @@ async def door(settings: Settings, framework: Framework) -> AsyncIterator[Door]:
     settings.scheduler_enabled = False
     db = Database(settings.effective_database_url)
     await db.upgrade()
-    await import_units_csv(db, small_units_csv(settings.data_dir.parent / "units.csv"))
+    await import_units_csv(
+        db, write_small_units_csv(settings.data_dir.parent / "units.csv", "three_tier")
+    )
     async with db.session() as session:
         await sync_task_definitions(session, framework)
         await session.commit()

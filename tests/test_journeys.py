@@ -44,6 +44,7 @@ from bot.core.models import (
     Outbox,
     Report,
     User,
+    utcnow,
 )
 from bot.core.timeutil import from_db
 from bot.core.unit_words import place
@@ -388,3 +389,46 @@ async def test_a_commune_asks_its_supervisor_for_more_time(driver: ChannelDriver
     await d.say("boss", "/baocao")
     (overview,) = (await d.messages("boss"))[sent:]
     assert d.world.commune.name in overview.text
+
+
+async def test_a_commune_role_asks_for_more_time_and_its_overseer_decides(
+    driver: ChannelDriver,
+) -> None:
+    """The request reaches the role that oversees the requester, at that role's own level: the
+    health station's goes to the district health centre, or with no districts (two-tier, the
+    centre now a regional one) to its own commune committee."""
+    d = driver
+    station = await register(d, "station", d.world.commune, "commune_health_station")
+    officer = await register(d, "officer", d.world.commune, OFFICER)
+    if not d.world.two_tier:
+        centre = await register(d, "centre", d.world.district, "district_health_center")
+    # Its tasks are quarterly at a commune: one whose window is open now.
+    async with d.world.db.session() as session:
+        session.add(
+            Occurrence(
+                task_key="nang-cao-chat-luong-kham-chua-benh",
+                unit_id=d.world.commune.id,
+                period="test-now",
+                window_start=utcnow() - timedelta(days=3),
+                due_at=utcnow() + timedelta(days=10),
+            )
+        )
+        await session.commit()
+    for requester, chat in ((station, "station"),):
+        listing = await task_list(d, chat)
+        occurrence_id = arg(buttons(listing, "ext:")[0])
+        await d.tap(chat, f"ext:{occurrence_id}")
+        await d.tap(chat, f"extd:{occurrence_id}:7")
+        await d.say(chat, "Đang chờ kinh phí")
+        decider = "officer" if d.world.two_tier else "centre"
+        request = (await d.messages(decider))[-1]
+        (approve,) = buttons([request], "appr:")
+        await d.tap(decider, approve)
+        async with d.world.db.session() as session:
+            report = await session.get(Report, arg(approve))
+        decided_by = officer if decider == "officer" else centre
+        assert (report.user_id, report.status, report.decided_by_user_id) == (
+            requester.id,
+            "approved",
+            decided_by.id,
+        )

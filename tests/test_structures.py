@@ -191,11 +191,15 @@ def test_with_no_districts_the_province_committee_oversees_the_communes(framewor
     assert two_tier.roles["province_committee"].oversees == ["commune_committee"]
     assert framework.roles["province_committee"].oversees == ["district_committee"]
     assert two_tier.roles["district_committee"].oversees == []  # nobody holds it any more
-    # The commune keeps its own: the commune radio is still the commune committee's.
-    assert (
-        two_tier.roles["commune_committee"].oversees
-        == framework.roles["commune_committee"].oversees
-    )
+    # The commune keeps its own (the commune radio is still the commune committee's), and
+    # takes the commune roles whose overseer went away: the health station (its district
+    # health centre is now a regional one, a provincial agency) and the commune police.
+    assert two_tier.roles["commune_committee"].oversees == [
+        *framework.roles["commune_committee"].oversees,
+        "commune_health_station",
+        "commune_police",
+    ]
+    assert "commune_health_station" in framework.roles["district_health_center"].oversees
     baocao = COMMANDS["baocao"].roles
     assert role_may(two_tier, baocao, "province_committee")
     assert not role_may(framework, baocao, "province_committee")

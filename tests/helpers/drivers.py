@@ -37,6 +37,7 @@ from typing import Any, Protocol, Self
 
 import aiohttp
 from aiohttp import FormData, web
+from sqlalchemy import text
 from sqlmodel import select
 
 from bot.app.runtime import Runtime, build_runtime
@@ -146,6 +147,15 @@ async def small_world(settings: Settings, db: Database, framework: Framework) ->
             connection = await session.connection()
             for model, table_rows in zip(WORLD_TABLES, rows, strict=True):
                 await connection.execute(model.__table__.insert(), table_rows)
+                if not db.is_sqlite and "id" in model.__table__.c and table_rows:
+                    # The rows came with their ids: the next one the sequence gives follows them.
+                    name = model.__table__.name
+                    await connection.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'),"
+                            f" (SELECT max(id) FROM {name}))"
+                        )
+                    )
             await session.commit()
     app = AppContext(settings=settings, db=db, framework=framework)
     async with db.session() as session:

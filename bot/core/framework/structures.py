@@ -93,7 +93,28 @@ def _oversight(framework: Framework, moved: dict[str, str]) -> dict:
                 if below in roles and below not in moved and below not in overseen_nearby:
                     oversees.append(below)
         updated[name] = role.model_copy(update={"oversees": list(dict.fromkeys(oversees))})
-    return updated
+    return _orphans_to_the_commune(roles, updated, moved)
+
+
+def _orphans_to_the_commune(roles: dict, updated: dict, moved: dict[str, str]) -> dict:
+    """A commune-level role whose overseer went to a provincial agency or away (the health
+    station, whose district health centre is now a regional one; the commune police) is
+    overseen by its commune committee, so its requests for more time reach someone."""
+    overseen = {child for role in updated.values() for child in role.oversees}
+    orphans = [
+        name
+        for name, role in roles.items()
+        if role.level == "commune"
+        and name != "commune_committee"
+        and name not in moved
+        and name not in overseen
+        and any(name in other.oversees for other in roles.values())
+    ]
+    committee = updated.get("commune_committee")
+    if committee is None or not orphans:
+        return updated
+    oversees = list(dict.fromkeys([*committee.oversees, *orphans]))
+    return {**updated, "commune_committee": committee.model_copy(update={"oversees": oversees})}
 
 
 __all__ = ["THREE_TIER", "apply_structure", "structure_name"]
