@@ -75,10 +75,21 @@ PEOPLE = [
 MEASURED = ("commune", "village")
 
 
+def own_tasks(row: Outbox) -> bool:
+    """A reminder of the person's own tasks (its answers' buttons), not the news apart of
+    what was escalated to them (a village's late task, with "report on its behalf")."""
+    buttons = [b["data"] for line in row.payload.get("buttons", []) for b in line]
+    return any(data.split(":", 1)[0] in OWN_ANSWERS for data in buttons)
+
+
+OWN_ANSWERS = {"done", "photo", "ext", "cant", "all", "one"}
+
+
 @dataclass
 class Load:
-    messages: int = 0
-    busiest_day: int = 0  # messages on the day with the most
+    messages: int = 0  # reminders of the person's own tasks
+    notices: int = 0  # messages apart: what was escalated to the person (villages' late tasks)
+    busiest_day: int = 0  # reminders of own tasks on the day with the most
     longest: int = 0  # characters
     longest_text: str = ""
     per_month: Counter = field(default_factory=Counter)  # messages
@@ -287,11 +298,14 @@ async def simulate(
                     if key not in MEASURED:
                         continue
                     load = loads[key]
-                    load.messages += 1
-                    load.per_month[day.month] += 1
                     text = row.payload.get("text", "")
                     if len(text) > load.longest:
                         load.longest, load.longest_text = len(text), text
+                    if not own_tasks(row):
+                        load.notices += 1  # news of others' late tasks, a message apart
+                        continue
+                    load.messages += 1
+                    load.per_month[day.month] += 1
                     today[key] += 1
                 for key, count in today.items():
                     loads[key].busiest_day = max(loads[key].busiest_day, count)
@@ -365,17 +379,17 @@ ANSWERS = {  # how the person answers → simulate()'s (prompt, one_at_a_time)
 
 def table(figures: dict[tuple[str, str, str], Load]) -> str:
     lines = [
-        "| structure | who | answers | messages a year | most a month | most a day "
+        "| structure | who | answers | reminders a year | most a month | most a day "
         "| longest message | tasks a month (most) | taps a month (most) "
-        "| photos a month (most) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| photos a month (most) | news of others a year |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (structure, who, answers), load in figures.items():
         lines.append(
             f"| {structure} | {who} | {answers} | {load.messages} "
             f"| {load.max_month} "
             f"| {load.busiest_day} | {load.longest} | {load.max_tasks} | {load.max_taps} "
-            f"| {load.max_photos} |"
+            f"| {load.max_photos} | {load.notices} |"
         )
     return "\n".join(lines)
 
