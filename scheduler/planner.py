@@ -26,12 +26,7 @@ from sqlmodel.sql.expression import Select
 from bot.core.config import Settings
 from bot.core.framework import Framework, TaskRecord
 from bot.core.models import Event, Occurrence, TaskDefinition, Unit, utcnow
-from bot.core.sqlutil import (
-    foreign_key_triggers_off,
-    insert_ignore,
-    insert_ignore_for_ids,
-    may_turn_off_foreign_key_triggers,
-)
+from bot.core.sqlutil import insert_ignore, insert_ignore_for_ids
 from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
 from scheduler.periods import Period, periods_between
 from scheduler.workdays import WorkCalendar, load_calendar
@@ -159,7 +154,6 @@ async def _plan_period(
     existing: int,
     settings: Settings,
     now: datetime,
-    lock_units: bool = False,
 ) -> int:
     """Create (task, period) at every unit of `unit_ids` that lacks it; returns how many.
 
@@ -173,13 +167,7 @@ async def _plan_period(
     values = _row(task_key, 0, period, settings, now)
     del values["unit_id"]
     return await insert_ignore_for_ids(
-        session,
-        Occurrence.__table__,
-        "unit_id",
-        unit_ids,
-        values,
-        _UNIQUE,
-        lock_parent=Unit.__table__ if lock_units else None,
+        session, Occurrence.__table__, "unit_id", unit_ids, values, _UNIQUE
     )
 
 
@@ -225,14 +213,9 @@ async def plan(
     until = until or today + timedelta(days=settings.plan_horizon_days)
     report = PlanReport()
     index = await UnitIndex.load(session)
-    # On PostgreSQL, when the login may, the inserts check their own foreign keys (units and
-    # task definitions locked FOR KEY SHARE in this transaction) and the per-row checks are
-    # skipped: planning at twice the rate. A plan committed in pieces would lose the locks.
-    self_checked = not commit_each and await may_turn_off_foreign_key_triggers(session)
-    active_tasks = select(TaskDefinition.key).where(TaskDefinition.active)
-    if self_checked:
-        active_tasks = active_tasks.with_for_update(read=True, key_share=True)
-    active = set((await session.exec(active_tasks)).all())
+    active = set(
+        (await session.exec(select(TaskDefinition.key).where(TaskDefinition.active))).all()
+    )
     now = utcnow()
     calendar = load_calendar(settings)
     slots = due_slots(framework)
@@ -256,27 +239,25 @@ async def plan(
         for period in periods:
             wanted[(task.key, period.key)] += len(unit_ids)
     total, done = sum(len(periods) for _task, _units, periods in work), 0
-    async with foreign_key_triggers_off(session, allowed=self_checked):
-        for task, unit_ids, periods in work:
-            for period in periods:
-                done += 1
-                if progress is not None:
-                    progress(done, total)  # `papibot plan` on a terminal: a progress bar
-                have = existing.get((task.key, period.key), 0)
-                count = await _plan_period(
-                    session,
-                    task.key,
-                    period,
-                    unit_ids,
-                    len(unit_ids) if have == wanted[(task.key, period.key)] else -1,
-                    settings,
-                    now,
-                    lock_units=self_checked,
-                )
-                report.inserted += count
-                report.per_task[task.key] += count
-                if commit_each and count:
-                    await session.commit()
+    for task, unit_ids, periods in work:
+        for period in periods:
+            done += 1
+            if progress is not None:
+                progress(done, total)  # `papibot plan` on a terminal: a progress bar
+            have = existing.get((task.key, period.key), 0)
+            count = await _plan_period(
+                session,
+                task.key,
+                period,
+                unit_ids,
+                len(unit_ids) if have == wanted[(task.key, period.key)] else -1,
+                settings,
+                now,
+            )
+            report.inserted += count
+            report.per_task[task.key] += count
+            if commit_each and count:
+                await session.commit()
     await _plan_events(session, framework, settings, index, report, now)
     return report
 

@@ -1,20 +1,15 @@
 """The planner: one occurrence per (task, unit, period), idempotent, events, on-request never."""
 
-import uuid
 from collections import Counter
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
 
 from bot.core.db import Database
 from bot.core.models import Event, Occurrence, Unit
-from bot.core.sqlutil import may_turn_off_foreign_key_triggers
 from scheduler.planner import _counts_query, plan
-from tests.conftest import POSTGRES_URL, drop_postgres_schema, make_postgres_database
 from tests.helpers.world import build_world
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -235,83 +230,3 @@ async def test_the_window_count_reads_only_the_unique_keys_prefix(settings):
     assert [step[-1] for step in steps] == [
         "SEARCH occurrences USING COVERING INDEX uq_occurrences_period_task_unit (period=?)"
     ]
-
-
-# --- PostgreSQL: the planner's inserts check their own foreign keys ---------------------------
-
-
-def planned_keys(rows) -> set[tuple[str, str, int]]:
-    return {(task_key, period, unit_id) for task_key, period, unit_id in rows}
-
-
-async def all_keys(session) -> set[tuple[str, str, int]]:
-    found = await session.exec(select(Occurrence.task_key, Occurrence.period, Occurrence.unit_id))
-    return planned_keys(found.all())
-
-
-@pytest.mark.postgres
-@pytest.mark.skipif(not POSTGRES_URL, reason="PAPIBOT_TEST_DATABASE_URL is not set: no PostgreSQL")
-async def test_after_planning_every_foreign_key_is_checked_again(settings, framework):
-    """The plan turns the per-row checks off for its own inserts only: in the same transaction,
-    right after it, an occurrence of a unit that does not exist is refused."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    db = await make_postgres_database(schema)
-    try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all)
-        await build_world(settings, db, framework, today=date(2026, 11, 27))
-        async with db.session() as session:
-            assert await may_turn_off_foreign_key_triggers(session)
-            report = await plan(session, framework, settings, date(2027, 3, 1))
-            assert report.inserted > 0
-            role = await session.exec(text("SELECT current_setting('session_replication_role')"))
-            assert role.scalar() == "origin"
-            with pytest.raises(IntegrityError):
-                await session.exec(
-                    text(
-                        "INSERT INTO occurrences (task_key, unit_id, period, window_start, due_at,"
-                        " status, note, created_at, updated_at) SELECT key, 999999, 'x', now(),"
-                        " now(), 'open', '', now(), now() FROM task_definitions LIMIT 1"
-                    )
-                )
-    finally:
-        await db.dispose()
-        await drop_postgres_schema(schema)
-
-
-@pytest.mark.postgres
-@pytest.mark.skipif(not POSTGRES_URL, reason="PAPIBOT_TEST_DATABASE_URL is not set: no PostgreSQL")
-async def test_a_login_without_the_privilege_plans_the_same_rows(settings, framework):
-    """A login that may not set session_replication_role (an ordinary owner of the tables)
-    plans through the per-row checks, to exactly the rows the privileged path makes."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    role = f"plain_{uuid.uuid4().hex[:8]}"
-    db = await make_postgres_database(schema)
-    try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all)
-            await connection.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
-            await connection.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
-            for kind in ("TABLES", "SEQUENCES"):
-                await connection.execute(
-                    text(f'GRANT ALL ON ALL {kind} IN SCHEMA "{schema}" TO "{role}"')
-                )
-        await build_world(settings, db, framework, today=date(2026, 11, 27))
-        async with db.session() as session:
-            report = await plan(session, framework, settings, date(2027, 3, 1))
-            privileged = await all_keys(session)
-            await session.rollback()
-        async with db.session() as session:
-            await session.exec(text(f'SET ROLE "{role}"'))
-            assert not await may_turn_off_foreign_key_triggers(session)
-            plain = await plan(session, framework, settings, date(2027, 3, 1))
-            assert plain.inserted == report.inserted > 0
-            assert await all_keys(session) == privileged
-            await session.rollback()
-    finally:
-        await db.dispose()
-        await drop_postgres_schema(schema)
-        admin = Database(POSTGRES_URL)
-        async with admin.engine.begin() as connection:
-            await connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-        await admin.dispose()
