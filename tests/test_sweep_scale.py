@@ -386,5 +386,5 @@ async def test_identities_loaded_for_a_sweep_follow_the_chat_used_last(db, setti
             await session.exec(select(DialogState).where(DialogState.external_id == "zb-1"))
         ).one()
     buttons = [button["data"] for line in row.payload["buttons"] for button in line]
-    # "All done" for both, then two tasks with four answers each.
-    assert state.data["menu"] == buttons and len(buttons) == 9
+    # "All done" and "one at a time" for both, then two tasks with four answers each.
+    assert state.data["menu"] == buttons and len(buttons) == 10
