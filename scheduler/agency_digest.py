@@ -32,6 +32,7 @@ from bot.core.timeutil import to_db
 from bot.core.unit_words import collective
 from bot.core.vietnamese_order import sort_key
 from scheduler.digest_access import dashboard_button
+from scheduler.period_words import recent_period_line
 from scheduler.policy import Policies
 
 LISTED = 5  # the units with the most overdue items named in the headline
@@ -95,14 +96,12 @@ def agency_text(
 ) -> str:
     """The headline: ≤ 15 lines, ≤ 1,200 characters."""
     _ = translator(locale)
-    # The district's own period line; imported here, as scheduler.digests imports this module.
-    from scheduler.digests import period_words
 
     total = counts.total
     lines = [
         f"{_('📊 Weekly summary')} — {agency.name}",
         format_day(today, locale),
-        period_words(_, policies, today),
+        recent_period_line(_, policies, today),
         _("Tasks you supervise: {count}").format(count=format_number(tasks, locale)),
         _("✅ Done {done} · 🟦 Excused {excused} · 🔴 Overdue {overdue}").format(
             done=format_number(total.done, locale),

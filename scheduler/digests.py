@@ -68,7 +68,7 @@ from scheduler.item_details import (
     occurrence_link,
     people_text,
 )
-from scheduler.period_words import period_in_words
+from scheduler.period_words import period_in_words, recent_period_line
 from scheduler.policy import Policies, load_policies
 from scheduler.trend_digest import trend_caption, write_trend
 from scheduler.workbook import Sheet, TitleSheet, write_workbook
@@ -333,14 +333,6 @@ def _oldest_days(policies: Policies, lines: list[Line], today: date) -> dict[int
     return oldest
 
 
-def period_words(_: Translator, policies: Policies, today: date) -> str:
-    """The period a digest counts: the tasks due in the last three months."""
-    start = policies.local_day(
-        datetime.combine(today, datetime.min.time(), tzinfo=policies.tz) - RECENT_WINDOW
-    )
-    return _("Tasks due since {start} (the last 3 months)").format(start=format_short_day(start))
-
-
 def communes_word(scope: Scope, locale: str, capital: bool = False) -> str:
     """ "xã, phường" for the communes this scope holds ("Xã, phường" for a heading)."""
     word = collective(scope.communes, "commune", locale)
@@ -395,7 +387,7 @@ async def build_district_digest(
             _("Tasks per {communes} — {unit}").format(
                 communes=communes_word(scope, locale), unit=place(scope.unit, locale)
             ),
-            period_words(_, policies, today),
+            recent_period_line(_, policies, today),
         )
     )
     data_dir = Path(app.settings.data_dir)
@@ -454,7 +446,7 @@ def workbook_title(
                 ),
             ),
             (_("Date of issue"), now.astimezone(policies.tz)),
-            (_("Period covered"), period_words(_, policies, policies.local_day(now))),
+            (_("Period covered"), recent_period_line(_, policies, policies.local_day(now))),
             (_("Done"), totals["done"]),
             (_("Excused"), totals["excused"]),
             (_("Overdue"), totals["overdue"]),
@@ -712,7 +704,7 @@ def district_text(
     lines = [
         f"{title} — {place(digest.scope.unit, locale)}",
         format_day(today, locale),
-        period_words(_, policies, today),
+        recent_period_line(_, policies, today),
     ]
     totals = district_totals(digest)
     before = previous or {}

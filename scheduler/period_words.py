@@ -4,8 +4,11 @@ năm 2026", "2026-2027.1" → "Năm học 2026–2027, học kỳ 1". An unknown
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 
-from bot.core.i18n import Translator
+from bot.core.i18n import Translator, format_short_day
+from bot.core.services.occurrences import RECENT_WINDOW
+from scheduler.policy import Policies
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
@@ -31,3 +34,11 @@ def period_in_words(_: Translator, code: str) -> str:
             return _("School year {years}, term {term}").format(years=years, term=found[3])
         return _("School year {years}").format(years=years)
     return code
+
+
+def recent_period_line(_: Translator, policies: Policies, today: date) -> str:
+    """The period a digest counts, as its line says: the tasks due in the last three months."""
+    start = policies.local_day(
+        datetime.combine(today, datetime.min.time(), tzinfo=policies.tz) - RECENT_WINDOW
+    )
+    return _("Tasks due since {start} (the last 3 months)").format(start=format_short_day(start))

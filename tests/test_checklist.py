@@ -2,26 +2,11 @@
 
 from sqlmodel import select
 
-from bot.core.messages import Incoming, Kind
+from bot.core.messages import Kind
 from bot.core.models import Occurrence, OccurrenceStatus, Report
-from handlers.router import Dispatcher
 from scheduler.commands import run_sweep
+from tests.helpers.chat_person import Person
 from tests.helpers.scheduler_world import T1, T2, at, build_scheduler_world
-
-
-class Person:
-    def __init__(self, world, chat: str) -> None:
-        self.dispatcher = Dispatcher(world.app)
-        self.chat = chat
-        self.serial = 0
-
-    async def send(self, **fields) -> None:
-        self.serial += 1
-        await self.dispatcher.handle(
-            Incoming(
-                channel="telegram", external_id=self.chat, update_id=str(self.serial), **fields
-            )
-        )
 
 
 async def test_a_village_head_answers_a_reminder_with_all_done_after_the_exception(
