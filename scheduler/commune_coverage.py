@@ -25,7 +25,7 @@ from bot.core.unit_words import place, titled
 from bot.core.vietnamese_order import sort_key
 from scheduler.coverage import Gap, role_gaps
 from scheduler.policy import Policies
-from scheduler.reach import REASON_TEXT
+from scheduler.reach import reason_in_words
 
 LISTED = 5  # people, and roles, per message; the dashboard's People page has the rest
 
@@ -68,8 +68,7 @@ def commune_coverage_text(
             )
         )
         for person in people[:LISTED]:
-            reason = REASON_TEXT.get(person.reason)
-            why = _(reason) if reason else person.reason
+            why = reason_in_words(_, person.reason)
             lines.append(f"• {person.name or '—'} ({person.unit}): {why}; {_next_step(_, person)}")
         if len(people) > LISTED:
             lines.append(

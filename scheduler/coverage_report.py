@@ -14,7 +14,7 @@ from bot.core.models import Unit
 from bot.core.services.reach import Unreachable
 from scheduler.commune_coverage import cannot_reach, communes_of_units
 from scheduler.coverage import Gap, role_gaps
-from scheduler.reach import REASON_TEXT
+from scheduler.reach import reason_in_words
 
 LISTED = 5  # people per commune in one message; the People page has the rest
 
@@ -57,8 +57,7 @@ def coverage_text(
             )
         )
         for person in people[:LISTED]:
-            reason = REASON_TEXT.get(person.reason)
-            why = _(reason) if reason else person.reason
+            why = reason_in_words(_, person.reason)
             lines.append(f"• {person.name or '—'} ({person.unit}): {why}")
         if len(people) > LISTED:
             lines.append(

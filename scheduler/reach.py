@@ -52,6 +52,12 @@ REASON_TEXT = {
 }
 
 
+def reason_in_words(_, reason: str) -> str:  # noqa: ANN001  (a Translator)
+    """Why someone cannot be reached, as the coverage reports say it (the code if unknown)."""
+    text = REASON_TEXT.get(reason)
+    return _(text) if text else reason
+
+
 @dataclass
 class FollowUpReport:
     advanced: int = 0  # chains given their next step
@@ -272,4 +278,11 @@ def unreachable_notice(
     return Outgoing(text="\n".join(lines))
 
 
-__all__ = ["FollowUpReport", "flag", "follow_up", "queue_step", "unreachable_notice"]
+__all__ = [
+    "FollowUpReport",
+    "flag",
+    "follow_up",
+    "queue_step",
+    "reason_in_words",
+    "unreachable_notice",
+]
