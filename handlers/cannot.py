@@ -24,6 +24,7 @@ from handlers.requests import (
     is_past,
     load_request,
     record_decline,
+    who_asked,
 )
 from scheduler.reminders import task_buttons as answer_buttons
 
@@ -183,12 +184,11 @@ async def accept(convo: Conversation, raw_id: str) -> None:
         )
         return
     await _accept(convo, report, occurrence, [requester], task)
-    await convo.reply(
-        convo._('Accepted: "{title}" is recorded as not doable, with the reason.').format(
-            title=task.title
-        ),
-        in_place=True,
+    decided = convo._('Accepted: "{title}" is recorded as not doable, with the reason.').format(
+        title=task.title
     )
+    asked = await who_asked(convo, report, occurrence, requester)
+    await convo.reply(f"{decided}\n{asked}", in_place=True)
 
 
 async def reject(convo: Conversation, raw_id: str) -> None:
@@ -225,4 +225,6 @@ async def finish_reject(convo: Conversation, raw_id: str, reason: str) -> None:
         Outgoing(text="\n".join(lines), buttons=answer_buttons(t, occurrence.id, None)),
         f"decision:{report.id}",
     )
-    await convo.reply(_('Rejected: "{title}" stays open.').format(title=task.title))
+    decided = _('Rejected: "{title}" stays open.').format(title=task.title)
+    asked = await who_asked(convo, report, occurrence, requester)
+    await convo.reply(f"{decided}\n{asked}")

@@ -23,6 +23,7 @@ from handlers.requests import (
     is_past,
     load_request,
     record_decline,
+    who_asked,
 )
 from scheduler.policy import load_policies
 
@@ -276,13 +277,12 @@ async def decide(convo: Conversation, raw_id: str, approve: bool) -> None:
         until=format_day(report.requested_until, requester.locale),
     )
     await convo.notify(requester, Outgoing(text=text), f"decision:{report.id}")
-    await convo.reply(
-        _("Approved: {title}, new due date {until}.").format(
-            title=task_title(task, convo.locale),
-            until=format_day(report.requested_until, convo.locale),
-        ),
-        in_place=True,
+    decided = _("Approved: {title}, new due date {until}.").format(
+        title=task_title(task, convo.locale),
+        until=format_day(report.requested_until, convo.locale),
     )
+    asked = await who_asked(convo, report, occurrence, requester)
+    await convo.reply(f"{decided}\n{asked}", in_place=True)
 
 
 async def decline_without_reason(convo: Conversation, raw_id: str) -> None:
@@ -314,10 +314,9 @@ async def finish_decline(convo: Conversation, raw_id: str, reason: str) -> None:
             t("That date has passed: the task is now overdue. Please do it and report it soon.")
         )
     await convo.notify(requester, Outgoing(text="\n".join(lines)), f"decision:{report.id}")
-    await convo.reply(
-        _("Declined: {title}. The due date stays {due}.").format(
-            title=task_title(task, convo.locale),
-            due=format_day(local_due(convo, occurrence).date(), convo.locale),
-        ),
-        in_place=True,
+    decided = _("Declined: {title}. The due date stays {due}.").format(
+        title=task_title(task, convo.locale),
+        due=format_day(local_due(convo, occurrence).date(), convo.locale),
     )
+    asked = await who_asked(convo, report, occurrence, requester)
+    await convo.reply(f"{decided}\n{asked}", in_place=True)

@@ -45,11 +45,10 @@ def no_units_below(convo: Conversation, level: str) -> str:
 def ranked_header(
     convo: Conversation, units: list[Unit], level: str, above: Unit | None = None
 ) -> str:
-    """ "Các tổ dân phố thuộc phường Vĩnh Hòa (3 tháng gần đây), kém nhất trước: …" """
+    """ "Các tổ dân phố thuộc phường Vĩnh Hòa (3 tháng gần đây), kém nhất trước:" (each line
+    below names its own counts, excused included, so the header lists none of them)."""
     children = collective(units, level, convo.locale)
-    return convo._(
-        "{children} of {unit} (last 3 months), worst first: done / open / overdue"
-    ).format(
+    return convo._("{children} of {unit} (last 3 months), worst first:").format(
         children=children[:1].upper() + children[1:] if convo.locale != "vi" else children,
         unit=place(above or convo.unit, convo.locale),
     )

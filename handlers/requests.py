@@ -12,6 +12,7 @@ from bot.core.models import Occurrence, Report, Unit, User, utcnow
 from bot.core.services.occurrences import may_act_on
 from bot.core.services.people import audit
 from bot.core.timeutil import from_db
+from handlers.common import person
 from handlers.conversation import Conversation
 
 DECISION_REASON_STATE = "awaiting_decision_reason"
@@ -97,6 +98,17 @@ async def ask_decision_reason(
         await convo.reply(
             _("Please write briefly why (the requester will read it)."), in_place=True
         )
+
+
+async def who_asked(
+    convo: Conversation, report: Report, occurrence: Occurrence, requester: User
+) -> str:
+    """What a decided card keeps of the request it replaces: who asked, and their reason. An
+    officer deciding several requests in a row can tell the answered cards apart."""
+    unit = await convo.session.get(Unit, occurrence.unit_id)
+    return convo._("Asked by {who}.\nTheir reason: {reason}").format(
+        who=person(convo, requester, unit), reason=report.note or "—"
+    )
 
 
 def is_past(occurrence: Occurrence) -> bool:

@@ -141,6 +141,7 @@ BUTTONS: dict[str, Action] = {
     "fu": Action(followup.followed_up, DIGEST_READERS),
     "skipphone": Action(onboarding.skip_phone, ANYONE),
     "com": Action(district.commune_detail, DISTRICT),
+    "comp": Action(district.commune_report_page, DISTRICT),  # a page of /baocao's ranking
 }
 
 # What free text means in each dialog state; allowed to the roles of the action that set it

@@ -21,7 +21,6 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.context import AppContext
-from bot.core.framework import Framework
 from bot.core.i18n import format_day, format_number, translator
 from bot.core.messages import Button, Outgoing
 from bot.core.models import Occurrence, Unit, User
@@ -37,16 +36,6 @@ from scheduler.policy import Policies
 
 LISTED = 5  # the units with the most overdue items named in the headline
 KIND = "agency-weekly"
-
-
-def supervised_tasks(framework: Framework, agency_code: str) -> list[str]:
-    """The tasks whose supervisor is this agency (the dashboard's rule)."""
-    found = []
-    for task in framework.tasks.values():
-        target = framework.supervisors.get(task.supervisor)
-        if target is not None and target.target == "agency" and target.agency == agency_code:
-            found.append(task.key)
-    return sorted(found)
 
 
 @dataclass
@@ -156,7 +145,7 @@ async def send_agency_digests(
             ).all()
             if "*" in roles or user.role in roles
         ]
-        tasks = supervised_tasks(app.framework, agency.code)
+        tasks = sorted(app.framework.supervised_by(agency.code))
         if not readers or not tasks:
             continue
         counts = await agency_counts(session, app, tasks, now)
@@ -182,4 +171,4 @@ async def send_agency_digests(
     return queued
 
 
-__all__ = ["agency_counts", "agency_text", "send_agency_digests", "supervised_tasks"]
+__all__ = ["agency_counts", "agency_text", "send_agency_digests"]

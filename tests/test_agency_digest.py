@@ -4,7 +4,6 @@ the three-tier structure, per commune in the two-tier one; only with someone reg
 from __future__ import annotations
 
 from bot.core.i18n import translator
-from scheduler.agency_digest import supervised_tasks
 from scheduler.commands import run_digest, run_sweep
 from tests.helpers.scheduler_world import (
     T4,
@@ -29,8 +28,8 @@ def headline_fits(text: str) -> bool:
 
 async def test_so_xay_dung_gets_the_misses_per_district_once_a_week(db, settings, framework):
     world = await build_scheduler_world(settings, db, framework)
-    assert supervised_tasks(world.app.framework, "so-xay-dung") == [T4]
-    assert supervised_tasks(world.app.framework, "so-noi-vu") == []
+    assert world.app.framework.supervised_by("so-xay-dung") == {T4}
+    assert world.app.framework.supervised_by("so-noi-vu") == set()
     agency = await world.person("xay_dung", "so_xay_dung", "province_agency:so-xay-dung")
     home_affairs = await world.person("noi_vu", "so_noi_vu", "province_agency:so-noi-vu")
     await world.person("officer_an", "xa_an", "commune_committee")

@@ -20,7 +20,16 @@ from bot.app.server import build_app
 from bot.core.config import Settings
 from bot.core.db import Database
 from bot.core.framework import Framework
-from bot.core.models import AuditLog, Occurrence, Unit, User, WebLoginLink, WebSession, utcnow
+from bot.core.models import (
+    AuditLog,
+    Occurrence,
+    Reminder,
+    Unit,
+    User,
+    WebLoginLink,
+    WebSession,
+    utcnow,
+)
 from bot.core.services.occurrences import subtree_ids
 from bot.core.services.people import add_user
 from bot.core.services.web_login import create_login_link
@@ -537,3 +546,53 @@ async def test_the_province_sees_work_per_dimension_beside_the_published_papi_sc
     # Below the province there is no province page.
     district = await dash.sign_in(w.district_officer)
     await dash.get("/dashboard/analysis", district, status=404)
+
+
+async def test_the_occurrence_history_says_which_reminders_went_out_and_which_did_not(
+    dash: Dash,
+) -> None:
+    w = dash.world
+    outcomes = {
+        "before-7@20261125": "folded",
+        "before-1@20261125": "spaced",
+        "due@20261125": "sent",
+        "overdue-2@20261125": "queued",
+        "overdue-1@20261202": "unreachable",  # an extension's new ladder
+    }
+    async with dash.db.session() as session:
+        for stage, outcome in outcomes.items():
+            session.add(
+                Reminder(
+                    occurrence_id=w.done_occurrence.id,
+                    stage=stage,
+                    user_ids=[w.village_head.id],
+                    outcome=outcome,
+                )
+            )
+        await session.commit()
+    headers = await dash.sign_in(w.district_officer)
+    page = await (await dash.get(f"/dashboard/o/{w.done_occurrence.id}", headers)).text()
+    # A stage folded while the scheduler was down was never sent: the page must not say it was.
+    assert (
+        "Nhắc việc 7 ngày trước hạn (hạn 25/11/2026): "
+        "không gửi: đã quá giờ nhắc; lần nhắc sau có nhắc luôn việc này"
+    ) in page
+    assert "gửi chung" not in page
+    assert (
+        "Nhắc việc 1 ngày trước hạn (hạn 25/11/2026): không gửi: vài ngày trước vừa có tin nhắc việc"
+    ) in page
+    assert "Nhắc việc đúng ngày đến hạn (hạn 25/11/2026): đã gửi" in page
+    assert "Nhắc việc quá hạn 2 ngày (hạn 25/11/2026): đang chờ gửi" in page
+    assert "Nhắc việc quá hạn 1 ngày (hạn 02/12/2026): không liên lạc được ai" in page
+    assert "before-" not in page and "@2026" not in page  # no stored keys on screen
+
+
+def test_a_stage_key_in_words_keeps_an_unknown_name_as_it_is() -> None:
+    from bot.core.i18n import translator
+    from bot.web.dashboard.occurrence import stage_in_words
+
+    _ = translator("vi")
+    assert stage_in_words(_, "before-7@20261125") == "7 ngày trước hạn (hạn 25/11/2026)"
+    assert stage_in_words(_, "overdue-3") == "quá hạn 3 ngày"
+    assert stage_in_words(_, "custom@2026xx01") == "custom"
+    assert stage_in_words(_, "due@20261399") == "đúng ngày đến hạn"  # no 13th month: no date

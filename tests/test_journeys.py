@@ -237,6 +237,9 @@ async def test_extension_requested_and_approved_on_the_same_channel(
     assert from_db(occurrence.due_at).astimezone(tz).date() == report.requested_until
     decision = (await d.messages("head"))[told:]
     assert len(decision) == 1  # the village head was told of the decision
+    decided = (await d.messages("officer"))[-1]  # the request card, answered
+    assert "Đã đồng ý gia hạn" in decided.text and "Lý do đề nghị: Mưa bão" in decided.text
+    assert village.name in decided.text and head.name in decided.text
     assert await count(d.world.db, AuditLog, AuditLog.action == "extension.approved") == 1
 
 

@@ -241,6 +241,11 @@ async def test_cannot_do_accepted_is_excused_rejected_stays_open_and_counted_apa
         officer.id,
     )
     assert len(await new_messages(d, "head", told)) == 1
+    # The answered card still says whose request it was and why (it replaces the request card
+    # where the channel can edit).
+    decided = (await d.messages("officer"))[-1]
+    assert "Đã chấp nhận" in decided.text and "Thôn chưa có nhà văn hóa" in decided.text
+    assert village.name in decided.text and head.name in decided.text
 
     await d.tap("head", f"cant:{second}")
     await d.say("head", "Bận quá")
@@ -257,6 +262,8 @@ async def test_cannot_do_accepted_is_excused_rejected_stays_open_and_counted_apa
     )
     (why,) = await new_messages(d, "head", told)
     assert "Việc này thôn nào cũng làm được" in why.text
+    decided = (await d.messages("officer"))[-1]
+    assert "Đã không chấp nhận" in decided.text and "Lý do đề nghị: Bận quá" in decided.text
     assert f"done:{second}" in why.buttons  # a way forward: report it after all
     # A decided request cannot be decided again (a stale or forged tap).
     if d.can_forge:

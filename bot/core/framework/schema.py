@@ -232,6 +232,17 @@ class Framework(Strict):
     def tasks_for_role(self, role: str) -> list[TaskRecord]:
         return [t for t in self.tasks.values() if self.executes(t, role)]
 
+    def supervised_by(self, agency_code: str) -> frozenset[str]:
+        """The keys of the tasks whose supervisor is this agency ("Cơ quan hướng dẫn, kiểm tra"):
+        what its dashboard shows and its weekly digest counts."""
+        return frozenset(
+            task.key
+            for task in self.tasks.values()
+            if (target := self.supervisors.get(task.supervisor)) is not None
+            and target.target == "agency"
+            and target.agency == agency_code
+        )
+
 
 def role_matches(task_roles: list[str], role: str) -> bool:
     """Does a user holding `role` execute a task with `task_roles`? (`province_agency:*` = any)."""

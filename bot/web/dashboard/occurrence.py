@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -14,6 +14,7 @@ from PIL import Image
 from sqlmodel import col, select
 
 from bot.core.audit_actions import FOLLOWED_UP
+from bot.core.i18n import Translator, format_short_day
 from bot.core.models import (
     AuditLog,
     Escalation,
@@ -32,6 +33,29 @@ from bot.web.dashboard.visit import OutOfScope, Visit, int_arg, local_moment, pa
 from bot.web.media import content_type
 
 THUMB_SIZE = (320, 320)
+
+
+def stage_in_words(_: Translator, key: str) -> str:
+    """A stored reminder stage as an officer reads it: `before-7@20261125` → "7 ngày trước
+    hạn (hạn 25/11/2026)"; the due date is part of the key because an extension starts a new
+    ladder (scheduler/policy.py, Stage.key). An unknown name is shown as it is."""
+    name, _at, day = key.partition("@")
+    kind, _dash, count = name.partition("-")
+    if kind == "before" and count.isdigit():
+        words = _("{days} days before the due date").format(days=count)
+    elif name == "due":
+        words = _("on the due date")
+    elif kind == "overdue" and count.isdigit():
+        words = _("{days} days overdue").format(days=count)
+    else:
+        words = name
+    try:
+        due = date(int(day[:4]), int(day[4:6]), int(day[6:8])) if len(day) == 8 else None
+    except ValueError:
+        due = None
+    if due is None:
+        return words
+    return _("{stage} (due {due})").format(stage=words, due=format_short_day(due))
 
 
 @dataclass
@@ -96,8 +120,11 @@ async def _timeline(visit: Visit, occurrence: Occurrence) -> tuple[list[Step], l
         )
     ]
     outcomes = {
+        "queued": _("waiting to be sent"),
         "sent": _("sent"),
-        "folded": _("sent with other reminders"),
+        # A stage whose moment passed while the scheduler was not running is not sent late;
+        # the task is named again in the next reminder (scheduler/reminders.py).
+        "folded": _("not sent: its time had passed; the next reminder includes it"),
         "spaced": _("not sent: a reminder had gone out in the days before"),
         "unreachable": _("nobody could be reached"),
     }
@@ -108,7 +135,8 @@ async def _timeline(visit: Visit, occurrence: Occurrence) -> tuple[list[Step], l
                 reminder.created_at,
                 "reminder",
                 _("Reminder {stage}: {outcome}").format(
-                    stage=reminder.stage, outcome=outcomes.get(reminder.outcome, reminder.outcome)
+                    stage=stage_in_words(_, reminder.stage),
+                    outcome=outcomes.get(reminder.outcome, reminder.outcome),
                 ),
                 who,
             )

@@ -84,15 +84,6 @@ class Scope:
         return None
 
 
-def supervised_task_keys(framework: Framework, agency_code: str) -> frozenset[str]:
-    keys = set()
-    for task in framework.tasks.values():
-        target = framework.supervisors.get(task.supervisor)
-        if target is not None and target.target == "agency" and target.agency == agency_code:
-            keys.add(task.key)
-    return frozenset(keys)
-
-
 async def _tree_below(session: AsyncSession, root: Place) -> tuple[dict[int, Place], dict]:
     units = {root.id: root}
     children: dict[int, list[int]] = {}
@@ -135,7 +126,7 @@ async def scope_for(session: AsyncSession, framework: Framework, user: User) -> 
         province = await session.get(Unit, unit.parent_id) if unit.parent_id else None
         root = place(province) if province else unit
         if unit.code not in SEES_ALL_AGENCIES:
-            task_keys = supervised_task_keys(framework, unit.code)
+            task_keys = framework.supervised_by(unit.code)
     if root.level == Level.province and root.parent_id is None:
         units, children = await _all_units(session)
     else:
