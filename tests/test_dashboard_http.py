@@ -596,3 +596,30 @@ def test_a_stage_key_in_words_keeps_an_unknown_name_as_it_is() -> None:
     assert stage_in_words(_, "overdue-3") == "quá hạn 3 ngày"
     assert stage_in_words(_, "custom@2026xx01") == "custom"
     assert stage_in_words(_, "due@20261399") == "đúng ngày đến hạn"  # no 13th month: no date
+
+
+async def test_the_province_overview_lists_its_agencies_apart_after_the_districts(
+    dash: Dash,
+) -> None:
+    async with dash.db.session() as session:
+        province = (await session.exec(select(Unit).where(Unit.level == "province"))).one()
+        governor = await add_user(session, province, "province_committee", "UBND tỉnh")
+        children = (await session.exec(select(Unit).where(Unit.parent_id == province.id))).all()
+        await session.commit()
+    districts = [u.name for u in children if u.level == "district"]
+    agencies = [u.name for u in children if u.level == "agency"]
+    assert districts and agencies
+    headers = await dash.sign_in(governor)
+    for sort in ("worst", "name"):
+        page = await (await dash.get(f"/dashboard/?sort={sort}", headers)).text()
+        body = page[page.index("<tbody>") : page.index("</tbody>")]
+        heading = body.index("Sở, ban, ngành và đơn vị cấp tỉnh")
+        assert body.count("Sở, ban, ngành và đơn vị cấp tỉnh") == 1
+        assert all(0 <= body.index(f">{name}<") < heading for name in districts)
+        assert all(body.index(f">{name}<") > heading for name in agencies)
+
+
+async def test_a_district_overview_has_no_agency_heading(dash: Dash) -> None:
+    headers = await dash.sign_in(dash.world.district_officer)
+    page = await (await dash.get("/dashboard/", headers)).text()
+    assert "Sở, ban, ngành và đơn vị cấp tỉnh" not in page

@@ -30,6 +30,11 @@ class Row:
     reachable: int = 0
 
     @property
+    def is_agency(self) -> bool:
+        """A provincial department beside the districts or communes: listed after them, apart."""
+        return not self.own and getattr(self.unit, "level", "") == "agency"
+
+    @property
     def coverage(self) -> float | None:
         return self.reachable / self.units if self.units else None
 
@@ -104,13 +109,16 @@ async def build_rows(visit: Visit, unit, period: periods.Period) -> list[Row]:  
 
 
 def sort_rows(rows: list[Row], how: str) -> list[Row]:
+    """The unit's own tasks on top; then its districts or communes; then, at a province, its
+    departments and agencies. Each group worst first (or A–Z): a province officer looks for
+    a commune among communes, not between "Ban Dân tộc" and "Báo Khánh Hòa"."""
     if how == "name":
-        return sorted(rows, key=lambda r: (not r.own, vietnamese_key(r.unit.name)))
-    # The unit's own tasks stay on top; its children, worst first.
+        return sorted(rows, key=lambda r: (not r.own, r.is_agency, vietnamese_key(r.unit.name)))
     return sorted(
         rows,
         key=lambda r: (
             not r.own,
+            r.is_agency,
             -r.total.overdue,
             r.total.settled_share if r.total.settled_share is not None else 2.0,
             vietnamese_key(r.unit.name),
