@@ -48,8 +48,8 @@ def reminder_text(number: int) -> str:
     return f"Nhắc việc số {number:04d}: công khai danh sách hộ nghèo tại nhà văn hóa thôn."
 
 
-async def seed(db: Database) -> None:
-    """One village, 1,000 village heads on Telegram, one queued reminder each."""
+async def seed(db: Database, messages: int = MESSAGES) -> None:
+    """One village, `messages` village heads on Telegram (1,000), one queued reminder each."""
     async with db.session() as session:
         unit = Unit(code="drill-village", name="Thôn Diễn Tập", level="village")
         session.add(unit)
@@ -58,7 +58,7 @@ async def seed(db: Database) -> None:
             insert(User),
             params=[
                 {"name": f"Trưởng thôn {n}", "role": "village_head", "unit_id": unit.id}
-                for n in range(MESSAGES)
+                for n in range(messages)
             ],
         )
         users = (await session.exec(select(User.id).order_by(col(User.id)))).all()

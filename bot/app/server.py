@@ -25,6 +25,7 @@ from bot.web.sim_channel import WebChannel
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # webhooks carry JSON; a photo upload in the simulator is checked apart
+STOP_SECONDS = 5.0  # a clean stop waits this long for the webhooks and the batch in hand
 
 
 def body_deadline(seconds: float):  # noqa: ANN201
@@ -130,11 +131,19 @@ async def _hold(scheduler) -> None:  # noqa: ANN001
 
 
 async def stop_runtime(runtime: Runtime, tasks: list[asyncio.Task]) -> None:
+    """A clean stop, in the order that leaves nothing half done: the inbox's worker finishes
+    the update in hand (no new replies after it), the sender finishes the batch in hand (every
+    message the platform accepted is marked sent, so the next start repeats none), and only
+    then do the channels close their clients; the scheduler goes last. A batch that takes
+    longer than STOP_SECONDS is left to its lease: the next start sends what was not marked."""
+    await runtime.dispatcher.inbox.stop()
     runtime.sender.stop()
+    sender = [task for task in tasks if task.get_name() == "sender"]
+    if sender:
+        await asyncio.wait(sender, timeout=STOP_SECONDS)
     for channel in runtime.channels.values():
         with contextlib.suppress(Exception):
             await channel.stop()
-    await runtime.dispatcher.inbox.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -193,7 +202,7 @@ async def run_forever(ctx: AppContext) -> None:
     logsafe.install(ctx.settings)  # after the handlers exist: it guards each of them
     runtime = build_runtime(ctx)
     app = build_app(runtime)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=STOP_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, ctx.settings.http_host, ctx.settings.http_port)
     await site.start()
@@ -201,5 +210,7 @@ async def run_forever(ctx: AppContext) -> None:
     base = f"http://{ctx.settings.http_host}:{ctx.settings.http_port}"
     print(f"papibot is running at {base}/ — serving {', '.join(served(app))}", flush=True)
     await _until_stopped()
-    await stop_runtime(runtime, tasks)
+    # No new webhooks first: those in flight finish recording (the platform gets its 200),
+    # then the runtime stops behind them.
     await runner.cleanup()
+    await stop_runtime(runtime, tasks)
