@@ -65,7 +65,8 @@ async def bench_reply_latency(
                     ],
                 )
                 await session.commit()
-            channel = TelegramChannel(ctx, Dispatcher(ctx))  # sends only
+            dispatcher = Dispatcher(ctx)
+            channel = TelegramChannel(ctx, dispatcher)  # sends only
             await channel._ensure_ready()
             sender = Sender(ctx.db, {"telegram": channel}, limits=rate_limits(ctx))
             sender_task = asyncio.create_task(sender.run(idle_poll=0.2))
@@ -115,6 +116,7 @@ async def bench_reply_latency(
                 claim_size=getattr(sender, "claim_size", sender.batch_size),
             )
             await channel.stop()
+            await dispatcher.inbox.stop()  # the channel's stop waits on it, which wakes it
         finally:
             if sender_task is not None and not sender_task.done():
                 sender_task.cancel()

@@ -143,7 +143,8 @@ async def stop_runtime(runtime: Runtime, tasks: list[asyncio.Task]) -> None:
         await asyncio.wait(sender, timeout=STOP_SECONDS)
     for channel in runtime.channels.values():
         with contextlib.suppress(Exception):
-            await channel.stop()
+            await channel.stop()  # waits for the inbox to be idle, which may wake its worker …
+    await runtime.dispatcher.inbox.stop()  # … so it is stopped once more, for good
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
