@@ -314,8 +314,11 @@ async def test_unsigned_or_wrongly_signed_requests_get_403_whatever_the_body(
             {**JSON, SIGNATURE_HEADER: "mac=" + "0" * 64},
         ][auth_index]
     status = await door.post(path, raw, headers)
-    # A body over the server's limit is refused before anything reads it, signed or not.
-    expected = 413 if len(raw) > MAX_BODY else 403
+    # Telegram and Zalo Bot sign with a header: a wrong one is refused before the body is read,
+    # whatever its size. Zalo OA signs the body, so it is read first: over the server's limit
+    # it is refused (413) before anything looks at it.
+    reads_first = path == "/webhook/zalo-oa"
+    expected = 413 if reads_first and len(raw) > MAX_BODY else 403
     assert status == expected, (path, headers, raw[:200])
     await check_answer(door.db, before, status, "", raw)
 
