@@ -50,8 +50,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; `auto`: one per core), each test in
+# its own database or schema. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python -m bench.run --scale $(SCALE)
