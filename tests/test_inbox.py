@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import inbox as inbox_module
 from bot.core.config import Settings
@@ -67,21 +66,17 @@ def test_an_incoming_survives_its_stored_form() -> None:
 
 
 def hold_the_worker(h: Harness) -> asyncio.Event:
-    """The worker waits before handling anything until the returned event is set."""
-    dispatcher = h.runtime.dispatcher
-    handle_in_round, handle_recorded = dispatcher.handle_in_round, dispatcher.handle_recorded
+    """The worker waits before each round (before it reads the recorded updates, and before
+    it takes the one writer's place) until the returned event is set."""
+    inbox = h.runtime.dispatcher.inbox
+    handle_round = inbox._handle_round
     gate = asyncio.Event()
 
-    async def held_in_round(session: AsyncSession, row_id: int, incoming: Incoming) -> bool:
+    async def held() -> tuple[int, int]:
         await gate.wait()
-        return await handle_in_round(session, row_id, incoming)
+        return await handle_round()
 
-    async def held(row_id: int, incoming: Incoming) -> bool:
-        await gate.wait()
-        return await handle_recorded(row_id, incoming)
-
-    dispatcher.handle_in_round = held_in_round  # type: ignore[method-assign]
-    dispatcher.handle_recorded = held  # type: ignore[method-assign]
+    inbox._handle_round = held  # type: ignore[method-assign]
     return gate
 
 
