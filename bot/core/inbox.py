@@ -112,7 +112,6 @@ class Recorded:
     channel: str
     payload: str | None
     incoming: Incoming | None = None  # as read back (None: it cannot be); photos fetched ahead
-    handling: Incoming | None = None  # the copy the handlers had, once handled
 
 
 @dataclass
@@ -331,15 +330,15 @@ class Inbox:
                         break
                     if done and self._webhooks_wait() and loop.time() - started >= YIELD_SECONDS:
                         break
-                    handling = self._fresh(item)
-                    if not await self.dispatcher.handle_in_round(session, item.row_id, handling):
+                    if not await self.dispatcher.handle_in_round(
+                        session, item.row_id, item.incoming
+                    ):
                         stale = True
                         break
                     # Each update as if in a transaction of its own: its changes written,
                     # nothing of it cached for the next one.
                     await session.flush()
                     session.expunge_all()
-                    item.handling = handling
                     done.append(item)
                 if done:
                     await session.commit()
@@ -349,7 +348,7 @@ class Inbox:
             self.dispatcher.after_commit()
             for item in done:
                 self._failures.pop(item.row_id, None)
-                self._after_handled(item.handling)
+                self._after_handled(item.incoming)
         return len(done), stale
 
     async def _one_at_a_time(self, items: list[Recorded]) -> int:
@@ -371,8 +370,9 @@ class Inbox:
             hooks.after_handled(incoming)
 
     def _fresh(self, item: Recorded) -> Incoming:
-        """The update as recorded (handling changes its Incoming: a number read as a button,
-        a card replaced), with the photo already downloaded for it."""
+        """The update as recorded, to handle it again after a failed round (handling changes
+        its Incoming: a number read as a button, a card replaced), with its photo as it was
+        downloaded ahead."""
         prepared = item.incoming
         assert prepared is not None
         fresh = self._decode(item.channel, item.payload)
