@@ -8,10 +8,13 @@ every update that arrived meanwhile, so the webhook answers in milliseconds even
 and a burst waits in the table, not in memory: a crash or a restart loses nothing (the worker
 finds the rows again), and a redelivery finds its row and changes nothing.
 
-The row is marked handled in the same transaction as the update's effects and replies. A
-round that fails is tried again after a pause (the database may be away); an update that fails
+The row is marked handled in the same transaction as the update's effects and replies. The
+worker handles the recorded updates in rounds: up to ROUND of them in one transaction, one
+commit (ended early when a webhook waits for the one writer); a round in which anything fails
+is rolled back and its updates handled again one at a time, each in its own transaction. An
+update that fails is tried again after a pause (the database may be away); one that fails
 MAX_ATTEMPTS times while the database answers gets the apology instead, so that it cannot hold
-the updates behind it.
+the updates behind it. Replies are woken for, and buttons acknowledged, after the commit.
 
 Several workers (PostgreSQL: `papibot run` and `papibot worker` processes on one database) share
 the inbox and keep each chat's order: an update is claimed in its handling transaction only
@@ -54,7 +57,7 @@ BATCH = 16  # recorded updates read per round
 ROUND = BATCH  # updates handled in one transaction, at most (one commit for them all)
 YIELD_SECONDS = 0.01  # a round runs at least this long before it commits for a waiting webhook
 PREFETCH_BYTES = 48 * 1024 * 1024  # photos of a round downloaded ahead, at most this much
-RECORDING_FIRST_SECONDS = 0.05  # at most this long, per update, for the webhooks to commit
+RECORDING_FIRST_SECONDS = 0.05  # at most this long, per round, for the webhooks to commit
 POLL_SECONDS = 5.0  # SQLite: one process records and handles, so it is woken; a safety net
 SHARED_POLL_SECONDS = 0.5  # PostgreSQL: rows another process recorded (`papibot worker`)
 BUSY_SECONDS = 0.02  # every waiting chat is in another worker's hands: look again this soon
@@ -433,9 +436,10 @@ class Inbox:
         return True
 
     async def _recording_first(self) -> None:
-        """Let the webhooks waiting for their commit have it before the next update is handled
-        (on SQLite they would otherwise wait behind it for the one writer). Bounded, so that a
-        steady stream of updates cannot starve the handling."""
+        """Let the webhooks waiting for their commit have it before the next round takes the
+        one writer (SQLite); during a round they wait at most until the next update's turn
+        (`_handle_together`). Bounded, so that a steady stream of updates cannot starve the
+        handling."""
         flusher = self._flusher  # running whenever a webhook waits (`accept` starts it)
         if flusher is not None and not flusher.done():
             await asyncio.wait({flusher}, timeout=RECORDING_FIRST_SECONDS)
