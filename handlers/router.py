@@ -392,19 +392,32 @@ class Dispatcher:
             self.after_commit()
         return handled
 
+    async def handle_in_round(self, session: AsyncSession, row_id: int, incoming: Incoming) -> bool:
+        """Handle a recorded update inside the inbox's round: the caller's transaction, which
+        commits the round's updates together and then calls `after_commit`. False when it is
+        not this worker's now. A failure is raised as it is (no apology here): the inbox rolls
+        the round back and handles its updates one at a time (`handle_recorded`), so that only
+        the failing one is apologised for and its neighbours' effects are kept, once."""
+        return await self._handle_in(session, incoming, _mark_handled(row_id, incoming))
+
     async def _handle(self, incoming: Incoming, claim: Claim) -> bool:
         async with self.app.db.writer(), self.app.db.session() as session:
-            if not await claim(session):
+            if not await self._handle_in(session, incoming, claim):
                 return False
-            chat = await chat_context(session, incoming.channel, incoming.external_id)
-            if chat.identity is not None:
-                touch(chat.identity)
-            convo = Conversation(
-                self.app, session, incoming, chat.state, chat.identity, chat.user, chat.unit
-            )
-            await _dispatch(convo)
-            await convo.flush()
             await session.commit()
+        return True
+
+    async def _handle_in(self, session: AsyncSession, incoming: Incoming, claim: Claim) -> bool:
+        if not await claim(session):
+            return False
+        chat = await chat_context(session, incoming.channel, incoming.external_id)
+        if chat.identity is not None:
+            touch(chat.identity)
+        convo = Conversation(
+            self.app, session, incoming, chat.state, chat.identity, chat.user, chat.unit
+        )
+        await _dispatch(convo)
+        await convo.flush()
         return True
 
     async def _apologise(self, incoming: Incoming, claim: Claim) -> bool:

@@ -66,16 +66,17 @@ def test_an_incoming_survives_its_stored_form() -> None:
 
 
 def hold_the_worker(h: Harness) -> asyncio.Event:
-    """The worker waits before handling anything until the returned event is set."""
-    dispatcher = h.runtime.dispatcher
-    handle_recorded = dispatcher.handle_recorded
+    """The worker waits before each round (before it reads the recorded updates, and before
+    it takes the one writer's place) until the returned event is set."""
+    inbox = h.runtime.dispatcher.inbox
+    handle_round = inbox._handle_round
     gate = asyncio.Event()
 
-    async def held(row_id: int, incoming: Incoming) -> bool:
+    async def held() -> tuple[int, int]:
         await gate.wait()
-        return await handle_recorded(row_id, incoming)
+        return await handle_round()
 
-    dispatcher.handle_recorded = held  # type: ignore[method-assign]
+    inbox._handle_round = held  # type: ignore[method-assign]
     return gate
 
 

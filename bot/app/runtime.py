@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,6 +16,13 @@ from bot.core.context import AppContext
 from handlers.router import Dispatcher
 
 log = logging.getLogger(__name__)
+
+# The database's driver threads (aiosqlite: one per connection) hand each statement back to the
+# event loop's thread, and while the loop is busy (webhooks, the inbox's worker, the sender) such
+# a thread waits for the GIL until Python's switch interval has passed, 5 ms by default: many
+# times what an SQLite statement costs, paid at every hand-off of a webhook's recording and of
+# the worker's statements. A shorter interval makes the loop let them in sooner.
+GIL_SWITCH_SECONDS = 0.001
 
 
 @dataclass
@@ -78,6 +86,7 @@ ChannelFactory = Callable[[AppContext, Dispatcher], dict[str, Channel]]
 def build_runtime(ctx: AppContext, make_channels: ChannelFactory = configured_channels) -> Runtime:
     """`make_channels` builds the channels around the runtime's one dispatcher (tests pass
     their own, pointed at fake platforms)."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_SECONDS))
     holder: dict[str, Sender] = {}
     dispatcher = Dispatcher(ctx, after_commit=lambda: holder["sender"].wake())
     chosen = make_channels(ctx, dispatcher)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.config import Settings
+from bot.core.sqlite_driver import one_hop_dbapi
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -34,6 +35,8 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:  # noqa: ANN003
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if "+aiosqlite" in url:
+            kwargs.setdefault("module", one_hop_dbapi())
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -8,10 +8,13 @@ every update that arrived meanwhile, so the webhook answers in milliseconds even
 and a burst waits in the table, not in memory: a crash or a restart loses nothing (the worker
 finds the rows again), and a redelivery finds its row and changes nothing.
 
-The row is marked handled in the same transaction as the update's effects and replies. A
-round that fails is tried again after a pause (the database may be away); an update that fails
+The row is marked handled in the same transaction as the update's effects and replies. The
+worker handles the recorded updates in rounds: up to ROUND of them in one transaction, one
+commit (ended early when a webhook waits for the one writer); a round in which anything fails
+is rolled back and its updates handled again one at a time, each in its own transaction. An
+update that fails is tried again after a pause (the database may be away); one that fails
 MAX_ATTEMPTS times while the database answers gets the apology instead, so that it cannot hold
-the updates behind it.
+the updates behind it. Replies are woken for, and buttons acknowledged, after the commit.
 
 Several workers (PostgreSQL: `papibot run` and `papibot worker` processes on one database) share
 the inbox and keep each chat's order: an update is claimed in its handling transaction only
@@ -51,8 +54,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 16  # recorded updates read per round
+ROUND = BATCH  # updates handled in one transaction, at most (one commit for them all)
+YIELD_SECONDS = 0.01  # a round runs at least this long before it commits for a waiting webhook
 PREFETCH_BYTES = 48 * 1024 * 1024  # photos of a round downloaded ahead, at most this much
-RECORDING_FIRST_SECONDS = 0.05  # at most this long, per update, for the webhooks to commit
+RECORDING_FIRST_SECONDS = 0.05  # at most this long, per round, for the webhooks to commit
 POLL_SECONDS = 5.0  # SQLite: one process records and handles, so it is woken; a safety net
 SHARED_POLL_SECONDS = 0.5  # PostgreSQL: rows another process recorded (`papibot worker`)
 BUSY_SECONDS = 0.02  # every waiting chat is in another worker's hands: look again this soon
@@ -99,6 +104,17 @@ async def claim_recorded(session: AsyncSession, row_id: int, chat: str | None) -
         )
     result = await session.exec(claim.values(handled_at=utcnow(), payload=None))
     return result.rowcount == 1
+
+
+@dataclass
+class Recorded:
+    """A recorded update read for a round."""
+
+    row_id: int
+    chat: str
+    channel: str
+    payload: str | None
+    incoming: Incoming | None = None  # as read back (None: it cannot be); photos fetched ahead
 
 
 @dataclass
@@ -272,29 +288,109 @@ class Inbox:
                 )
             ).all()
         work = [
-            (row_id, chat or f"row:{row_id}", self._decode(channel, payload))
+            Recorded(row_id, chat or f"row:{row_id}", channel, payload)
             for row_id, channel, chat, payload in rows
         ]
-        await self._prefetch([incoming for _id, _chat, incoming in work if incoming is not None])
+        for item in work:
+            item.incoming = self._decode(item.channel, item.payload)
+        await self._prefetch([item.incoming for item in work if item.incoming is not None])
+        queue = self._spread(work)
         handled = 0
-        for row_id, _chat, incoming in self._spread(work):
+        while queue:
             await self._recording_first()
-            if incoming is None:
-                await self.dispatcher.discard_recorded(row_id)
+            if queue[0].incoming is None:
+                await self.dispatcher.discard_recorded(queue.pop(0).row_id)
                 handled += 1
                 continue
-            if await self._handle_one(row_id, incoming):
-                handled += 1
-                hooks = self._channels.get(incoming.channel)
-                if hooks is not None and hooks.after_handled is not None:
-                    hooks.after_handled(incoming)
-            else:
+            taken, stale = await self._handle_together(queue)
+            handled += taken
+            del queue[:taken]
+            if stale:
                 # Another worker has this chat, or took the update since this round's read: the
                 # rest of the list is likely stale too, so read afresh rather than try each.
                 break
         return len(rows), handled
 
-    def _spread(self, work: list[tuple[int, str, Incoming | None]]) -> list:
+    async def _handle_together(self, queue: list[Recorded]) -> tuple[int, bool]:
+        """Handle the queue's first updates in one transaction, one commit for them all;
+        returns how many were handled (from the front) and whether a claim was refused.
+
+        The transaction ends early, at the next update's turn, when a webhook has waited
+        for the one writer (SQLite) for a while, so that accepting never waits behind a whole
+        round. When anything in it fails, it is rolled back whole and its updates are handled
+        one at a time (`_one_at_a_time`): a failing update then gets the inbox's poison
+        handling alone, and its neighbours' effects are committed once, in their own
+        transactions. Replies are woken for, and buttons acknowledged, only after the commit
+        that made them visible."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        done: list[Recorded] = []
+        stale = False
+        try:
+            async with self.db.writer(), self.db.session() as session:
+                for item in queue[:ROUND]:
+                    if item.incoming is None:
+                        break
+                    if done and self._webhooks_wait() and loop.time() - started >= YIELD_SECONDS:
+                        break
+                    if not await self.dispatcher.handle_in_round(
+                        session, item.row_id, item.incoming
+                    ):
+                        stale = True
+                        break
+                    # Each update as if in a transaction of its own: its changes written,
+                    # nothing of it cached for the next one.
+                    await session.flush()
+                    session.expunge_all()
+                    done.append(item)
+                if done:
+                    await session.commit()
+        except Exception:  # noqa: BLE001  (told by the one-at-a-time handling, or raised there)
+            return await self._one_at_a_time(queue[: len(done) + 1]), False
+        if done:
+            self.dispatcher.after_commit()
+            for item in done:
+                self._failures.pop(item.row_id, None)
+                self._after_handled(item.incoming)
+        return len(done), stale
+
+    async def _one_at_a_time(self, items: list[Recorded]) -> int:
+        """A round that failed, again, each update in its own transaction."""
+        for count, item in enumerate(items):
+            if item.incoming is None:
+                await self.dispatcher.discard_recorded(item.row_id)
+                continue
+            await self._recording_first()
+            handling = self._fresh(item)
+            if not await self._handle_one(item.row_id, handling):
+                return count
+            self._after_handled(handling)
+        return len(items)
+
+    def _after_handled(self, incoming: Incoming | None) -> None:
+        hooks = self._channels.get(incoming.channel) if incoming is not None else None
+        if incoming is not None and hooks is not None and hooks.after_handled is not None:
+            hooks.after_handled(incoming)
+
+    def _fresh(self, item: Recorded) -> Incoming:
+        """The update as recorded, to handle it again after a failed round (handling changes
+        its Incoming: a number read as a button, a card replaced), with its photo as it was
+        downloaded ahead."""
+        prepared = item.incoming
+        assert prepared is not None
+        fresh = self._decode(item.channel, item.payload)
+        if fresh is None:
+            return prepared
+        if fresh.file is not None and prepared.file is not None:
+            fresh.file.fetch = prepared.file.fetch
+        return fresh
+
+    def _webhooks_wait(self) -> bool:
+        """A webhook's update is waiting to be recorded (`accept` runs the flusher meanwhile)."""
+        flusher = self._flusher
+        return bool(self._waiting) or (flusher is not None and not flusher.done())
+
+    def _spread(self, work: list[Recorded]) -> list[Recorded]:
         """The round's rows chat by chat, each chat's in order. On PostgreSQL the chats come in
         a random order, so that workers reading the same oldest rows start on different chats
         instead of meeting on each one in turn (one chat is never ahead of itself)."""
@@ -302,7 +398,7 @@ class Inbox:
             return work
         chats: dict[str, list] = {}
         for item in work:
-            chats.setdefault(item[1], []).append(item)
+            chats.setdefault(item.chat, []).append(item)
         groups = list(chats.values())
         random.shuffle(groups)
         return [item for group in groups for item in group]
@@ -340,9 +436,10 @@ class Inbox:
         return True
 
     async def _recording_first(self) -> None:
-        """Let the webhooks waiting for their commit have it before the next update is handled
-        (on SQLite they would otherwise wait behind it for the one writer). Bounded, so that a
-        steady stream of updates cannot starve the handling."""
+        """Let the webhooks waiting for their commit have it before the next round takes the
+        one writer (SQLite); during a round they wait at most until the next update's turn
+        (`_handle_together`). Bounded, so that a steady stream of updates cannot starve the
+        handling."""
         flusher = self._flusher  # running whenever a webhook waits (`accept` starts it)
         if flusher is not None and not flusher.done():
             await asyncio.wait({flusher}, timeout=RECORDING_FIRST_SECONDS)
