@@ -19,8 +19,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,7 +31,7 @@ from sqlmodel.sql.expression import Select
 from bot.core.config import Settings
 from bot.core.framework import Framework, TaskRecord
 from bot.core.models import Event, Occurrence, TaskDefinition, Unit, utcnow
-from bot.core.sqlutil import dialect_name, insert_ignore, insert_ignore_for_ids
+from bot.core.sqlutil import dialect_name, insert_for_ids, insert_ignore, insert_ignore_for_ids
 from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
 from scheduler.periods import Period, periods_between
 from scheduler.workdays import WorkCalendar, load_calendar
@@ -159,15 +161,35 @@ async def _plan_period(
     unit_ids: list[int],
     settings: Settings,
     now: datetime,
+    fresh: bool = False,
 ) -> int:
-    """Create (task, period) at every unit of `unit_ids` that lacks it; returns how many."""
+    """Create (task, period) at every unit of `unit_ids` that lacks it; returns how many.
+
+    `fresh`: (task, period) had no row when the plan counted. PostgreSQL then inserts without
+    ON CONFLICT (about a third less time per row); should a concurrent plan have inserted some
+    meanwhile, the savepoint takes the attempt back and ON CONFLICT inserts the rest.
+    """
     if not unit_ids:
         return 0
     values = _row(task_key, 0, period, settings, now)
     del values["unit_id"]
-    return await insert_ignore_for_ids(
-        session, Occurrence.__table__, "unit_id", unit_ids, values, _UNIQUE
-    )
+    table = Occurrence.__table__
+    if fresh and dialect_name(session) == "postgresql":
+        try:
+            async with session.begin_nested():
+                return await insert_for_ids(session, table, "unit_id", unit_ids, values)
+        except IntegrityError:
+            pass
+    return await insert_ignore_for_ids(session, table, "unit_id", unit_ids, values, _UNIQUE)
+
+
+class _Job(NamedTuple):
+    """One (task, period) to insert at `unit_ids`; `fresh`: it had no row at all."""
+
+    task_key: str
+    period: Period
+    unit_ids: list[int]
+    fresh: bool
 
 
 class _Progress:
@@ -188,7 +210,7 @@ class _Progress:
 
 async def _insert_side_by_side(
     engine: AsyncEngine,
-    jobs: list[tuple[str, Period, list[int]]],
+    jobs: list[_Job],
     connections: int,
     settings: Settings,
     now: datetime,
@@ -208,14 +230,14 @@ async def _insert_side_by_side(
 
     async def worker(k: int) -> None:
         async with AsyncSession(engine) as session:
-            for number, (task_key, period, unit_ids) in enumerate(jobs):
-                share = _slice(unit_ids, k, connections)
+            for number, job in enumerate(jobs):
+                share = _slice(job.unit_ids, k, connections)
                 if share:
                     # The plan is re-run daily and idempotent: a commit lost in a crash is
                     # planned again, so it need not wait for the WAL to reach the disk.
                     await session.exec(text("SET LOCAL synchronous_commit = off"))
                     counts[k][number] = await _plan_period(
-                        session, task_key, period, share, settings, now
+                        session, job.task_key, job.period, share, settings, now, job.fresh
                     )
                     await session.commit()
                 finished[number] += 1
@@ -313,7 +335,7 @@ async def plan(
         for period in periods:
             wanted[(task.key, period.key)] += len(unit_ids)
     jobs = [
-        (task.key, period, unit_ids)
+        _Job(task.key, period, unit_ids, fresh=not existing.get((task.key, period.key)))
         for task, unit_ids, periods in work
         for period in periods
         if existing.get((task.key, period.key), 0) != wanted[(task.key, period.key)]
@@ -331,15 +353,17 @@ async def plan(
         counts = await _insert_side_by_side(engine, jobs, connections, settings, now, tick)
     else:
         counts = []
-        for task_key, period, unit_ids in jobs:
-            count = await _plan_period(session, task_key, period, unit_ids, settings, now)
+        for job in jobs:
+            count = await _plan_period(
+                session, job.task_key, job.period, job.unit_ids, settings, now, job.fresh
+            )
             counts.append(count)
             tick.job_done()
             if commit_each and count:
                 await session.commit()
-    for (task_key, _period, _units), count in zip(jobs, counts, strict=True):
+    for job, count in zip(jobs, counts, strict=True):
         report.inserted += count
-        report.per_task[task_key] += count
+        report.per_task[job.task_key] += count
     await _plan_events(session, framework, settings, index, report, now)
     return report
 

@@ -7,8 +7,9 @@ from datetime import date
 from sqlalchemy import delete
 from sqlmodel import func, select
 
-from bot.core.models import Occurrence
-from scheduler.planner import plan
+from bot.core.models import Occurrence, utcnow
+from scheduler.periods import Period
+from scheduler.planner import _plan_period, plan
 from tests.helpers.world import build_world
 
 TODAY, UNTIL = date(2026, 11, 27), date(2027, 11, 27)
@@ -119,3 +120,56 @@ async def test_side_by_side_rows_are_committed_by_their_own_connections(db, sett
         await session.rollback()
     assert report.inserted > 0
     assert await count_all(db) == (before if db.is_sqlite else before + report.inserted)
+
+
+async def test_a_period_planned_meanwhile_by_another_plan_gets_only_its_missing_rows(
+    db, settings, framework
+):
+    """The count said (task, period) had no row, so the insert goes without ON CONFLICT; a
+    concurrent plan inserted some meanwhile: the attempt is taken back, the rest inserted."""
+    await build_world(settings, db, framework, today=TODAY)
+    async with db.session() as session:
+        task_key, period_key, window_start, due_at = (
+            await session.exec(
+                select(
+                    Occurrence.task_key,
+                    Occurrence.period,
+                    Occurrence.window_start,
+                    Occurrence.due_at,
+                ).order_by(func.length(Occurrence.period), Occurrence.id)
+            )
+        ).first()
+        unit_ids = sorted(
+            (
+                await session.exec(
+                    select(Occurrence.unit_id).where(
+                        Occurrence.task_key == task_key, Occurrence.period == period_key
+                    )
+                )
+            ).all()
+        )
+        await session.exec(
+            delete(Occurrence).where(
+                Occurrence.task_key == task_key,
+                Occurrence.period == period_key,
+                Occurrence.unit_id.in_(unit_ids[1:]),
+            )
+        )
+        await session.commit()
+        period = Period(period_key, window_start.date(), due_at.date())
+
+        added = await _plan_period(
+            session, task_key, period, unit_ids, settings, utcnow(), fresh=True
+        )
+        await session.commit()
+
+    assert len(unit_ids) > 1 and added == len(unit_ids) - 1
+    async with db.session() as session:
+        found = (
+            await session.exec(
+                select(Occurrence.unit_id).where(
+                    Occurrence.task_key == task_key, Occurrence.period == period_key
+                )
+            )
+        ).all()
+    assert sorted(found) == unit_ids
