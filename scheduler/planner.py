@@ -10,6 +10,8 @@ SELECT over the unit ids, ON CONFLICT DO NOTHING, so the database, not Python, s
 that exist. At national scale (1.8 million occurrences in 62 days) that is a few hundred
 statements and no Python object per row. With period first in the key, those rows go together
 at the end of their (period, task) in the index instead of into every unit's history.
+On PostgreSQL a (task, period) with no row at all goes in without ON CONFLICT, and
+`papibot plan` and the daily plan insert on two connections side by side (`connections`).
 """
 
 from __future__ import annotations
@@ -221,9 +223,10 @@ async def _insert_side_by_side(
 
     PostgreSQL spends the plan inside the server (the client waits), one core per connection:
     two connections use both of this machine's. Connection k takes the k-th slice of every
-    (task, period)'s units, always the same units of a level, so no two connections ever lock
-    the same unit row for its foreign-key check at once (a second locker would turn the row's
-    lock into a multixact) nor write the same leaves of the unit index.
+    (task, period)'s units, always the same units of a level, so two connections never lock
+    the same unit rows for their foreign-key checks at once (a second locker makes a row's lock
+    a multixact) nor write the same leaves of the unit index; dealing whole (task, period)s to
+    them in turn measured slower (bench/README.md, issue 18).
     """
     counts = [[0] * len(jobs) for _ in range(connections)]
     finished = [0] * len(jobs)
@@ -334,6 +337,11 @@ async def plan(
     for task, unit_ids, periods in work:
         for period in periods:
             wanted[(task.key, period.key)] += len(unit_ids)
+    # A (task, period) whose count equals the units wanted is complete (the unique (period,
+    # task, unit) makes them distinct units; they are the wanted ones unless a unit changed
+    # level or the task changed roles and, in the same window, exactly as many units left as
+    # joined: then the newcomers get their occurrence from the next period on). A count of 0
+    # makes it fresh, for every level of it: the levels insert different units.
     jobs = [
         _Job(task.key, period, unit_ids, fresh=not existing.get((task.key, period.key)))
         for task, unit_ids, periods in work
