@@ -286,7 +286,13 @@ async def bench_plan(
 
             async def once() -> Any:
                 async with ctx.db.session() as session:
-                    report = await plan(session, ctx.framework, settings, today)
+                    report = await plan(  # as `papibot plan` and the daily plan do
+                        session,
+                        ctx.framework,
+                        settings,
+                        today,
+                        connections=settings.plan_connections,
+                    )
                     await session.commit()
                 return report
 

@@ -31,11 +31,17 @@ def _aware(now: datetime, ctx: AppContext) -> datetime:
 async def run_plan(ctx: AppContext, now: datetime) -> PlanRun:
     """Create the occurrences of the planning horizon (idempotent). On SQLite each (task,
     period) is committed on its own: one transaction for a national plan would hold the only
-    writer lock for over a minute, and the sweep and the sender fail meanwhile."""
+    writer lock for over a minute, and the sweep and the sender fail meanwhile. On PostgreSQL
+    the rows go in on `plan_connections` connections side by side."""
     today = _aware(now, ctx).astimezone(ctx.settings.tz).date()
     async with ctx.db.session() as session:
         report = await plan(
-            session, ctx.framework, ctx.settings, today, commit_each=ctx.db.is_sqlite
+            session,
+            ctx.framework,
+            ctx.settings,
+            today,
+            commit_each=ctx.db.is_sqlite,
+            connections=ctx.settings.plan_connections,
         )
         await session.commit()
     return PlanRun(report)

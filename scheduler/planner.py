@@ -10,15 +10,22 @@ SELECT over the unit ids, ON CONFLICT DO NOTHING, so the database, not Python, s
 that exist. At national scale (1.8 million occurrences in 62 days) that is a few hundred
 statements and no Python object per row. With period first in the key, those rows go together
 at the end of their (period, task) in the index instead of into every unit's history.
+On PostgreSQL a (task, period) with no row at all goes in without ON CONFLICT, and
+`papibot plan` and the daily plan insert on two connections side by side (`connections`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
 
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
@@ -26,7 +33,7 @@ from sqlmodel.sql.expression import Select
 from bot.core.config import Settings
 from bot.core.framework import Framework, TaskRecord
 from bot.core.models import Event, Occurrence, TaskDefinition, Unit, utcnow
-from bot.core.sqlutil import insert_ignore, insert_ignore_for_ids
+from bot.core.sqlutil import dialect_name, insert_for_ids, insert_ignore, insert_ignore_for_ids
 from bot.core.timeutil import DUE_CLOCK, local_moment, to_db
 from scheduler.periods import Period, periods_between
 from scheduler.workdays import WorkCalendar, load_calendar
@@ -62,7 +69,10 @@ class UnitIndex:
 
     @classmethod
     async def load(cls, session: AsyncSession) -> UnitIndex:
-        rows = await session.exec(select(Unit.id, Unit.code, Unit.level, Unit.parent_id))
+        # By id: each level's units in order, so a slice of them is a range of ids.
+        rows = await session.exec(
+            select(Unit.id, Unit.code, Unit.level, Unit.parent_id).order_by(Unit.id)
+        )
         return cls(list(rows.all()))
 
     def units_for_role(self, framework: Framework, role: str) -> list[int]:
@@ -151,24 +161,106 @@ async def _plan_period(
     task_key: str,
     period: Period,
     unit_ids: list[int],
-    existing: int,
     settings: Settings,
     now: datetime,
+    fresh: bool = False,
 ) -> int:
     """Create (task, period) at every unit of `unit_ids` that lacks it; returns how many.
 
-    When `existing` (the rows (task, period) has) equals the units wanted, there is nothing to
-    do (the unique (period, task, unit) means they are distinct units; they are the wanted ones
-    unless a unit changed level or the task changed roles and, in the same window, exactly as
-    many units left as joined: then the newcomers get their occurrence from the next period on).
+    `fresh`: (task, period) had no row when the plan counted. PostgreSQL then inserts without
+    ON CONFLICT (about a third less time per row); should a concurrent plan have inserted some
+    meanwhile, the savepoint takes the attempt back and ON CONFLICT inserts the rest.
     """
-    if existing == len(unit_ids):
+    if not unit_ids:
         return 0
     values = _row(task_key, 0, period, settings, now)
     del values["unit_id"]
-    return await insert_ignore_for_ids(
-        session, Occurrence.__table__, "unit_id", unit_ids, values, _UNIQUE
-    )
+    table = Occurrence.__table__
+    if fresh and dialect_name(session) == "postgresql":
+        try:
+            async with session.begin_nested():
+                return await insert_for_ids(session, table, "unit_id", unit_ids, values)
+        except IntegrityError:
+            pass
+    return await insert_ignore_for_ids(session, table, "unit_id", unit_ids, values, _UNIQUE)
+
+
+class _Job(NamedTuple):
+    """One (task, period) to insert at `unit_ids`; `fresh`: it had no row at all."""
+
+    task_key: str
+    period: Period
+    unit_ids: list[int]
+    fresh: bool
+
+
+class _Progress:
+    """`papibot plan`'s progress bar: (task, period)s done of all, whichever connection did it."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, done: int, total: int) -> None:
+        self.progress, self.done, self.total = progress, done, total
+
+    def report_skipped(self) -> None:
+        if self.progress is not None and self.done:
+            self.progress(self.done, self.total)
+
+    def job_done(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+async def _insert_side_by_side(
+    engine: AsyncEngine,
+    jobs: list[_Job],
+    connections: int,
+    settings: Settings,
+    now: datetime,
+    tick: _Progress,
+) -> list[int]:
+    """The (task, period)s' rows inserted by `connections` connections at once, each committing
+    after each (task, period); returns how many each (task, period) got.
+
+    PostgreSQL spends the plan inside the server (the client waits), one core per connection:
+    two connections use both of this machine's. Connection k takes the k-th slice of every
+    (task, period)'s units, always the same units of a level, so two connections never lock
+    the same unit rows for their foreign-key checks at once (a second locker makes a row's lock
+    a multixact) nor write the same leaves of the unit index; dealing whole (task, period)s to
+    them in turn measured slower (bench/README.md, issue 18).
+    """
+    counts = [[0] * len(jobs) for _ in range(connections)]
+    finished = [0] * len(jobs)
+
+    async def worker(k: int) -> None:
+        async with AsyncSession(engine) as session:
+            for number, job in enumerate(jobs):
+                share = _slice(job.unit_ids, k, connections)
+                if share:
+                    # The plan is re-run daily and idempotent: a commit lost in a crash is
+                    # planned again, so it need not wait for the WAL to reach the disk.
+                    await session.exec(text("SET LOCAL synchronous_commit = off"))
+                    counts[k][number] = await _plan_period(
+                        session, job.task_key, job.period, share, settings, now, job.fresh
+                    )
+                    await session.commit()
+                finished[number] += 1
+                if finished[number] == connections:
+                    tick.job_done()
+
+    try:
+        async with asyncio.TaskGroup() as group:  # one fails: the others stop too
+            for k in range(connections):
+                group.create_task(worker(k))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [sum(column) for column in zip(*counts, strict=True)]
+
+
+def _slice(ids: list[int], k: int, parts: int) -> list[int]:
+    """The k-th of `parts` contiguous, nearly equal slices of `ids` (sorted)."""
+    size, extra = divmod(len(ids), parts)
+    start = k * size + min(k, extra)
+    return ids[start : start + size + (1 if k < extra else 0)]
 
 
 def _row(
@@ -201,6 +293,7 @@ async def plan(
     until: date | None = None,
     *,
     commit_each: bool = False,
+    connections: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> PlanReport:
     """Create the occurrences due from `today` whose window opens by `until`. Caller commits.
@@ -209,6 +302,12 @@ async def plan(
     idempotent, so a plan cut short is simply completed by the next one; in exchange no single
     transaction holds SQLite's write lock for the whole plan (at national scale 1.6 million rows
     take over a minute, during which the sweep and the sender fail with "database is locked").
+
+    `connections` (PostgreSQL; SQLite keeps its one writer and ignores it): insert the periodic
+    rows on this many connections of the session's engine at once, each committing after each
+    (task, period), so like `commit_each` those rows are committed whatever the caller then
+    does; the events are planned in the caller's transaction. For callers that own their
+    transaction and plan nothing else in it (`papibot plan`, the daily plan).
     """
     until = until or today + timedelta(days=settings.plan_horizon_days)
     report = PlanReport()
@@ -238,26 +337,41 @@ async def plan(
     for task, unit_ids, periods in work:
         for period in periods:
             wanted[(task.key, period.key)] += len(unit_ids)
-    total, done = sum(len(periods) for _task, _units, periods in work), 0
-    for task, unit_ids, periods in work:
-        for period in periods:
-            done += 1
-            if progress is not None:
-                progress(done, total)  # `papibot plan` on a terminal: a progress bar
-            have = existing.get((task.key, period.key), 0)
+    # A (task, period) whose count equals the units wanted is complete (the unique (period,
+    # task, unit) makes them distinct units; they are the wanted ones unless a unit changed
+    # level or the task changed roles and, in the same window, exactly as many units left as
+    # joined: then the newcomers get their occurrence from the next period on). A count of 0
+    # makes it fresh, for every level of it: the levels insert different units.
+    jobs = [
+        _Job(task.key, period, unit_ids, fresh=not existing.get((task.key, period.key)))
+        for task, unit_ids, periods in work
+        for period in periods
+        if existing.get((task.key, period.key), 0) != wanted[(task.key, period.key)]
+    ]
+    total = sum(len(periods) for _task, _units, periods in work)
+    done = total - len(jobs)  # complete already: nothing to insert
+    tick = _Progress(progress, done, total)
+    tick.report_skipped()
+    engine = session.bind
+    if (
+        connections > 1
+        and dialect_name(session) == "postgresql"
+        and isinstance(engine, AsyncEngine)
+    ):
+        counts = await _insert_side_by_side(engine, jobs, connections, settings, now, tick)
+    else:
+        counts = []
+        for job in jobs:
             count = await _plan_period(
-                session,
-                task.key,
-                period,
-                unit_ids,
-                len(unit_ids) if have == wanted[(task.key, period.key)] else -1,
-                settings,
-                now,
+                session, job.task_key, job.period, job.unit_ids, settings, now, job.fresh
             )
-            report.inserted += count
-            report.per_task[task.key] += count
+            counts.append(count)
+            tick.job_done()
             if commit_each and count:
                 await session.commit()
+    for job, count in zip(jobs, counts, strict=True):
+        report.inserted += count
+        report.per_task[job.task_key] += count
     await _plan_events(session, framework, settings, index, report, now)
     return report
 

@@ -399,7 +399,13 @@ async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
     async with ctx.db.session() as session:
         with progress("plan") as advance:
             report = await plan(
-                session, ctx.framework, ctx.settings, today, args.until, progress=advance
+                session,
+                ctx.framework,
+                ctx.settings,
+                today,
+                args.until,
+                connections=ctx.settings.plan_connections,
+                progress=advance,
             )
         await session.commit()
     print(report.summary())

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     )
     invite_ttl_hours: int = 72
     plan_horizon_days: int = 62
+    # PostgreSQL: connections the plan inserts on side by side (the server's work, one core each).
+    plan_connections: int = Field(default=2, ge=1)
 
     telegram_token: str = ""
     telegram_api_url: str = "https://api.telegram.org"
