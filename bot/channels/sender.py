@@ -118,19 +118,38 @@ class _SentMarks:
         self.waiting: list[tuple[Outbox, str, datetime, str]] = []
         self.oldest = 0.0
         self._lock = asyncio.Lock()
+        self._marking: asyncio.Task | None = None
 
-    async def add(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
+    def add(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
+        """Note an accepted row. The mark itself is written beside the sending, never in its
+        way: a commit that waits for the database (another writer holds SQLite's lock: a
+        sweep's batch) must not stop the next send."""
         if not self.waiting:
             self.oldest = time.monotonic()
         self.waiting.append((row, str(message_id)[:64], self.sender.clock(), edit_result))
-        if time.monotonic() - self.oldest >= MARK_EVERY_SECONDS:
+        due = time.monotonic() - self.oldest >= MARK_EVERY_SECONDS
+        if due and (self._marking is None or self._marking.done()):
+            self._marking = asyncio.create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
             await self.flush()
+        except Exception:  # noqa: BLE001  (kept `waiting`: the batch's last flush tries again)
+            log.warning("could not mark delivered outbox rows yet", exc_info=True)
 
     async def flush(self) -> None:
+        """Mark what is waiting (after a mark already under way); raises if the commit fails,
+        and the rows stay `sending` under their lease."""
+        if self._marking is not None and self._marking is not asyncio.current_task():
+            await asyncio.gather(self._marking, return_exceptions=True)
         async with self._lock:
             delivered, self.waiting = self.waiting, []
             if delivered:
-                await self.sender._mark_sent(delivered)
+                try:
+                    await self.sender._mark_sent(delivered)
+                except BaseException:
+                    self.waiting = delivered + self.waiting
+                    raise
 
 
 MARK_EVERY_SECONDS = 0.25  # a delivered row is marked sent at most about this late
@@ -189,18 +208,54 @@ class Sender:
         self._wake.set()
 
     async def run(self, idle_poll: float = 1.0) -> None:
-        while not self._stopping:
-            try:
-                sent = await self.drain_once()
-            except Exception:  # noqa: BLE001  (a database blip must not kill the sender)
-                log.exception("sender pass failed; retrying")
-                sent = 0
-            if sent == 0:
-                self._wake.clear()
+        """Drain until stopped. While a batch is being sent, the next one is claimed beside it,
+        so it is ready when the rate limit allows its first send: a claim that waits (for a
+        busy event loop, or for SQLite's lock while a sweep's batch holds it) costs no send."""
+        ahead: asyncio.Task[list[Outbox]] | None = None
+        try:
+            while not self._stopping:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
-                except TimeoutError:
-                    pass
+                    rows = await ahead if ahead is not None else await self._claim()
+                    ahead = None
+                    sent = 0
+                    if rows:
+                        ahead = asyncio.create_task(self._claim(), name="sender-claim-ahead")
+                        sent = await self._send_batch(rows)
+                except Exception:  # noqa: BLE001  (a database blip must not kill the sender)
+                    log.exception("sender pass failed; retrying")
+                    ahead, sent = None, 0
+                if sent == 0 and ahead is None:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
+                    except TimeoutError:
+                        pass
+        finally:
+            if ahead is not None:
+                await self._release(ahead)
+
+    async def _release(self, ahead: asyncio.Task[list[Outbox]]) -> None:
+        """A batch claimed ahead and never sent goes back to the queue (stopping), instead of
+        waiting out its lease."""
+        try:
+            rows = await ahead
+        except BaseException:  # noqa: BLE001  (stopping: a claim that failed holds nothing)
+            return
+        if not rows:
+            return
+        try:
+            async with self.db.writer(), self.db.session() as session:
+                await session.exec(
+                    update(Outbox)
+                    .where(
+                        col(Outbox.id).in_([row.id for row in rows]),
+                        Outbox.status == OutboxStatus.sending,
+                    )
+                    .values(status=OutboxStatus.pending, attempts=Outbox.attempts - 1)
+                )
+                await session.commit()
+        except Exception:  # noqa: BLE001  (the lease runs out instead, and they are sent then)
+            log.warning("could not give back %d claimed outbox rows", len(rows), exc_info=True)
 
     async def _claim(self) -> list[Outbox]:
         now = utcnow()
@@ -244,10 +299,13 @@ class Sender:
             return rows
 
     async def drain_once(self) -> int:
-        """Send what is due now; returns how many rows were delivered."""
+        """Send what is due now (one batch); returns how many rows were delivered."""
         rows = await self._claim()
         if not rows:
             return 0
+        return await self._send_batch(rows)
+
+    async def _send_batch(self, rows: list[Outbox]) -> int:
         by_channel: dict[str, list[Outbox]] = defaultdict(list)
         for row in rows:
             by_channel[row.channel].append(row)
@@ -316,7 +374,7 @@ class Sender:
                 return 0
             if limiter:
                 limiter.done()
-            await marks.add(row, message_id, edit_result)
+            marks.add(row, message_id, edit_result)
             return 1
 
     @staticmethod
