@@ -115,8 +115,8 @@ async def test_stopping_gives_a_batch_claimed_ahead_back_to_the_queue(tg: Harnes
         claims.append([int(row.external_id) for row in rows])
         return rows
 
-    async def send_then_stop(rows: list[Outbox]) -> int:
-        delivered = await send_batch(rows)
+    async def send_then_stop(rows: list[Outbox], **how: bool) -> int:
+        delivered = await send_batch(rows, **how)
         sender.stop()  # told to stop while the next batch is claimed, or just after
         return delivered
 

@@ -199,6 +199,7 @@ class Sender:
         self.stale_after = stale_after
         self._wake = asyncio.Event()
         self._stopping = False
+        self._finishing: set[asyncio.Task] = set()  # batches whose last marks are being written
 
     def wake(self) -> None:
         self._wake.set()
@@ -220,7 +221,7 @@ class Sender:
                     sent = 0
                     if rows:
                         ahead = asyncio.create_task(self._claim(), name="sender-claim-ahead")
-                        sent = await self._send_batch(rows)
+                        sent = await self._send_batch(rows, mark_beside=True)
                 except Exception:  # noqa: BLE001  (a database blip must not kill the sender)
                     log.exception("sender pass failed; retrying")
                     ahead, sent = None, 0
@@ -233,6 +234,7 @@ class Sender:
         finally:
             if ahead is not None:
                 await self._release(ahead)
+            await asyncio.gather(*self._finishing, return_exceptions=True)
 
     async def _release(self, ahead: asyncio.Task[list[Outbox]]) -> None:
         """A batch claimed ahead and never sent goes back to the queue (stopping), instead of
@@ -305,7 +307,10 @@ class Sender:
             return 0
         return await self._send_batch(rows)
 
-    async def _send_batch(self, rows: list[Outbox]) -> int:
+    async def _send_batch(self, rows: list[Outbox], mark_beside: bool = False) -> int:
+        """Send a claimed batch; returns how many the platform accepted. `mark_beside`: the
+        batch's last marks are written in the background (the next batch can start sending;
+        its chats wait, as `sending` rows hold them, until their rows are marked)."""
         by_channel: dict[str, list[Outbox]] = defaultdict(list)
         for row in rows:
             by_channel[row.channel].append(row)
@@ -316,12 +321,36 @@ class Sender:
             results = await asyncio.gather(
                 *(self._send_lane(lane, marks) for lane in by_channel.values())
             )
+        except BaseException:
+            await self._finish(marks, done, lease)
+            raise
+        if mark_beside:
+            finishing = asyncio.create_task(self._finish(marks, done, lease, quietly=True))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+        else:
+            await self._finish(marks, done, lease)
+        return sum(results)
+
+    async def _finish(
+        self,
+        marks: _SentMarks,
+        done: asyncio.Event,
+        lease: asyncio.Task,
+        quietly: bool = False,
+    ) -> None:
+        """The batch's last marks, then its lease ends (a row not marked stays `sending`
+        under it, and is sent again once it runs out: at least once, never marked unsent)."""
+        try:
             await marks.flush()
+        except Exception:
+            if not quietly:
+                raise
+            log.exception("could not mark a sent batch; its lease will run out")
         finally:
             done.set()
             with contextlib.suppress(Exception):
                 await lease
-        return sum(results)
 
     async def _renew_lease(self, ids: list[int | None], done: asyncio.Event) -> None:
         """Keep this batch's claim alive until it is sent (rows still `sending` only)."""
