@@ -12,6 +12,9 @@ send    the outbox sender and the Telegram channel against the fake Bot API enfo
         messages/s: achieved rate / limit, messages lost, messages duplicated
 lanes   reply latency (p99) while 20,000 queued reminders go out at Telegram's 30 messages/s
         (bench/lanes.py)
+busysend  the sender's rate / limit in one `papibot run`-composed server while the morning sweep
+        runs and webhooks arrive at a steady rate; lost, duplicated, 429s, reply latency
+        (bench/busysend.py; the 1-month data set)
 handling  statements, commits and CPU per handled inbound update, and per message sent, counted
         inside one process (bench/handling.py; the province sample on SQLite)
 dashboard  server time of each dashboard page (bench/dashboard.py), 24 months of history
@@ -62,7 +65,17 @@ PG = {
     ).rstrip("/"),
     "prefix": os.environ.get("PAPIBOT_BENCH_DATABASE_PREFIX", "papibot_bench"),
 }
-ALL = ("plan", "sweep", "send", "lanes", "memory", "inbound", "handling", "dashboard")
+ALL = (
+    "plan",
+    "sweep",
+    "send",
+    "lanes",
+    "busysend",
+    "memory",
+    "inbound",
+    "handling",
+    "dashboard",
+)
 HISTORIES = (1, 24)
 GENERATE_TIMEOUT = {"province": 900, "national": 5400}
 BENCH_TIMEOUT = {"province": 900, "national": 3600}
@@ -79,6 +92,9 @@ TARGETS = {
     ("send", "duplicated"): ("<=", 0),
     ("memory", "peak_rss_mb"): ("<=", 300),
     ("lanes", "reply_p99_seconds_during_fan_out"): ("<=", 2.0),
+    ("busysend", "rate_over_limit"): (">=", 0.97),
+    ("busysend", "lost"): ("<=", 0),
+    ("busysend", "duplicated"): ("<=", 0),
 }
 
 
@@ -813,7 +829,13 @@ async def main_async(args: argparse.Namespace) -> None:
             raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(ALL)}")
     limit = args.timeout or BENCH_TIMEOUT[args.scale]
     for database in databases:
-        needs = {"sweep": HISTORIES, "plan": (24,), "memory": (24,), "dashboard": (24,)}
+        needs = {
+            "sweep": HISTORIES,
+            "plan": (24,),
+            "memory": (24,),
+            "dashboard": (24,),
+            "busysend": (1,),
+        }
         months_needed = sorted({m for name in only for m in needs.get(name, ())})
         metas = await ensure_datasets(out, database, args.scale, months_needed, args.regenerate)
 
@@ -845,6 +867,15 @@ async def main_async(args: argparse.Namespace) -> None:
             from bench.lanes import bench_reply_latency
 
             await bounded("lanes", bench_reply_latency(out, database, pg_url, args.fan_out))
+        if "busysend" in only:
+            from bench.busysend import bench_busysend
+
+            await bounded(
+                "busysend",
+                bench_busysend(
+                    out, database, dataset_url(database, args.scale, 1), metas[1], args.inbound_rate
+                ),
+            )
         if "dashboard" in only:
             from bench.dashboard import bench_dashboard
 
@@ -884,6 +915,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="sweeps per measurement (median)")
     parser.add_argument("--messages", type=int, default=600, help="outbox rows for `send`")
+    parser.add_argument(
+        "--inbound-rate", type=float, default=50.0, help="webhook updates/s for `busysend`"
+    )
     parser.add_argument("--fan-out", type=int, default=20_000, help="reminders queued for `lanes`")
     parser.add_argument(
         "--timeout", type=float, default=0, help="seconds per benchmark (default by scale)"

@@ -17,6 +17,7 @@ is sent in the quiet hours (21:00–07:00 by default); only statuses change then
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -65,6 +66,7 @@ CLAIM_LIMIT = 2000  # occurrences per batch (one transaction each)
 # A sweep claims batch after batch while it expects the next one to end within this budget; the
 # rest waits for the next sweep (the job runs every minute and never twice at once).
 SWEEP_BUDGET_SECONDS = 45.0
+YIELD_EVERY = 25  # letters composed between two turns of the event loop
 OVERDUE_BATCH = 1000  # occurrences marked overdue per statement
 # A reminder is "queued" when its message is; the sender makes it "sent" once the platform
 # accepted a message holding it, the reach follow-up "unreachable" when none could.
@@ -799,7 +801,11 @@ async def deliver(
     identities = await identities_of(session, [letter.user.id for letter in letters])
     messages: list[Queued] = []
     chains: list[dict] = []
-    for letter in letters:
+    for number, letter in enumerate(letters):
+        if number % YIELD_EVERY == YIELD_EVERY - 1:
+            # Composing a morning's letters is CPU for a second or more: let the webhooks and
+            # the sender (rows already claimed) run between chunks of it.
+            await asyncio.sleep(0)
         key = f"remind:{letter.user.id}:{day:%Y%m%d}:{letter.fingerprint()}"
         kind = _kind(letter)
         message = compose(app, policies, letter, now)
@@ -926,7 +932,10 @@ async def sweep(
     policies = load_policies(app.settings)
     report = SweepReport()
     started = time.monotonic()
-    async with db.session() as session:
+    # Each batch writes under the process's writer turn (SQLite: one writer at a time), so the
+    # sender's claims and marks and the inbox, queued meanwhile, go in between two batches
+    # instead of sleeping in SQLite's busy handler for the whole morning.
+    async with db.writer(), db.session() as session:
         # The overdue marks share the first batch's transaction: a sweep cut off there leaves
         # nothing half done.
         report.overdue_marked = await mark_overdue(session, to_db(now))
@@ -940,7 +949,8 @@ async def sweep(
     while len(claimed) == limit and time.monotonic() - started + batch_seconds <= budget_seconds:
         batch_started = time.monotonic()
         after = (claimed[-1].unit_id, claimed[-1].id)  # the claim's order: move past them
-        async with db.session() as session:
+        await asyncio.sleep(0)  # the loop's other work, before the next batch's CPU
+        async with db.writer(), db.session() as session:
             claimed = await _claim_and_handle(session, app, policies, now, limit, after, report)
             await session.commit()
         batch_seconds = time.monotonic() - batch_started

@@ -61,3 +61,31 @@ def test_the_busy_moment_is_the_data_sets_busiest_reminder_moment() -> None:
     empty = Generator.__new__(Generator)
     empty.upcoming = {}
     assert empty.busy_moment() == (None, 0)
+
+
+def test_a_busysend_run_whose_outbox_never_held_a_claim_is_not_measured(
+    out: run.Out, tmp_path: Path
+) -> None:
+    from bench.busysend import busy_stretch, rate_over
+
+    samples = [(float(t), 12) for t in range(10)]  # never a whole claim of 30 waiting
+    start, end = busy_stretch(samples, 30, 0.0, 10.0)
+    assert rate_over([1.0, 2.0, 3.0], start, end) is None
+    out.emit("busysend", "sqlite", "rate_over_limit", rate_over([1.0], start, end), "ratio")
+    line = last_line(tmp_path)
+    assert line["status"] == "not measured" and "met" not in line
+
+
+def test_busysend_measures_the_longest_stretch_the_outbox_always_had_work() -> None:
+    from bench.busysend import busy_stretch, delivery_balance, rate_over
+
+    due = [40, 40, 0, 40, 40, 40, 40, 5, 40]  # a gap at 2 s and at 7 s
+    samples = [(float(t), n) for t, n in enumerate(due)]
+    assert busy_stretch(samples, 30, 0.0, 100.0) == (3.0, 6.0)
+    assert busy_stretch(samples, 30, 4.0, 100.0) == (4.0, 6.0), "only while traffic ran"
+    sends = [3.0 + n / 29 for n in range(87)]  # 29 a second over the stretch
+    assert round(rate_over(sends, 3.0, 6.0), 6) == 29.0
+    from collections import Counter
+
+    assert delivery_balance(Counter({1: 2, 2: 1}), Counter({1: 2, 2: 1})) == (0, 0)
+    assert delivery_balance(Counter({1: 2, 2: 1}), Counter({1: 1, 2: 3})) == (1, 2)

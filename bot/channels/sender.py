@@ -118,24 +118,45 @@ class _SentMarks:
         self.waiting: list[tuple[Outbox, str, datetime, str]] = []
         self.oldest = 0.0
         self._lock = asyncio.Lock()
+        self._marking: asyncio.Task | None = None
 
-    async def add(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
+    def add(self, row: Outbox, message_id: str, edit_result: str = "") -> None:
+        """Note an accepted row. The mark itself is written beside the sending, never in its
+        way: a commit that waits for the database (another writer holds SQLite's lock: a
+        sweep's batch) must not stop the next send."""
         if not self.waiting:
             self.oldest = time.monotonic()
         self.waiting.append((row, str(message_id)[:64], self.sender.clock(), edit_result))
-        if time.monotonic() - self.oldest >= MARK_EVERY_SECONDS:
+        due = time.monotonic() - self.oldest >= MARK_EVERY_SECONDS
+        if due and (self._marking is None or self._marking.done()):
+            self._marking = asyncio.create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
             await self.flush()
+        except Exception:  # noqa: BLE001  (kept `waiting`: the batch's last flush tries again)
+            log.warning("could not mark delivered outbox rows yet", exc_info=True)
 
     async def flush(self) -> None:
+        """Mark what is waiting (after a mark already under way); raises if the commit fails,
+        and the rows stay `sending` under their lease."""
+        if self._marking is not None and self._marking is not asyncio.current_task():
+            await asyncio.gather(self._marking, return_exceptions=True)
         async with self._lock:
             delivered, self.waiting = self.waiting, []
             if delivered:
-                await self.sender._mark_sent(delivered)
+                try:
+                    await self.sender._mark_sent(delivered)
+                except BaseException:
+                    self.waiting = delivered + self.waiting
+                    raise
 
 
 MARK_EVERY_SECONDS = 0.25  # a delivered row is marked sent at most about this late
 LANE_SHARE = 0.1  # of each batch, kept for every lane below the one being claimed
 CLAIM_LOCK = (0x70617069, 0)  # advisory lock (PostgreSQL) the senders' claims take turns on
+MAX_CLAIMS_AHEAD = 1  # batches claimed ahead (2 measured no better while a sweep runs)
+CLAIM_LEAD = 0.3  # seconds before a batch's last send that the next one is claimed
 MAX_IMMEDIATE_RETRIES = 5  # 429s honoured in place before the row goes back to the queue
 
 
@@ -180,27 +201,90 @@ class Sender:
         self.stale_after = stale_after
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self._finishing: set[asyncio.Task] = set()  # batches whose last marks are being written
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     async def run(self, idle_poll: float = 1.0) -> None:
-        while not self._stopping:
-            try:
-                sent = await self.drain_once()
-            except Exception:  # noqa: BLE001  (a database blip must not kill the sender)
-                log.exception("sender pass failed; retrying")
+        """Drain until stopped. While a batch is being sent, the next one is claimed beside it,
+        so it is ready when the rate limit allows its first send: a claim that waits (for a
+        busy event loop, or for SQLite's lock while a sweep's batch holds it) costs no send."""
+        ahead: deque[asyncio.Task[list[Outbox]]] = deque()
+        late = False
+        try:
+            while not self._stopping:
                 sent = 0
-            if sent == 0:
-                self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
-                except TimeoutError:
-                    pass
+                    if ahead:
+                        late = not ahead[0].done()
+                        rows = await ahead.popleft()
+                    else:
+                        rows = await self._claim()
+                    if rows:
+                        # Claimed as late as will do, so that a reply queued meanwhile still
+                        # makes the next batch; at once when the last claim came too late.
+                        lead = 0.0 if late else self._sending_seconds(rows) - CLAIM_LEAD
+                        while len(ahead) < MAX_CLAIMS_AHEAD:
+                            claim = self._claim_after(lead)
+                            ahead.append(asyncio.create_task(claim, name="sender-ahead"))
+                        sent = await self._send_batch(rows, mark_beside=True)
+                except Exception:  # noqa: BLE001  (a database blip must not kill the sender)
+                    log.exception("sender pass failed; retrying")
+                if sent == 0 and not ahead:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
+                    except TimeoutError:
+                        pass
+        finally:
+            for task in ahead:
+                await self._release(task)
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    def _sending_seconds(self, rows: list[Outbox]) -> float:
+        """About how long the rate limits take to let these rows out."""
+        intervals = [
+            self.limits[row.channel].interval if row.channel in self.limits else 0.0 for row in rows
+        ]
+        return sum(intervals) / max(1, len({row.channel for row in rows}))
+
+    async def _claim_after(self, seconds: float) -> list[Outbox]:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), timeout=seconds)
+        if self._stopping:
+            return []
+        return await self._claim()
+
+    async def _release(self, ahead: asyncio.Task[list[Outbox]]) -> None:
+        """A batch claimed ahead and never sent goes back to the queue (stopping), instead of
+        waiting out its lease."""
+        try:
+            rows = await ahead
+        except BaseException:  # noqa: BLE001  (stopping: a claim that failed holds nothing)
+            return
+        if not rows:
+            return
+        try:
+            async with self.db.writer(), self.db.session() as session:
+                await session.exec(
+                    update(Outbox)
+                    .where(
+                        col(Outbox.id).in_([row.id for row in rows]),
+                        Outbox.status == OutboxStatus.sending,
+                    )
+                    .values(status=OutboxStatus.pending, attempts=Outbox.attempts - 1)
+                )
+                await session.commit()
+        except Exception:  # noqa: BLE001  (the lease runs out instead, and they are sent then)
+            log.warning("could not give back %d claimed outbox rows", len(rows), exc_info=True)
 
     async def _claim(self) -> list[Outbox]:
         now = utcnow()
@@ -244,10 +328,16 @@ class Sender:
             return rows
 
     async def drain_once(self) -> int:
-        """Send what is due now; returns how many rows were delivered."""
+        """Send what is due now (one batch); returns how many rows were delivered."""
         rows = await self._claim()
         if not rows:
             return 0
+        return await self._send_batch(rows)
+
+    async def _send_batch(self, rows: list[Outbox], mark_beside: bool = False) -> int:
+        """Send a claimed batch; returns how many the platform accepted. `mark_beside`: the
+        batch's last marks are written in the background (the next batch can start sending;
+        its chats wait, as `sending` rows hold them, until their rows are marked)."""
         by_channel: dict[str, list[Outbox]] = defaultdict(list)
         for row in rows:
             by_channel[row.channel].append(row)
@@ -258,12 +348,36 @@ class Sender:
             results = await asyncio.gather(
                 *(self._send_lane(lane, marks) for lane in by_channel.values())
             )
+        except BaseException:
+            await self._finish(marks, done, lease)
+            raise
+        if mark_beside:
+            finishing = asyncio.create_task(self._finish(marks, done, lease, quietly=True))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+        else:
+            await self._finish(marks, done, lease)
+        return sum(results)
+
+    async def _finish(
+        self,
+        marks: _SentMarks,
+        done: asyncio.Event,
+        lease: asyncio.Task,
+        quietly: bool = False,
+    ) -> None:
+        """The batch's last marks, then its lease ends (a row not marked stays `sending`
+        under it, and is sent again once it runs out: at least once, never marked unsent)."""
+        try:
             await marks.flush()
+        except Exception:
+            if not quietly:
+                raise
+            log.exception("could not mark a sent batch; its lease will run out")
         finally:
             done.set()
             with contextlib.suppress(Exception):
                 await lease
-        return sum(results)
 
     async def _renew_lease(self, ids: list[int | None], done: asyncio.Event) -> None:
         """Keep this batch's claim alive until it is sent (rows still `sending` only)."""
@@ -316,7 +430,7 @@ class Sender:
                 return 0
             if limiter:
                 limiter.done()
-            await marks.add(row, message_id, edit_result)
+            marks.add(row, message_id, edit_result)
             return 1
 
     @staticmethod
