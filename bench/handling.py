@@ -218,6 +218,7 @@ async def bench_handling(args: argparse.Namespace) -> None:
             )
         finally:
             await channel.stop()
+            await inbox.stop()  # the channel's stop waits on it, which wakes it
             await fake.close()
             await ctx.db.dispose()
 

@@ -599,7 +599,8 @@ async def bench_send(out: Out, database: str, messages: int, chats: int) -> None
                         )
                     )
                 await session.commit()
-            channel = TelegramChannel(ctx, Dispatcher(ctx))  # sends only
+            dispatcher = Dispatcher(ctx)
+            channel = TelegramChannel(ctx, dispatcher)  # sends only
             await channel._ensure_ready()  # getMe, as at start-up
             limiter = rate_limits(ctx)["telegram"]  # as `papibot run` configures it
             sender = Sender(ctx.db, {"telegram": channel}, limits={"telegram": limiter})
@@ -659,6 +660,7 @@ async def bench_send(out: Out, database: str, messages: int, chats: int) -> None
             out.emit("send", database, "lost", lost, "messages", **context)
             out.emit("send", database, "duplicated", duplicated, "messages", **context)
             await channel.stop()
+            await dispatcher.inbox.stop()  # the channel's stop waits on it, which wakes it
         finally:
             if sender_task is not None and not sender_task.done():
                 sender_task.cancel()
