@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.config import Settings
+from bot.core.writer_turns import WriterTurns
 from bot.core.sqlite_driver import one_hop_dbapi
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
@@ -62,7 +63,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
-        self._writer: asyncio.Lock | None = None
+        self._writer: WriterTurns | None = None
         self._writer_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -73,19 +74,21 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
 
-    def writer(self) -> contextlib.AbstractAsyncContextManager:
+    def writer(self, first: bool = False) -> contextlib.AbstractAsyncContextManager:
         """Hold this around a write transaction that must not wait in SQLite's busy handler.
 
         SQLite lets one writer in at a time; the others sleep and retry (up to 100 ms between
         tries, "database is locked" after busy_timeout), which turns a burst into long waits.
-        Queued here instead, this process's writers (the inbox, the handlers, the sender) go
-        in turn, in order. PostgreSQL: nothing to hold."""
+        Queued here instead, this process's writers (the inbox, the handlers, the sender, the
+        sweep) go in turn, in order; `first` (recording a webhook's update, which a platform
+        waits for) goes before those already waiting (bot/core/writer_turns.py). PostgreSQL:
+        nothing to hold."""
         if not self.is_sqlite:
             return contextlib.nullcontext()
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer_loop is not loop:
-            self._writer, self._writer_loop = asyncio.Lock(), loop
-        return self._writer
+            self._writer, self._writer_loop = WriterTurns(), loop
+        return self._writer.turn(first)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

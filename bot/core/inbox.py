@@ -205,7 +205,8 @@ class Inbox:
             }
             for incoming in reversed(incomings)  # a repeat within the batch: the first one wins
         }
-        async with self.db.writer(), self.db.session() as session:
+        # The platform waits for this commit: it goes before the writers already waiting.
+        async with self.db.writer(first=True), self.db.session() as session:
             # A redelivery finds its row there and adds nothing.
             await insert_new(session, InboundUpdate.__table__, list(rows.values()), UNIQUE)
             await session.commit()
