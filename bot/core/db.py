@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core.config import Settings
-from bot.core.writer_turns import WriterTurns
 from bot.core.sqlite_driver import one_hop_dbapi
+from bot.core.writer_turns import WriterTurns
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
