@@ -28,6 +28,7 @@ from tests.test_drill_kill9 import (
     TOKEN,
     by_status,
     reminder_text,
+    restart_until_all_sent,
     seed,
     texts_by_status,
 )
@@ -93,14 +94,7 @@ async def test_a_clean_stop_while_sending_finishes_its_batch_and_repeats_nothing
         assert not marked[OutboxStatus.sending], at_stop
         assert len(fake.texts) >= STOP_AT
 
-        await child.start()
-
-        async def all_sent() -> bool:
-            assert child.alive, child.log_tail()
-            return (await by_status(db)).get(OutboxStatus.sent, 0) == MESSAGES
-
-        await wait_for(all_sent, "every row to be sent after the restart", 90, 0.25, child.log_tail)
-        assert await child.stop() == 0, child.log_tail()
+        await restart_until_all_sent(child, db, MESSAGES)
     finally:
         if child.alive:
             child.kill9()

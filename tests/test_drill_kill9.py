@@ -114,6 +114,18 @@ async def by_status(db: Database) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+async def restart_until_all_sent(child: Child, db: Database, messages: int) -> None:
+    """Start the child again, wait until every row is sent, and stop it cleanly."""
+    await child.start()
+
+    async def all_sent() -> bool:
+        assert child.alive, child.log_tail()
+        return (await by_status(db)).get(OutboxStatus.sent, 0) == messages
+
+    await wait_for(all_sent, "every row to be sent after the restart", 90, 0.25, child.log_tail)
+    assert await child.stop() == 0, child.log_tail()
+
+
 async def test_kill_9_while_sending_then_restart_delivers_everything(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     db_url = f"sqlite+aiosqlite:///{data_dir / 'papibot.db'}"
@@ -178,14 +190,7 @@ async def test_kill_9_while_sending_then_restart_delivers_everything(tmp_path: P
         assert 1 <= sending_at_kill <= 100, at_kill
         assert sum(at_kill.values()) == MESSAGES
 
-        await child.start()
-
-        async def all_sent() -> bool:
-            assert child.alive, child.log_tail()
-            return (await by_status(db)).get(OutboxStatus.sent, 0) == MESSAGES
-
-        await wait_for(all_sent, "every row to be sent after the restart", 90, 0.25, child.log_tail)
-        assert await child.stop() == 0, child.log_tail()
+        await restart_until_all_sent(child, db, MESSAGES)
     finally:
         if child.alive:
             child.kill9()
