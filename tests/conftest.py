@@ -13,6 +13,7 @@ tree (transport, redelivery), so the suite keeps its time.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,12 @@ from bot.core.config import DEFAULT_FRAMEWORK_DIR, Settings
 from bot.core.db import Database
 from bot.core.framework import Framework
 from tests.helpers.world import framework_for
+
+# The tests' "today" is the day a village head sees, as the product's is (settings.tz): between
+# 17:00 and 24:00 UTC it is already tomorrow in Vietnam, and a test that said `date.today()` on
+# a UTC machine expected yesterday's dates. Children (`papibot run` drills) inherit it.
+os.environ["TZ"] = "Asia/Ho_Chi_Minh"
+time.tzset()
 
 POSTGRES_URL = os.environ.get("PAPIBOT_TEST_DATABASE_URL", "")
 SAMPLE_UNITS_CSV = DEFAULT_FRAMEWORK_DIR / "units" / "khanh-hoa-2022.csv"

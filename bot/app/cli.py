@@ -393,7 +393,9 @@ async def cmd_events_add(ctx: AppContext, args: argparse.Namespace) -> None:
 async def cmd_plan(ctx: AppContext, args: argparse.Namespace) -> None:
     from scheduler.planner import plan
 
-    today = args.today or date.today()
+    # The deployment's day (Asia/Ho_Chi_Minh by default), not the server's: from 17:00 UTC
+    # it is already tomorrow in Vietnam.
+    today = args.today or datetime.now(ctx.settings.tz).date()
     if args.until is not None and args.until < today:
         raise CliError(f"--until {args.until} is before the planning day {today}")
     async with ctx.db.session() as session:
