@@ -22,7 +22,7 @@ import pytest
 
 from bot.core.db import Database
 from bot.core.models import OutboxStatus
-from tests.helpers.drill_support import Child, TrippingTelegram, child_env, free_port, wait_for
+from tests.helpers.drill_support import TrippingTelegram, wait_for
 from tests.test_drill_kill9 import (
     FIRST_CHAT,
     TOKEN,
@@ -30,6 +30,7 @@ from tests.test_drill_kill9 import (
     reminder_text,
     restart_until_all_sent,
     seed,
+    sending_child,
     texts_by_status,
 )
 
@@ -52,23 +53,7 @@ async def test_a_clean_stop_while_sending_finishes_its_batch_and_repeats_nothing
     for n in range(MESSAGES):
         fake.user(FIRST_CHAT + n)
     await fake.start()
-    child = Child(
-        env=child_env(
-            data_dir=str(data_dir),
-            database_url=db_url,
-            telegram_token=TOKEN,
-            telegram_api_url=fake.api_url,
-            public_url="",
-            simulator_enabled="false",
-            scheduler_enabled="false",
-            http_host="127.0.0.1",
-            http_port=str(free_port()),
-            sender_lease_seconds="2",
-            secret_key="drill-secret",
-        ),
-        cwd=tmp_path,
-        log_path=tmp_path / "papibot.log",
-    )
+    child = sending_child(tmp_path, data_dir, db_url, fake)
 
     async def ask_it_to_stop() -> None:
         assert child.process is not None

@@ -114,6 +114,28 @@ async def by_status(db: Database) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+def sending_child(tmp_path: Path, data_dir: Path, db_url: str, fake: TrippingTelegram) -> Child:
+    """`papibot run` on `db_url` that only sends: Telegram by long polling against `fake`, no
+    scheduler, no simulator, a short sender lease."""
+    return Child(
+        env=child_env(
+            data_dir=str(data_dir),
+            database_url=db_url,
+            telegram_token=TOKEN,
+            telegram_api_url=fake.api_url,
+            public_url="",
+            simulator_enabled="false",
+            scheduler_enabled="false",
+            http_host="127.0.0.1",
+            http_port=str(free_port()),
+            sender_lease_seconds=str(LEASE_SECONDS),
+            secret_key="drill-secret",
+        ),
+        cwd=tmp_path,  # no stray .env from the repository
+        log_path=tmp_path / "papibot.log",
+    )
+
+
 async def restart_until_all_sent(child: Child, db: Database, messages: int) -> None:
     """Start the child again, wait until every row is sent, and stop it cleanly."""
     await child.start()
@@ -137,23 +159,7 @@ async def test_kill_9_while_sending_then_restart_delivers_everything(tmp_path: P
     for n in range(MESSAGES):
         fake.user(FIRST_CHAT + n)
     await fake.start()
-    child = Child(
-        env=child_env(
-            data_dir=str(data_dir),
-            database_url=db_url,
-            telegram_token=TOKEN,
-            telegram_api_url=fake.api_url,
-            public_url="",
-            simulator_enabled="false",
-            scheduler_enabled="false",
-            http_host="127.0.0.1",
-            http_port=str(free_port()),
-            sender_lease_seconds=str(LEASE_SECONDS),
-            secret_key="drill-secret",
-        ),
-        cwd=tmp_path,  # no stray .env from the repository
-        log_path=tmp_path / "papibot.log",
-    )
+    child = sending_child(tmp_path, data_dir, db_url, fake)
     killed_at: dict[str, int] = {}
 
     async def pull_the_plug() -> None:

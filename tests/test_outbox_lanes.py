@@ -14,9 +14,8 @@ from bot.channels.sender import RateLimiter
 from bot.core.config import Settings
 from bot.core.db import Database
 from bot.core.framework import Framework
-from bot.core.messages import Outgoing
 from bot.core.models import Outbox, OutboxLane, OutboxStatus
-from bot.core.services.outbox import Queued, enqueue_many, lane_for
+from bot.core.services.outbox import lane_for
 from tests.helpers.telegram_harness import VILLAGE_HEAD, Harness, harness
 
 FAN_OUT = 90  # three seconds of Telegram's limit
@@ -36,29 +35,13 @@ async def limit_like_telegram(tg: Harness) -> None:
     tg.runtime.sender.limits["telegram"] = RateLimiter(per_second=30, per_chat_interval=0)
 
 
-async def queue(tg: Harness, prefix: str, count: int, first_chat: int) -> list[int]:
-    chats = [first_chat + n for n in range(count)]
-    for chat in chats:
-        tg.fake.user(chat)
-    async with tg.db.session() as session:
-        await enqueue_many(
-            session,
-            [
-                Queued("telegram", str(chat), Outgoing(text=f"{prefix} {chat}"), f"{prefix}:{chat}")
-                for chat in chats
-            ],
-        )
-        await session.commit()
-    return chats
-
-
 async def test_a_tap_is_answered_before_a_fan_out_of_queued_reminders(tg: Harness) -> None:
     chat = 701
     await tg.register(chat, tg.world.villages[0], VILLAGE_HEAD)
     assert await tg.say(tg.fake.command(chat, "viec")) == 200
     occurrence_id = int(tg.buttons_to(chat, "done:")[0].split(":")[1])
     await limit_like_telegram(tg)
-    reminded = set(await queue(tg, "remind", FAN_OUT, 9_000_000))
+    reminded = set(await tg.queue("remind", FAN_OUT, 9_000_000))
     before = len(tg.fake.calls)
 
     await tg.press(chat, f"done:{occurrence_id}")  # the sender drains everything due
@@ -87,10 +70,10 @@ async def test_a_tap_is_answered_before_a_fan_out_of_queued_reminders(tg: Harnes
 async def test_no_lane_waits_for_another_to_empty(tg: Harness) -> None:
     await limit_like_telegram(tg)
     # More replies, news and reminders than one batch holds, and a few digests last.
-    await queue(tg, "reply:telegram", 40, 1_000)
-    await queue(tg, "notify:approval", 40, 2_000)
-    await queue(tg, "remind", 40, 3_000)
-    digests = set(await queue(tg, "digest", 5, 4_000))
+    await tg.queue("reply:telegram", 40, 1_000)
+    await tg.queue("notify:approval", 40, 2_000)
+    await tg.queue("remind", 40, 3_000)
+    digests = set(await tg.queue("digest", 5, 4_000))
 
     assert await tg.runtime.sender.drain_once() > 0  # one batch
     first_batch = {sent.chat_id for sent in tg.fake.messages}

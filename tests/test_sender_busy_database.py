@@ -13,9 +13,7 @@ from sqlmodel import col, select
 from bot.core.config import Settings
 from bot.core.db import Database
 from bot.core.framework import Framework
-from bot.core.messages import Outgoing
 from bot.core.models import Outbox, OutboxStatus
-from bot.core.services.outbox import Queued, enqueue_many
 from tests.helpers.telegram_harness import Harness, harness
 
 
@@ -26,33 +24,23 @@ async def tg(settings: Settings, db: Database, framework: Framework) -> AsyncIte
         yield h
 
 
-async def queue(tg: Harness, count: int, first_chat: int) -> list[int]:
-    chats = [first_chat + n for n in range(count)]
-    for chat in chats:
-        tg.fake.user(chat)
+async def rows_of(tg: Harness, chats: list[int]) -> list[tuple[str, int]]:
+    """(status, attempts) of the messages to `chats`."""
     async with tg.db.session() as session:
-        await enqueue_many(
-            session,
-            [
-                Queued("telegram", str(chat), Outgoing(text=f"busy {chat}"), f"busy:{chat}")
-                for chat in chats
-            ],
+        return list(
+            (
+                await session.exec(
+                    select(Outbox.status, Outbox.attempts).where(
+                        col(Outbox.external_id).in_([str(chat) for chat in chats])
+                    )
+                )
+            ).all()
         )
-        await session.commit()
-    return chats
 
 
 async def statuses(tg: Harness, chats: list[int]) -> dict[str, int]:
-    async with tg.db.session() as session:
-        rows = (
-            await session.exec(
-                select(Outbox.status, Outbox.attempts).where(
-                    col(Outbox.external_id).in_([str(chat) for chat in chats])
-                )
-            )
-        ).all()
     found: dict[str, int] = {}
-    for status, _attempts in rows:
+    for status, _attempts in await rows_of(tg, chats):
         found[str(status)] = found.get(str(status), 0) + 1
     return found
 
@@ -70,7 +58,7 @@ async def test_a_batch_goes_out_while_its_marks_wait_for_the_writer(tg: Harness)
     if not tg.db.is_sqlite:
         pytest.skip("the writer turn exists on SQLite only (PostgreSQL has many writers)")
     sender = tg.runtime.sender
-    chats = await queue(tg, 24, 9_100_000)  # one lane: a batch of 30 keeps 6 for the others
+    chats = await tg.queue("busy", 24, 9_100_000)  # one lane: a batch of 30 keeps 6 for the others
     rows = await sender._claim()
     assert len(rows) == 24
     async with tg.db.writer():  # another writer's transaction (a sweep's batch) holds it
@@ -89,7 +77,7 @@ async def test_a_batch_goes_out_while_its_marks_wait_for_the_writer(tg: Harness)
 async def test_the_running_sender_sends_every_row_once_claiming_ahead(tg: Harness) -> None:
     sender = tg.runtime.sender
     sender.claim_size = 10
-    chats = await queue(tg, 95, 9_200_000)
+    chats = await tg.queue("busy", 95, 9_200_000)
     task = asyncio.create_task(sender.run(idle_poll=0.05))
     try:
         for _ in range(400):  # bounded: 20 s
@@ -106,7 +94,7 @@ async def test_the_running_sender_sends_every_row_once_claiming_ahead(tg: Harnes
 async def test_stopping_gives_a_batch_claimed_ahead_back_to_the_queue(tg: Harness) -> None:
     sender = tg.runtime.sender
     sender.claim_size = 10
-    chats = await queue(tg, 20, 9_300_000)  # two batches
+    chats = await tg.queue("busy", 20, 9_300_000)  # two batches
     claims: list[list[int]] = []
     claim, send_batch = sender._claim, sender._send_batch
 
@@ -128,12 +116,5 @@ async def test_stopping_gives_a_batch_claimed_ahead_back_to_the_queue(tg: Harnes
     assert not set(first) & set(ahead) and set(first + ahead) <= set(chats)
     assert await statuses(tg, first) == {"sent": len(first)}
     assert sends_to(tg, ahead) == [], "nothing of the batch claimed ahead was sent"
-    async with tg.db.session() as session:
-        rows = (
-            await session.exec(
-                select(Outbox.status, Outbox.attempts).where(
-                    col(Outbox.external_id).in_([str(chat) for chat in ahead])
-                )
-            )
-        ).all()
+    rows = await rows_of(tg, ahead)
     assert sorted(rows) == [(OutboxStatus.pending, 0)] * len(ahead), "back in the queue, untried"

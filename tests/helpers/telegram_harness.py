@@ -21,12 +21,14 @@ from bot.core.config import Settings
 from bot.core.context import AppContext
 from bot.core.db import Database
 from bot.core.framework import Framework
+from bot.core.messages import Outgoing
 from bot.core.models import (
     ChannelIdentity,
     Unit,
     User,
 )
 from bot.core.services.framework_sync import sync_task_definitions
+from bot.core.services.outbox import Queued, enqueue_many
 from bot.core.units import import_units_csv
 from scheduler.planner import plan
 from tests.helpers.fake_telegram import FakeTelegram
@@ -119,6 +121,25 @@ class Harness:
 
     async def count(self, model, *where) -> int:  # noqa: ANN001
         return await count(self.db, model, *where)
+
+    async def queue(self, prefix: str, how_many: int, first_chat: int) -> list[int]:
+        """`how_many` messages queued to as many new chats from `first_chat` on, each with the
+        idempotency key `prefix:chat` (its lane follows the prefix) and the text `prefix chat`."""
+        chats = [first_chat + n for n in range(how_many)]
+        for chat in chats:
+            self.fake.user(chat)
+        async with self.db.session() as session:
+            await enqueue_many(
+                session,
+                [
+                    Queued(
+                        "telegram", str(chat), Outgoing(text=f"{prefix} {chat}"), f"{prefix}:{chat}"
+                    )
+                    for chat in chats
+                ],
+            )
+            await session.commit()
+        return chats
 
 
 @asynccontextmanager
