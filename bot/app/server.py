@@ -143,8 +143,7 @@ async def stop_runtime(runtime: Runtime, tasks: list[asyncio.Task]) -> None:
         await asyncio.wait(sender, timeout=STOP_SECONDS)
     for channel in runtime.channels.values():
         with contextlib.suppress(Exception):
-            await channel.stop()  # waits for the inbox to be idle, which may wake its worker …
-    await runtime.dispatcher.inbox.stop()  # … so it is stopped once more, for good
+            await channel.stop()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

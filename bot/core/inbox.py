@@ -157,6 +157,7 @@ class Inbox:
         self._failures: dict[int, int] = {}  # row id → failed attempts, the database answering
         self._recorded = 0  # updates written so far by this process …
         self._caught_up = -1  # … and how many of them the worker had when it found none left
+        self._stopped = False  # `stop` was called (and `start` not since)
 
     def register(self, channel: str, hooks: ChannelHooks) -> None:
         self._channels[channel] = hooks
@@ -215,11 +216,13 @@ class Inbox:
 
     def start(self) -> None:
         """Start the worker (it first handles what an earlier run left recorded)."""
+        self._stopped = False
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="inbox-worker")
 
     async def stop(self) -> None:
         """Stop after the update in hand; what is left stays recorded for the next start."""
+        self._stopped = True  # `idle` no longer wakes the worker (a channel's stop waits on it)
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
@@ -230,9 +233,10 @@ class Inbox:
             self._worker = None
 
     async def idle(self) -> None:
-        """Wait until every update recorded so far by this process has been handled."""
-        while True:
-            flushing = self._waiting or (self._flusher is not None and not self._flusher.done())
+        """Wait until every update recorded so far by this process has been handled (once
+        stopped: at once, what is left waits for the next start)."""
+        while not self._stopped:
+            flushing = self._webhooks_wait()
             if not flushing and self._caught_up >= self._recorded:
                 return
             if not flushing:
@@ -368,9 +372,9 @@ class Inbox:
             self._after_handled(handling)
         return len(items)
 
-    def _after_handled(self, incoming: Incoming | None) -> None:
-        hooks = self._channels.get(incoming.channel) if incoming is not None else None
-        if incoming is not None and hooks is not None and hooks.after_handled is not None:
+    def _after_handled(self, incoming: Incoming) -> None:
+        hooks = self._channels.get(incoming.channel)
+        if hooks is not None and hooks.after_handled is not None:
             hooks.after_handled(incoming)
 
     def _fresh(self, item: Recorded) -> Incoming:
